@@ -1,0 +1,40 @@
+# Every target installs first if needed, so each works as the first command on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint demo schemas bench bench-quick clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check reconciler tests bench
+	$(BIN)/ruff format --check reconciler tests bench
+	$(BIN)/mypy reconciler
+	$(BIN)/lint-imports
+
+demo: $(STAMP)
+	$(BIN)/reconciler validate examples/quickstart
+	$(BIN)/reconciler graph examples/quickstart
+
+schemas: $(STAMP)
+	$(BIN)/reconciler schema --out specs
+
+bench: $(STAMP)
+	$(BIN)/python bench/load.py --documents 10000 --files 500
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/load.py --documents 1000 --files 50
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

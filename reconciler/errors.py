@@ -1,0 +1,97 @@
+"""The one exception hierarchy of reconciler.
+
+Rule: every module raises only these (or lets programming errors surface as they are);
+the command line maps them to exit codes and never shows a traceback for them.
+
+    ReconcilerError                 base of everything a user can cause or meet
+    ├── InputError                  invalid manifests, configuration or arguments; exit 3;
+    │                               raised before any platform is contacted; carries
+    │                               every Problem found, not only the first
+    └── OperationalError            the platforms or the machine misbehaved; exit 1
+        ├── RetryableError          may succeed if tried again: timeouts, connection
+        │                           resets, 429, 5xx, a lock held by a live holder
+        └── PermanentError          will fail again the same way: refused, conflict,
+                                    not found, a platform's validation error
+
+`retryable` is a class attribute so that callers (the executor's retry policy) can ask
+any exception without importing the concrete classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with the input, at a place a user can open in an editor.
+
+    Ordered by file, then line, then column, so reports read top to bottom.
+    `line` and `column` are 1-based; 0 means "the whole file".
+    """
+
+    file: str
+    line: int = 0
+    column: int = 0
+    message: str = field(default="", compare=True)
+    hint: str | None = field(default=None, compare=False)
+
+    def location(self) -> str:
+        if self.line <= 0:
+            return self.file
+        return f"{self.file}:{self.line}:{self.column or 1}"
+
+    def format(self) -> str:
+        text = f"{self.location()}: {self.message}"
+        if self.hint:
+            text += f"\n    fix: {self.hint}"
+        return text
+
+    @staticmethod
+    def at(
+        file: Path | str, line: int, column: int, message: str, hint: str | None = None
+    ) -> Problem:
+        return Problem(str(file), line, column, message, hint)
+
+
+class ReconcilerError(Exception):
+    """Base of every error reconciler raises on purpose."""
+
+    exit_code: int = 1
+    retryable: bool = False
+
+
+class InputError(ReconcilerError):
+    """The input is wrong; nothing was contacted. Holds every problem found, sorted."""
+
+    exit_code = 3
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(sorted(set(problems)))
+        count = len(self.problems)
+        super().__init__(
+            f"{count} problem{'s' if count != 1 else ''} in the input"
+            + ("" if not count else ":\n" + "\n".join(p.format() for p in self.problems))
+        )
+
+
+class OperationalError(ReconcilerError):
+    """Something outside the input failed: a platform, the network, the state store."""
+
+    exit_code = 1
+
+
+class RetryableError(OperationalError):
+    """Worth trying again, after a pause: the same call may well succeed."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(OperationalError):
+    """Trying again would fail the same way."""

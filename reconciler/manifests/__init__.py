@@ -1,0 +1,24 @@
+"""Layer 1: manifest files to typed resources.
+
+Rule: imports only `reconciler.errors` and libraries; no I/O beyond reading the files it
+is given (manifests, reconciler.yaml, package folders, `${file:...}` values). Nothing
+here knows about platforms' APIs, state or the command line.
+"""
+
+from reconciler.manifests.config import Settings
+from reconciler.manifests.loader import LoadOptions, Manifests, load, select_matches
+from reconciler.manifests.resources import Origin, Reference, Resource, ResourceId
+from reconciler.manifests.values import Sensitive
+
+__all__ = [
+    "LoadOptions",
+    "Manifests",
+    "Origin",
+    "Reference",
+    "Resource",
+    "ResourceId",
+    "Sensitive",
+    "Settings",
+    "load",
+    "select_matches",
+]

@@ -1,0 +1,148 @@
+"""`reconciler.yaml`: targets, state, pruning, manifest globs and profiles.
+
+A profile is resolved on the raw data before validation: its ancestors (`extends`, in
+order, each once, parents before children) then itself deep-merge their `targets` onto
+the top-level ones, add their `patches` in order, and the nearest `select`, `prune` and
+`state` win. Without the file, every target is the embedded sandbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from reconciler.manifests.model import Model, Value
+
+CONFIG_FILE = "reconciler.yaml"
+DEFAULT_STATE = "sqlite:///.reconciler/state.db"
+EMBEDDED = "embedded"
+
+
+class PachydermAuth(Model):
+    token: Value | None = None
+    """Sent as the `authn-token` header; normally ${env:PACHYDERM_TOKEN}."""
+
+
+class InsightsAuth(Model):
+    client_id: Value | None = None
+    client_secret: Value | None = None
+    realm: str = "insights"
+    token_url: str | None = None
+    """Default: <url>/auth/realms/<realm>/protocol/openid-connect/token."""
+
+
+class _Target(Model):
+    url: str = EMBEDDED
+    """`embedded` (the in-process sandbox) or the platform's https:// address."""
+    ca_bundle: str | None = None
+    verify_tls: bool = True
+    timeout: float = 30.0
+
+
+class InsightsTarget(_Target):
+    provider: Literal["insights"]
+    auth: InsightsAuth = Field(default_factory=InsightsAuth)
+
+
+class PachydermTarget(_Target):
+    provider: Literal["pachyderm"]
+    auth: PachydermAuth = Field(default_factory=PachydermAuth)
+
+
+Target = Annotated[InsightsTarget | PachydermTarget, Field(discriminator="provider")]
+
+
+class Match(Model):
+    api_version: str | None = None
+    kind: str | None = None
+    name: str | None = None
+    """A glob: `edges-*`."""
+    target: str | None = None
+    project: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    def matches(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        target: str,
+        project: str | None,
+        labels: dict[str, str],
+    ) -> bool:
+        return (
+            (self.api_version is None or self.api_version == api_version)
+            and (self.kind is None or self.kind == kind)
+            and (self.name is None or fnmatchcase(name, self.name))
+            and (self.target is None or self.target == target)
+            and (self.project is None or self.project == project)
+            and all(labels.get(k) == v for k, v in self.labels.items())
+        )
+
+
+class PatchRule(Model):
+    match: Match = Field(default_factory=Match)
+    patch: dict[str, Any]
+    """Merged onto each matching manifest (see reconciler.manifests.merge)."""
+
+
+class Profile(Model):
+    extends: list[str] = Field(default_factory=list)
+    targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Merged onto the top-level targets: `{insights: {url: https://...}}`."""
+    select: list[str] | None = None
+    patches: list[PatchRule] = Field(default_factory=list)
+    prune: bool | None = None
+    state: str | None = None
+
+
+def _default_targets() -> dict[str, InsightsTarget | PachydermTarget]:
+    return {
+        "insights": InsightsTarget(provider="insights"),
+        "pachyderm": PachydermTarget(provider="pachyderm"),
+    }
+
+
+class Config(Model):
+    manifests: list[str] = Field(default_factory=lambda: ["."])
+    """Folders (searched for *.yaml and *.yml) or globs, relative to this file."""
+    state: str = DEFAULT_STATE
+    prune: bool = False
+    targets: dict[str, Target] = Field(default_factory=_default_targets)
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The configuration in force for one run: the file, with a profile applied."""
+
+    manifests: tuple[str, ...]
+    state: str
+    prune: bool
+    targets: dict[str, InsightsTarget | PachydermTarget]
+    select: tuple[str, ...]
+    patches: tuple[PatchRule, ...]
+    profile: str | None
+
+
+def profile_chain(profiles: dict[str, Profile], name: str) -> list[str] | list[list[str]]:
+    """Ancestors first, `name` last; or, when `extends` loops, the list of cycles found."""
+    order: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(current: str, trail: list[str]) -> None:
+        if current in trail:
+            cycles.append([*trail[trail.index(current) :], current])
+            return
+        if current in order:
+            return
+        for parent in profiles[current].extends:
+            if parent in profiles:
+                visit(parent, [*trail, current])
+        order.append(current)
+
+    visit(name, [])
+    return cycles if cycles else order

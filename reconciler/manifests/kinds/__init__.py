@@ -1,0 +1,170 @@
+"""The registry of manifest kinds: what each is, where it lives, and what it refers to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import cast
+
+from pydantic import TypeAdapter, ValidationError
+
+from reconciler.manifests.kinds.insights import DeploymentSpec, PackageSpec
+from reconciler.manifests.kinds.pachyderm import (
+    DEFAULT_PROJECT,
+    RESERVED_PIPELINE_FIELDS,
+    PipelineSpec,
+    ProjectSpec,
+    RepoSpec,
+    SecretSpec,
+)
+from reconciler.manifests.model import InsightsName, KubernetesName, Model, PachydermName
+from reconciler.manifests.resources import PathKey, Reference
+
+ReferenceFinder = Callable[[Model, str | None, str], Iterator[Reference]]
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    api_version: str
+    kind: str
+    provider: str
+    spec_model: type[Model]
+    scoped: bool
+    """Has a project (pachyderm kinds below Project)."""
+    name_adapter: TypeAdapter[str]
+    references: ReferenceFinder
+    reserved: Mapping[str, str] = field(default_factory=dict)
+    spec_required: bool = True
+
+    def check_name(self, name: str) -> str | None:
+        """The reason `name` is not a valid name for this kind, or None."""
+        try:
+            self.name_adapter.validate_python(name)
+        except ValidationError as exc:
+            return str(exc.errors()[0]["msg"])
+        return None
+
+
+def _no_references(spec: Model, project: str | None, name: str) -> Iterator[Reference]:
+    return iter(())
+
+
+def _project_reference(project: str | None) -> Iterator[Reference]:
+    if project and project != DEFAULT_PROJECT:
+        yield Reference(
+            ("Project",),
+            project,
+            ("metadata", "project"),
+            "project",
+            hint=f"add a pachyderm/v1 Project manifest named '{project}' (an existing project"
+            " is adopted), or leave metadata.project out to use 'default'",
+        )
+
+
+def _repo_references(spec: Model, project: str | None, name: str) -> Iterator[Reference]:
+    yield from _project_reference(project)
+
+
+def _pipeline_references(spec: Model, project: str | None, name: str) -> Iterator[Reference]:
+    pipeline = cast(PipelineSpec, spec)
+    yield from _project_reference(project)
+    if pipeline.input is not None:
+        for path, pfs in pipeline.input.pfs_inputs():
+            if pfs.repo is None:
+                continue
+            repo_project = pfs.project or project or DEFAULT_PROJECT
+            where: PathKey = ("spec", "input", *path, "repo")
+            yield Reference(
+                ("Repo", "Pipeline"),
+                f"{repo_project}/{pfs.repo}",
+                where,
+                "pfs input",
+                hint=f"add a pachyderm/v1 Repo manifest named '{pfs.repo}' in project"
+                f" '{repo_project}' (an existing repo is adopted), or fix the repo name",
+            )
+    for path, secret in pipeline.secret_names():
+        yield Reference(("Secret",), secret, ("spec", *path), "secret", required=False)
+
+
+def _deployment_references(spec: Model, project: str | None, name: str) -> Iterator[Reference]:
+    deployment = cast(DeploymentSpec, spec)
+    yield Reference(
+        ("Package",),
+        deployment.package,
+        ("spec", "package"),
+        "package",
+        hint=f"add an insights/v1 Package manifest named '{deployment.package}', or fix the name",
+    )
+
+
+_PACHYDERM_NAME = TypeAdapter(PachydermName)
+_INSIGHTS_NAME = TypeAdapter(InsightsName)
+_KUBERNETES_NAME = TypeAdapter(KubernetesName)
+
+KINDS: dict[tuple[str, str], KindInfo] = {
+    (info.api_version, info.kind): info
+    for info in (
+        KindInfo(
+            "insights/v1", "Package", "insights", PackageSpec, False, _INSIGHTS_NAME, _no_references
+        ),
+        KindInfo(
+            "insights/v1",
+            "Deployment",
+            "insights",
+            DeploymentSpec,
+            False,
+            _INSIGHTS_NAME,
+            _deployment_references,
+        ),
+        KindInfo(
+            "pachyderm/v1",
+            "Project",
+            "pachyderm",
+            ProjectSpec,
+            False,
+            _PACHYDERM_NAME,
+            _no_references,
+            spec_required=False,
+        ),
+        KindInfo(
+            "pachyderm/v1",
+            "Repo",
+            "pachyderm",
+            RepoSpec,
+            True,
+            _PACHYDERM_NAME,
+            _repo_references,
+            spec_required=False,
+        ),
+        KindInfo(
+            "pachyderm/v1",
+            "Pipeline",
+            "pachyderm",
+            PipelineSpec,
+            True,
+            _PACHYDERM_NAME,
+            _pipeline_references,
+            RESERVED_PIPELINE_FIELDS,
+        ),
+        KindInfo(
+            "pachyderm/v1",
+            "Secret",
+            "pachyderm",
+            SecretSpec,
+            False,
+            _KUBERNETES_NAME,
+            _no_references,
+        ),
+    )
+}
+
+API_VERSIONS = sorted({api for api, _ in KINDS})
+PROVIDERS = sorted({info.provider for info in KINDS.values()})
+
+
+def kinds_of(api_version: str) -> list[str]:
+    return sorted(kind for api, kind in KINDS if api == api_version)
+
+
+def find(kind: str) -> list[KindInfo]:
+    return [info for (_, k), info in KINDS.items() if k == kind]

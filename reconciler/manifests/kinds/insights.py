@@ -1,0 +1,65 @@
+"""kdb Insights kinds: Package (a package folder or a prebuilt .kxi) and Deployment."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from reconciler.manifests.model import InsightsName, Model, Value
+
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]*\Z")
+
+
+def _version(value: str) -> str:
+    if not _VERSION.match(value):
+        raise PydanticCustomError(
+            "package_version",
+            "'{value}' is not a package version such as '1.0.0' or '2.1.0rc1'",
+            {"value": value},
+        )
+    return value
+
+
+Version = Annotated[str, AfterValidator(_version)]
+
+ComponentType = Literal["pipeline", "database", "view", "udf", "workload", "router"]
+
+
+class PackageSpec(Model):
+    version: Version
+    source: str | None = None
+    """A package folder (with manifest.yaml), relative to this manifest file."""
+    artifact: str | None = None
+    """A prebuilt .kxi archive, relative to this manifest file."""
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> PackageSpec:
+        if (self.source is None) == (self.artifact is None):
+            raise PydanticCustomError(
+                "package_origin",
+                "a Package needs exactly one of 'source' (a package folder) and"
+                " 'artifact' (a prebuilt .kxi)",
+            )
+        return self
+
+
+class Component(Model):
+    type: ComponentType
+    name: str
+
+
+class DeploymentSpec(Model):
+    package: InsightsName
+    """The name of a Package manifest on the same target."""
+    version: Version | None = None
+    """Default: the version of that Package manifest."""
+    components: list[Component] | None = None
+    """Deploy only these components; default: all of the package."""
+    env: dict[str, dict[str, Value]] = Field(default_factory=dict)
+    """Per component name: environment variables."""
+    update_strategy: Literal["redeploy", "hotload"] = "redeploy"
+    cleanup_on_delete: bool = False
+    """Also delete persisted data when the deployment is deleted."""

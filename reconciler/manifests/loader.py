@@ -1,0 +1,693 @@
+"""A manifests folder (or file) to typed resources, or every problem in it.
+
+Order of work: the configuration and profile; every manifest file read into documents;
+package source folders found and their files set aside (package content, not
+manifests); each document checked as an envelope, its variables resolved, the
+profile's patches applied, its spec validated by its kind's model; package sources
+checked; duplicate ids found. Problems from every step are collected and raised
+together as one InputError. References between resources are checked by
+`reconciler.graph`, which needs them all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.errors import InputError
+from reconciler.manifests import kinds
+from reconciler.manifests.config import (
+    CONFIG_FILE,
+    Config,
+    Profile,
+    Settings,
+    Target,
+    profile_chain,
+)
+from reconciler.manifests.documents import Document, read_documents
+from reconciler.manifests.kinds.pachyderm import DEFAULT_PROJECT
+from reconciler.manifests.merge import merge
+from reconciler.manifests.reporting import Reporter, did_you_mean, suggest
+from reconciler.manifests.resources import Metadata, Origin, Resource, ResourceId
+from reconciler.manifests.values import Resolver, resolve_tree
+
+ENVELOPE_FIELDS = ("apiVersion", "kind", "metadata", "spec")
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Manifests:
+    """Everything one run was asked to manage."""
+
+    root: Path
+    config_file: Path | None
+    settings: Settings
+    resources: tuple[Resource, ...]
+    files: tuple[str, ...]
+    package_sources: Mapping[ResourceId, Path]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    profile: str | None = None
+    env: Mapping[str, str] | None = None
+    resolve_variables: bool = True
+
+
+def load(path: Path, options: LoadOptions | None = None) -> Manifests:
+    """Load and validate; raises InputError with every problem found."""
+    options = options or LoadOptions()
+    report = Reporter()
+    path = Path(path)
+    if not path.exists():
+        report.file(str(path), "no such file or folder", "check the path given to reconciler")
+        raise InputError(report.problems)
+    root = path if path.is_dir() else path.parent
+    config_path = root / CONFIG_FILE
+    config_file = config_path if config_path.is_file() else None
+    settings = load_settings(root, config_file, options, report)
+    if settings is None:
+        raise InputError(report.problems)
+    files = [path] if path.is_file() else discover(root, settings.manifests)
+
+    parsed: list[tuple[Path, str, list[Document] | InputError]] = []
+    for file in files:
+        display = _display(file, root)
+        try:
+            parsed.append((file, display, read_documents(file, display)))
+        except InputError as exc:
+            parsed.append((file, display, exc))
+
+    sources = _package_source_dirs(parsed)
+    builder = _Builder(root, settings, options, report)
+    used_files: list[str] = []
+    for file, display, result in parsed:
+        if path.is_dir() and any(_inside(file.resolve(), src) for src in sources):
+            continue
+        used_files.append(display)
+        if isinstance(result, InputError):
+            report.problems.extend(result.problems)
+            continue
+        for document in result:
+            builder.document(file, document)
+
+    builder.check_duplicates()
+    if report.problems:
+        raise InputError(report.problems)
+    return Manifests(
+        root=root,
+        config_file=config_file,
+        settings=settings,
+        resources=tuple(builder.resources),
+        files=tuple(used_files),
+        package_sources=builder.package_sources,
+    )
+
+
+def _display(file: Path, root: Path) -> str:
+    try:
+        return str(file.relative_to(Path.cwd()))
+    except ValueError:
+        try:
+            return str(file.relative_to(root))
+        except ValueError:
+            return str(file)
+
+
+def discover(root: Path, patterns: tuple[str, ...] | list[str]) -> list[Path]:
+    """Manifest files below `root`: folders searched for YAML, or globs; hidden folders skipped."""
+    found: set[Path] = set()
+    for pattern in patterns:
+        candidate = root / pattern
+        if any(ch in pattern for ch in "*?["):
+            for match in root.glob(pattern):
+                if match.is_file() and not _hidden(match.relative_to(root)):
+                    found.add(match)
+        elif candidate.is_file():
+            found.add(candidate)
+        elif candidate.is_dir():
+            for folder, dirs, names in os.walk(candidate):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in names:
+                    if name.endswith(MANIFEST_SUFFIXES) and not name.startswith("."):
+                        found.add(Path(folder) / name)
+    config = root / CONFIG_FILE
+    return sorted(f for f in found if f != config)
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") and part not in (".", "..") for part in relative.parts)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _package_source_dirs(parsed: list[tuple[Path, str, list[Document] | InputError]]) -> list[Path]:
+    """Folders that Package manifests name as `source`: their files are not manifests."""
+    sources: list[Path] = []
+    for file, _, result in parsed:
+        if isinstance(result, InputError):
+            continue
+        for document in result:
+            data = document.data
+            if (
+                isinstance(data, dict)
+                and data.get("kind") == "Package"
+                and isinstance(data.get("spec"), dict)
+                and isinstance(data["spec"].get("source"), str)
+            ):
+                sources.append((file.parent / data["spec"]["source"]).resolve())
+    return sources
+
+
+# --- configuration -------------------------------------------------------------------
+
+
+def load_settings(
+    root: Path, config_file: Path | None, options: LoadOptions, report: Reporter
+) -> Settings | None:
+    if config_file is None:
+        config = Config()
+        raw: dict[str, Any] = {}
+        display = CONFIG_FILE
+    else:
+        display = _display(config_file, root)
+        try:
+            documents = read_documents(config_file, display)
+        except InputError as exc:
+            report.problems.extend(exc.problems)
+            return None
+        if len(documents) != 1 or not isinstance(documents[0].data, dict):
+            report.file(
+                display, "reconciler.yaml must hold one mapping", "see README: Configuration"
+            )
+            return None
+        raw = documents[0].data
+        resolver = Resolver(base=root, env=options.env, defer=True)
+        for path, exc in resolve_tree(raw, resolver):
+            report.at(display, config_file, 0, path, exc.message, exc.hint)
+        try:
+            config = Config.model_validate(raw)
+        except ValidationError as exc:
+            report.validation(display, config_file, 0, (), Config, raw, exc)
+            return None
+
+    if options.profile is None:
+        return Settings(
+            manifests=tuple(config.manifests),
+            state=config.state,
+            prune=config.prune,
+            targets=dict(config.targets),
+            select=(),
+            patches=(),
+            profile=None,
+        )
+    return _apply_profile(config, raw, options.profile, display, config_file, report)
+
+
+def _apply_profile(
+    config: Config,
+    raw: dict[str, Any],
+    name: str,
+    display: str,
+    config_file: Path | None,
+    report: Reporter,
+) -> Settings | None:
+    profiles = config.profiles
+    if name not in profiles:
+        known = ", ".join(sorted(profiles)) or "none are defined"
+        report.file(
+            display,
+            f"no profile named '{name}'{did_you_mean(name, profiles)}",
+            f"profiles in {CONFIG_FILE}: {known}",
+        )
+        return None
+    real = config_file or Path(display)
+    for profile_name, profile in profiles.items():
+        for index, parent in enumerate(profile.extends):
+            if parent not in profiles:
+                report.at(
+                    display,
+                    real,
+                    0,
+                    ("profiles", profile_name, "extends", index),
+                    f"profile '{profile_name}' extends '{parent}', which is not defined"
+                    f"{did_you_mean(parent, profiles)}",
+                )
+    chain = profile_chain(profiles, name)
+    if chain and isinstance(chain[0], list):
+        for cycle in chain:
+            assert isinstance(cycle, list)
+            report.at(
+                display,
+                real,
+                0,
+                ("profiles", cycle[0], "extends"),
+                f"profiles extend each other in a cycle: {' -> '.join(cycle)}",
+                "remove one of the 'extends' entries of this cycle",
+            )
+        return None
+    if report.problems:
+        return None
+    order: list[Profile] = [profiles[p] for p in chain if isinstance(p, str)]
+    targets_raw: dict[str, Any] = raw.get("targets") or {
+        key: target.model_dump(mode="json", by_alias=True, context={"expressions": True})
+        for key, target in config.targets.items()
+    }
+    select: list[str] | None = None
+    prune, state = config.prune, config.state
+    patches = []
+    for profile in order:
+        targets_raw = merge(targets_raw, profile.targets)
+        if profile.select is not None:
+            select = profile.select
+        if profile.prune is not None:
+            prune = profile.prune
+        if profile.state is not None:
+            state = profile.state
+        patches.extend(profile.patches)
+    try:
+        targets: dict[str, Target] = Config.model_validate({"targets": targets_raw}).targets
+    except ValidationError as exc:
+        report.validation(
+            display,
+            real,
+            0,
+            ("profiles", name),
+            None,
+            {"targets": targets_raw},
+            exc,
+            note=f" (with profile '{name}')",
+        )
+        return None
+    return Settings(
+        manifests=tuple(config.manifests),
+        state=state,
+        prune=prune,
+        targets=dict(targets),
+        select=tuple(select or ()),
+        patches=tuple(patches),
+        profile=name,
+    )
+
+
+# --- documents to resources ----------------------------------------------------------
+
+
+class _Builder:
+    def __init__(
+        self, root: Path, settings: Settings, options: LoadOptions, report: Reporter
+    ) -> None:
+        self.root = root.resolve()
+        self.settings = settings
+        self.options = options
+        self.report = report
+        self.resources: list[Resource] = []
+        self.package_sources: dict[ResourceId, Path] = {}
+
+    def document(self, file: Path, document: Document) -> None:
+        display, index, data = document.file, document.index, document.data
+
+        def problem(
+            path: tuple[str | int, ...], message: str, hint: str | None = None, *, key: bool = False
+        ) -> None:
+            self.report.at(
+                display, file, index, path, message, hint, key=key, fallback_line=document.line
+            )
+
+        if not isinstance(data, dict):
+            what = "a list" if isinstance(data, list) else "a single value"
+            problem(
+                (),
+                f"a manifest must be a mapping (apiVersion, kind, metadata, spec), not {what}",
+                "write one resource per document, separated by '---'",
+            )
+            return
+        if not self._envelope(data, problem):
+            return
+        api_version, kind = data["apiVersion"], data["kind"]
+        info = kinds.KINDS[(api_version, kind)]
+
+        resolver = Resolver(
+            base=file.parent, env=self.options.env, check_only=not self.options.resolve_variables
+        )
+        failed = False
+        for path, exc in resolve_tree(data, resolver):
+            problem(path, exc.message, exc.hint)
+            failed = True
+        if failed:
+            return
+
+        metadata_raw = data.get("metadata")
+        note = ""
+        if self.settings.patches and isinstance(metadata_raw, dict):
+            data, applied = self._patch(data, info)
+            if applied:
+                note = f" (after the patches of profile '{self.settings.profile}')"
+            metadata_raw = data.get("metadata")
+
+        try:
+            metadata = Metadata.model_validate(metadata_raw)
+        except ValidationError as exc:
+            self.report.validation(
+                display,
+                file,
+                index,
+                ("metadata",),
+                Metadata,
+                metadata_raw,
+                exc,
+                fallback_line=document.line,
+                note=note,
+            )
+            return
+
+        spec_raw = data.get("spec")
+        if spec_raw is None and not info.spec_required:
+            spec_raw = {}
+        for field, why in info.reserved.items():
+            if isinstance(spec_raw, dict) and field in spec_raw:
+                problem(
+                    ("spec", field),
+                    f"spec.{field} cannot be set in a manifest: {why}",
+                    f"remove spec.{field}",
+                    key=True,
+                )
+                return
+        try:
+            spec = info.spec_model.model_validate(spec_raw)
+        except ValidationError as exc:
+            self.report.validation(
+                display,
+                file,
+                index,
+                ("spec",),
+                info.spec_model,
+                spec_raw,
+                exc,
+                fallback_line=document.line,
+                note=note,
+            )
+            return
+
+        ok = True
+        reason = info.check_name(metadata.name)
+        if reason:
+            problem(("metadata", "name"), f"metadata.name: {reason}")
+            ok = False
+        project: str | None = None
+        if info.scoped:
+            project = metadata.project or DEFAULT_PROJECT
+            reason = kinds.KINDS[("pachyderm/v1", "Project")].check_name(project)
+            if reason:
+                problem(("metadata", "project"), f"metadata.project: {reason}")
+                ok = False
+        elif metadata.project is not None:
+            problem(
+                ("metadata", "project"),
+                f"metadata.project does not apply to a {kind}",
+                f"remove metadata.project: a {kind} is not inside a Pachyderm project",
+                key=True,
+            )
+            ok = False
+        target = metadata.target or info.provider
+        target_config = self.settings.targets.get(target)
+        if target_config is None:
+            where = ("metadata", "target") if metadata.target else ("kind",)
+            problem(
+                where,
+                f"no target named '{target}'{did_you_mean(target, self.settings.targets)}",
+                f"add a target '{target}' with provider '{info.provider}' to {CONFIG_FILE}"
+                + ("" if metadata.target else ", or set metadata.target"),
+            )
+            ok = False
+        elif target_config.provider != info.provider:
+            problem(
+                ("metadata", "target") if metadata.target else ("kind",),
+                f"target '{target}' is a {target_config.provider} target; a {kind} needs a"
+                f" {info.provider} target",
+                "set metadata.target to a target of the right provider",
+            )
+            ok = False
+        for position, entry in enumerate(metadata.depends_on):
+            parsed = ResourceId.parse(entry, default_target=self._default_target(entry))
+            if parsed is None:
+                problem(
+                    ("metadata", "dependsOn", position),
+                    f"'{entry}' is not a resource id",
+                    "write <target>:<Kind>/<name>, e.g. pachyderm:Repo/vision/images",
+                )
+                ok = False
+        if not ok:
+            return
+
+        name = f"{project}/{metadata.name}" if info.scoped else metadata.name
+        origin = Origin(display, file, index, document.line)
+        references = tuple(info.references(spec, project, metadata.name))
+        resource = Resource(
+            ResourceId(target, kind, name), api_version, metadata, spec, origin, project, references
+        )
+        if kind == "Package":
+            self._check_package(resource, file, problem)
+        self.resources.append(resource)
+
+    def _default_target(self, entry: str) -> str | None:
+        kind = entry.split(":", 1)[-1].split("/", 1)[0]
+        infos = kinds.find(kind)
+        return infos[0].provider if infos else None
+
+    def _envelope(self, data: dict[str, Any], problem: Any) -> bool:
+        ok = True
+        for key in data:
+            if key not in ENVELOPE_FIELDS:
+                problem(
+                    (key,),
+                    f"unknown top-level field '{key}'{did_you_mean(str(key), ENVELOPE_FIELDS)}",
+                    "a manifest has apiVersion, kind, metadata and spec; kind-specific fields go under spec",
+                    key=True,
+                )
+                ok = False
+        api_version, kind = data.get("apiVersion"), data.get("kind")
+        if api_version is None and kind is None:
+            hint = "start the document with apiVersion and kind, e.g. apiVersion: pachyderm/v1, kind: Pipeline"
+            if "pipeline" in data and "transform" in data:
+                hint = (
+                    "this is a bare Pachyderm pipeline spec: wrap it as apiVersion: pachyderm/v1,"
+                    " kind: Pipeline, metadata: {name: ...}, spec: {the spec without 'pipeline'}"
+                )
+            problem((), "not a manifest: apiVersion and kind are missing", hint)
+            return False
+        if not isinstance(api_version, str):
+            problem(
+                ("apiVersion",) if "apiVersion" in data else (),
+                "apiVersion is missing or not text",
+                f"use one of: {', '.join(kinds.API_VERSIONS)}",
+            )
+            return False
+        if api_version not in kinds.API_VERSIONS:
+            problem(
+                ("apiVersion",),
+                f"unknown apiVersion '{api_version}'{did_you_mean(api_version, kinds.API_VERSIONS)}",
+                f"use one of: {', '.join(kinds.API_VERSIONS)}",
+            )
+            return False
+        if not isinstance(kind, str):
+            problem(
+                ("kind",) if "kind" in data else (),
+                "kind is missing or not text",
+                f"{api_version} kinds: {', '.join(kinds.kinds_of(api_version))}",
+            )
+            return False
+        if (api_version, kind) not in kinds.KINDS:
+            elsewhere = [info.api_version for info in kinds.find(kind)]
+            hint = (
+                f"{kind} is a {elsewhere[0]} kind: set apiVersion: {elsewhere[0]}"
+                if elsewhere
+                else f"{api_version} kinds: {', '.join(kinds.kinds_of(api_version))}"
+            )
+            problem(
+                ("kind",),
+                f"unknown kind '{kind}' for {api_version}"
+                f"{did_you_mean(kind, kinds.kinds_of(api_version)) if not elsewhere else ''}",
+                hint,
+            )
+            return False
+        if "metadata" not in data:
+            problem((), "missing metadata", "add metadata: {name: ...}")
+            return False
+        info = kinds.KINDS[(api_version, kind)]
+        if info.spec_required and "spec" not in data:
+            problem((), "missing spec", f"add the {kind}'s spec")
+            return False
+        return ok
+
+    def _patch(self, data: dict[str, Any], info: kinds.KindInfo) -> tuple[dict[str, Any], bool]:
+        metadata = data.get("metadata") or {}
+        name = metadata.get("name")
+        labels = metadata.get("labels") or {}
+        if not isinstance(name, str) or not isinstance(labels, dict):
+            return data, False
+        target = metadata.get("target") or info.provider
+        project = (metadata.get("project") or DEFAULT_PROJECT) if info.scoped else None
+        applied = False
+        for rule in self.settings.patches:
+            if rule.match.matches(info.api_version, info.kind, name, str(target), project, labels):
+                data = merge(data, rule.patch)
+                applied = True
+        return data, applied
+
+    def _check_package(self, resource: Resource, file: Path, problem: Any) -> None:
+        spec: Any = resource.spec
+        field = "source" if spec.source is not None else "artifact"
+        relative: str = spec.source if spec.source is not None else spec.artifact
+        raw = file.parent / relative
+        where = ("spec", field)
+        if ".." in Path(relative).parts and not _inside(raw.resolve(), self.root):
+            problem(
+                where,
+                f"spec.{field} '{relative}' lies outside the manifests repository",
+                "keep package folders inside the repository, so a commit pins them",
+            )
+            return
+        if not raw.exists():
+            problem(
+                where,
+                f"spec.{field} '{relative}' does not exist",
+                f"create it, or fix the path (relative to {resource.origin.file})",
+            )
+            return
+        resolved = raw.resolve()
+        if not _inside(resolved, self.root):
+            problem(
+                where,
+                f"spec.{field} '{relative}' leads outside the manifests repository through a"
+                " symbolic link",
+                "replace the link with the folder itself",
+            )
+            return
+        if field == "artifact":
+            if not resolved.is_file() or resolved.suffix != ".kxi":
+                problem(
+                    where,
+                    f"spec.artifact '{relative}' is not a .kxi file",
+                    "point artifact at a built .kxi archive, or use source: for a folder",
+                )
+            else:
+                self.package_sources[resource.id] = resolved
+            return
+        if not resolved.is_dir():
+            problem(
+                where,
+                f"spec.source '{relative}' is not a folder",
+                "point source at a package folder, or use artifact: for a .kxi file",
+            )
+            return
+        manifest = resolved / "manifest.yaml"
+        if not manifest.is_file():
+            problem(
+                where,
+                f"spec.source '{relative}' has no manifest.yaml",
+                "a kdb Insights package folder has manifest.yaml at its top",
+            )
+            return
+        try:
+            documents = read_documents(manifest, _display(manifest, self.root))
+        except InputError as exc:
+            self.report.problems.extend(exc.problems)
+            return
+        package = documents[0].data if documents else None
+        if not isinstance(package, dict):
+            problem(
+                where,
+                f"{relative}/manifest.yaml is not a mapping",
+                "see the kdb Insights package layout",
+            )
+            return
+        if package.get("name") != resource.name:
+            problem(
+                ("metadata", "name"),
+                f"metadata.name '{resource.name}' differs from name '{package.get('name')}' in"
+                f" {relative}/manifest.yaml",
+                "make the two names the same",
+            )
+        if str(package.get("version")) != spec.version:
+            problem(
+                ("spec", "version"),
+                f"spec.version '{spec.version}' differs from version '{package.get('version')}' in"
+                f" {relative}/manifest.yaml",
+                "make the two versions the same",
+            )
+        self.package_sources[resource.id] = resolved
+
+    def check_duplicates(self) -> None:
+        first: dict[ResourceId, Resource] = {}
+        for resource in self.resources:
+            seen = first.get(resource.id)
+            if seen is None:
+                first[resource.id] = resource
+                continue
+            for this, other in ((resource, seen), (seen, resource)):
+                self.report.at(
+                    this.origin.file,
+                    this.origin.path,
+                    this.origin.index,
+                    ("metadata", "name"),
+                    f"duplicate resource {resource.id}: also defined at {other.origin}",
+                    "rename one of them, or delete the copy",
+                    fallback_line=this.origin.line,
+                )
+
+
+def select_matches(selector: str, resource: Resource) -> bool:
+    """Whether a `--select` / profile `select` entry names `resource`.
+
+    Forms: an id or id glob (`pachyderm:Pipeline/vision/*`, target optional), or
+    comma-joined `field=glob` terms that must all hold, with field one of kind, target,
+    project, name, or `label.<key>`.
+    """
+    selector = selector.strip()
+    if "=" not in selector:
+        full = str(resource.id)
+        short = full.split(":", 1)[1]
+        return fnmatchcase(full, selector) or fnmatchcase(short, selector)
+    for term in selector.split(","):
+        field, _, pattern = term.partition("=")
+        field = field.strip()
+        pattern = pattern.strip()
+        if field.startswith("label."):
+            value = resource.metadata.labels.get(field[len("label.") :])
+        else:
+            value = {
+                "kind": resource.kind,
+                "target": resource.target,
+                "project": resource.project,
+                "name": resource.name,
+            }.get(field)
+        if value is None or not fnmatchcase(value, pattern):
+            return False
+    return True
+
+
+SELECT_FIELDS = ("kind", "target", "project", "name", "label.<key>")
+
+
+def check_selector(selector: str) -> str | None:
+    """Why `selector` is malformed, or None."""
+    if "=" not in selector:
+        return None if selector.strip() else "an empty selector"
+    for term in selector.split(","):
+        field, sep, _ = term.partition("=")
+        field = field.strip()
+        if not sep or not (field in SELECT_FIELDS[:4] or field.startswith("label.")):
+            match = suggest(field, SELECT_FIELDS[:4])
+            return f"'{term}' is not FIELD=VALUE with FIELD one of {', '.join(SELECT_FIELDS)}" + (
+                f"; did you mean '{match}'?" if match else ""
+            )
+    return None

@@ -1,0 +1,125 @@
+"""The base of every manifest model, and the field types they share.
+
+Every model is strict (no silent coercion of `"3"` to 3 or `yes` to true), frozen, and
+forbids unknown fields. Fields are written in camelCase, as the platforms' JSON is, and
+also accepted in snake_case, as pachctl accepts them; both spellings of one field in one
+mapping is an error. Dumps use camelCase.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic.alias_generators import to_camel, to_snake
+from pydantic_core import PydanticCustomError
+
+from reconciler.manifests.values import Value
+
+__all__ = ["Duration", "InsightsName", "Int64", "KubernetesName", "Model", "PachydermName", "Value"]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if isinstance(key, str) and "_" in key:
+                    camel = to_camel(key)
+                    if camel != key and camel in data:
+                        raise PydanticCustomError(
+                            "two_spellings",
+                            "'{snake}' and '{camel}' are the same field, given twice",
+                            {"snake": key, "camel": camel},
+                        )
+        return data
+
+    def to_data(self) -> dict[str, Any]:
+        """The manifest form: camelCase, defaults left out, references written back."""
+        return self.model_dump(
+            mode="json", exclude_unset=True, by_alias=True, context={"expressions": True}
+        )
+
+
+def field_names(model: type[BaseModel]) -> list[str]:
+    """The documented (camelCase) names of a model's fields."""
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def snake(name: str) -> str:
+    return to_snake(name)
+
+
+def _name_rule(pattern: str, max_len: int, what: str, rule: str) -> Any:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.match(value) or len(value) > max_len:
+            raise PydanticCustomError(
+                "invalid_name",
+                "'{value}' is not a valid {what}: {rule}",
+                {"value": value, "what": what, "rule": rule},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+PACHYDERM_NAME_RULE = "use letters, digits, '_' and '-', start with a letter or digit, at most 51"
+INSIGHTS_NAME_RULE = (
+    "use lowercase letters, digits and '-', start with a letter, end with a letter or digit,"
+    " at most 24"
+)
+K8S_NAME_RULE = (
+    "use lowercase letters, digits, '-' and '.', start and end with a letter or digit, at most 253"
+)
+
+PachydermName = Annotated[
+    str,
+    _name_rule(r"[a-zA-Z0-9][a-zA-Z0-9_-]*\Z", 51, "Pachyderm name", PACHYDERM_NAME_RULE),
+]
+InsightsName = Annotated[
+    str,
+    _name_rule(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z", 24, "kdb Insights name", INSIGHTS_NAME_RULE),
+]
+KubernetesName = Annotated[
+    str,
+    _name_rule(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?\Z", 253, "Kubernetes secret name", K8S_NAME_RULE),
+]
+
+
+def _int64(value: Any) -> Any:
+    # Pachyderm's JSON carries int64 as strings; accept both forms as the gateway does.
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
+        return int(value)
+    return value
+
+
+Int64 = Annotated[int, BeforeValidator(_int64)]
+
+DURATION_PATTERN = r"^([0-9]+\.?[0-9]*|\.[0-9]+)s$"
+
+
+def _duration(value: str) -> str:
+    if not re.match(DURATION_PATTERN, value):
+        raise PydanticCustomError(
+            "duration",
+            "'{value}' is not a duration in seconds such as '60s' or '1.5s'",
+            {"value": value},
+        )
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]

@@ -1,0 +1,81 @@
+"""JSON Schemas of every manifest kind and of reconciler.yaml, generated from the models.
+
+`specs/` holds their output (`reconciler schema --out specs`); a test fails when it is
+stale. Editors that speak the YAML language server pick a schema up from a first line
+`# yaml-language-server: $schema=<path to the schema>`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reconciler.manifests.config import Config
+from reconciler.manifests.kinds import KINDS, KindInfo
+from reconciler.manifests.resources import Metadata
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+BASE_URL = "https://reconciler.dev/schemas/"
+
+
+def _model_schema(model: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = model.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
+    return schema
+
+
+def kind_schema(info: KindInfo) -> dict[str, Any]:
+    metadata = _model_schema(Metadata)
+    spec = _model_schema(info.spec_model)
+    defs: dict[str, Any] = {}
+    for part in (metadata, spec):
+        defs.update(part.pop("$defs", {}))
+    if not info.scoped:
+        metadata = {
+            **metadata,
+            "properties": {k: v for k, v in metadata["properties"].items() if k != "project"},
+        }
+    required = ["apiVersion", "kind", "metadata"] + (["spec"] if info.spec_required else [])
+    schema: dict[str, Any] = {
+        "$schema": SCHEMA_DIALECT,
+        "$id": BASE_URL + file_name(info),
+        "title": f"{info.api_version} {info.kind}",
+        "type": "object",
+        "additionalProperties": False,
+        "required": required,
+        "properties": {
+            "apiVersion": {"const": info.api_version},
+            "kind": {"const": info.kind},
+            "metadata": metadata,
+            "spec": spec,
+        },
+    }
+    if defs:
+        schema["$defs"] = dict(sorted(defs.items()))
+    return schema
+
+
+def file_name(info: KindInfo) -> str:
+    return f"{info.provider}.{info.kind.lower()}.schema.json"
+
+
+def all_schemas() -> dict[str, dict[str, Any]]:
+    """File name to schema, for every kind, any manifest, and reconciler.yaml."""
+    schemas = {file_name(info): kind_schema(info) for info in KINDS.values()}
+    schemas["manifest.schema.json"] = {
+        "$schema": SCHEMA_DIALECT,
+        "$id": BASE_URL + "manifest.schema.json",
+        "title": "any reconciler manifest",
+        "oneOf": [{"$ref": name} for name in sorted(schemas)],
+    }
+    config = _model_schema(Config)
+    schemas["reconciler.schema.json"] = {
+        "$schema": SCHEMA_DIALECT,
+        "$id": BASE_URL + "reconciler.schema.json",
+        "title": "reconciler.yaml",
+        **config,
+    }
+    return dict(sorted(schemas.items()))
+
+
+def dumps(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=False) + "\n"

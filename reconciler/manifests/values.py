@@ -1,0 +1,261 @@
+"""`${env:NAME}` and `${file:path}` references, and the sensitive values they become.
+
+A string that contains a reference becomes a `Sensitive`: its str, repr, format and
+JSON forms are all `(sensitive)`; the clear text is reachable only through `reveal()`,
+which the providers call when they build a request. It compares and hashes by digest,
+so plans can tell a change without showing it. It is deliberately not a `str` subclass:
+a subclass would leak through `json.dumps`, `+` and `%`.
+
+`$${` writes a literal `${`. Other `${...}` forms (shell's `${HOME}`, `${X:-y}`) are left
+alone: only the `env` and `file` schemes are ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+
+REDACTED = "(sensitive)"
+
+_REFERENCE = re.compile(r"\$(\$?)\{(env|file):([^}]*)\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class VariableError(Exception):
+    """A reference that cannot be resolved; the loader turns it into a Problem."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class Sensitive:
+    """A value that must never be shown. Compare, hash and diff it by `digest`."""
+
+    __slots__ = ("_resolve", "_value", "expression")
+
+    def __init__(
+        self,
+        expression: str,
+        value: str | None = None,
+        *,
+        resolve: Callable[[], str] | None = None,
+    ) -> None:
+        self.expression = expression
+        self._value = value
+        self._resolve = resolve
+
+    def reveal(self) -> str:
+        """The clear text: for building a platform request, and nothing else."""
+        if self._value is None:
+            if self._resolve is None:
+                raise VariableError(
+                    f"{self.expression} was not resolved",
+                    "run without --no-variables to resolve references",
+                )
+            self._value = self._resolve()
+        return self._value
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.reveal().encode()).hexdigest()
+
+    def __str__(self) -> str:
+        return REDACTED
+
+    def __repr__(self) -> str:
+        return f"Sensitive({REDACTED})"
+
+    def __format__(self, spec: str) -> str:
+        return REDACTED
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sensitive):
+            return NotImplemented
+        if self._value is None or other._value is None:
+            return self.expression == other.expression
+        return self.expression == other.expression and self.digest == other.digest
+
+    def __hash__(self) -> int:
+        return hash(self.expression)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("Sensitive values are not pickled: they would leave in clear")
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: type[Any], handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.is_instance_schema(
+            cls,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _serialize_sensitive, info_arg=True
+            ),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string"}
+
+
+def _serialize_sensitive(value: Sensitive, info: core_schema.SerializationInfo) -> str:
+    # Dumping manifests back to YAML writes the reference, never the value.
+    context = info.context or {}
+    return value.expression if context.get("expressions") else REDACTED
+
+
+def _validate_value(value: Any) -> str | Sensitive:
+    if isinstance(value, str | Sensitive):
+        return value
+    kind = "a number" if isinstance(value, int | float) and not isinstance(value, bool) else None
+    kind = kind or ("true/false" if isinstance(value, bool) else type(value).__name__)
+    raise PydanticCustomError(
+        "value_type",
+        "expected text, got {kind}; quote it so YAML keeps it as text",
+        {"kind": kind},
+    )
+
+
+class _ValueAnnotation:
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: type[Any], handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            _validate_value,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _serialize_value, info_arg=True
+            ),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "description": "text; may use ${env:NAME} or ${file:path}"}
+
+
+def _serialize_value(value: str | Sensitive, info: core_schema.SerializationInfo) -> str:
+    if isinstance(value, Sensitive):
+        return _serialize_sensitive(value, info)
+    return value
+
+
+def is_sensitive(value: object) -> bool:
+    return isinstance(value, Sensitive)
+
+
+def reveal(value: str | Sensitive) -> str:
+    return value.reveal() if isinstance(value, Sensitive) else value
+
+
+@dataclass(frozen=True)
+class Resolver:
+    """Resolves references for one manifest file.
+
+    `env` is the environment to read (the process's by default); `base` is the folder
+    that relative `${file:...}` paths start from. With `check_only`, references are
+    checked for form but not read (for `validate --no-variables` in pre-commit hooks,
+    where secrets are absent); with `defer`, they are read on first `reveal()`.
+    """
+
+    base: Path
+    env: Mapping[str, str] | None = None
+    check_only: bool = False
+    defer: bool = False
+
+    def text(self, text: str) -> str | Sensitive:
+        """`text` itself, with `$${` unescaped, or a Sensitive if it holds a reference."""
+        if "${" not in text:
+            return text
+        found = False
+        for match in _REFERENCE.finditer(text):
+            if not match.group(1):
+                found = True
+                self._check(match.group(2), match.group(3))
+        if not found:
+            return text.replace("$${", "${")
+        if self.check_only:
+            return Sensitive(text)
+        if self.defer:
+            return Sensitive(text, resolve=lambda: self._substitute(text))
+        return Sensitive(text, self._substitute(text))
+
+    def _substitute(self, text: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            if match.group(1):
+                return match.group(0)[1:]
+            return self._read(match.group(2), match.group(3))
+
+        return _REFERENCE.sub(one, text)
+
+    def _check(self, scheme: str, arg: str) -> None:
+        if scheme == "env" and not _ENV_NAME.match(arg):
+            raise VariableError(
+                f"'${{env:{arg}}}' is not a valid environment variable name",
+                "use letters, digits and '_', not starting with a digit",
+            )
+        if scheme == "file" and not arg.strip():
+            raise VariableError("'${file:}' names no file", "write ${file:path/to/file}")
+
+    def _read(self, scheme: str, arg: str) -> str:
+        if scheme == "env":
+            env = os.environ if self.env is None else self.env
+            if arg not in env:
+                raise VariableError(
+                    f"environment variable {arg} is not set (referenced as ${{env:{arg}}})",
+                    f"export {arg} before running, or set it in your CI secrets",
+                )
+            return env[arg]
+        path = Path(arg).expanduser()
+        if not path.is_absolute():
+            path = self.base / path
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise VariableError(
+                f"file {arg} (referenced as ${{file:{arg}}}) is not UTF-8 text",
+                "store the value as text (base64 it if it is binary)",
+            ) from None
+        except OSError as exc:
+            raise VariableError(
+                f"cannot read {arg} (referenced as ${{file:{arg}}}): {exc.strerror or exc}",
+                f"create the file, or fix the path (relative paths start at {self.base})",
+            ) from None
+
+
+def resolve_tree(
+    data: Any, resolver: Resolver, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], VariableError]]:
+    """Replace, in place, every string in `data` that holds a reference; yield failures."""
+    if isinstance(data, dict):
+        items: Iterator[tuple[Any, Any]] = iter(list(data.items()))
+    elif isinstance(data, list):
+        items = enumerate(list(data))
+    else:
+        return
+    for key, value in items:
+        if isinstance(value, str):
+            if "${" in value:
+                try:
+                    data[key] = resolver.text(value)
+                except VariableError as exc:
+                    yield (*path, key), exc
+        elif isinstance(value, dict | list):
+            yield from resolve_tree(value, resolver, (*path, key))
+
+
+Value = Annotated[str | Sensitive, _ValueAnnotation]
+"""Text that may be given through `${env:...}` or `${file:...}`."""
