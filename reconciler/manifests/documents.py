@@ -243,6 +243,8 @@ class _Builder:
             if exc.problem and exc.context and exc.context_mark is not None:
                 problem += f" ({exc.context.strip()} at line {exc.context_mark.line + 1})"
             hint = None
+            if "found unexpected ':'" in problem:
+                hint = "quote values that contain ':' inside [...] or {...}, e.g. [\"a:b\"]"
             if "'\\t'" in problem or "\t" in problem:
                 problem, hint = "a tab character where YAML expects spaces", "indent with spaces"
             raise self._problem(mark, f"YAML syntax error: {problem}", hint) from None

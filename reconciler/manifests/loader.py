@@ -111,13 +111,12 @@ def load(path: Path, options: LoadOptions | None = None) -> Manifests:
 
 
 def _display(file: Path, root: Path) -> str:
+    """How a file is named in messages: relative to the working folder where possible."""
+    absolute = Path(os.path.abspath(file))
     try:
-        return str(file.relative_to(Path.cwd()))
+        return str(absolute.relative_to(Path.cwd()))
     except ValueError:
-        try:
-            return str(file.relative_to(root))
-        except ValueError:
-            return str(file)
+        return str(absolute)
 
 
 def discover(root: Path, patterns: tuple[str, ...] | list[str]) -> list[Path]:

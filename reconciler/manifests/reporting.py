@@ -119,6 +119,15 @@ def explain(
             f"; fields here: {', '.join(fields)}" if fields and len(fields) <= 12 else ""
         )
         return (*parent, unknown), message, hint, True
+    if kind == "union_tag_invalid":
+        ctx = detail.get("ctx", {})
+        field = str(ctx.get("discriminator", "")).strip("'")
+        return (
+            (*path, field),
+            f"{field} '{ctx.get('tag')}' is not known; expected {ctx.get('expected_tags')}",
+            None,
+            False,
+        )
     if kind == "missing":
         name = str(detail["loc"][-1])
         parent = path[:-1] if path and path[-1] == name else path
