@@ -8,7 +8,7 @@ Rule: the only place that reads flags, prints, and maps errors to exit codes:
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -43,12 +43,12 @@ ProfileOpt = Annotated[
 ]
 
 
-class ValidateFormat(str, Enum):
+class ValidateFormat(StrEnum):
     text = "text"
     json = "json"
 
 
-class GraphFormat(str, Enum):
+class GraphFormat(StrEnum):
     text = "text"
     dot = "dot"
     mermaid = "mermaid"
@@ -69,7 +69,7 @@ def _root(
 
 @app.command()
 def validate(
-    path: PathArg = Path("."),
+    path: PathArg = Path(),
     profile: ProfileOpt = None,
     output: Annotated[
         ValidateFormat, typer.Option("--format", "-f", help="text or json.")
@@ -120,7 +120,7 @@ def validate(
 
 @app.command("graph")
 def graph_command(
-    path: PathArg = Path("."),
+    path: PathArg = Path(),
     profile: ProfileOpt = None,
     output: Annotated[
         GraphFormat, typer.Option("--format", "-f", help="text, dot or mermaid.")

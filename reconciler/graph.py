@@ -88,7 +88,7 @@ def build(resources: Iterable[Resource]) -> Graph:
                     ("metadata", "name"),
                     f"Repo '{resource.id.name}' has the name of a Pipeline of the same project;"
                     " Pachyderm makes that repo itself as the pipeline's output",
-                    f"remove this Repo manifest (the pipeline at {by_id[twin].origin} owns the repo)",
+                    f"remove this Repo manifest (the pipeline at {by_id[twin].origin} owns it)",
                     fallback_line=origin.line,
                 )
         for reference in resource.references:
@@ -98,9 +98,9 @@ def build(resources: Iterable[Resource]) -> Graph:
                 if ResourceId(resource.target, kind, reference.name) in by_id
             ]
             if found:
-                for dependency in found:
-                    if dependency != resource.id:
-                        dag.add_edge(dependency, resource.id)
+                for provider_of in found:
+                    if provider_of != resource.id:
+                        dag.add_edge(provider_of, resource.id)
             elif reference.required:
                 kinds_text = " or ".join(reference.kinds)
                 report.at(
@@ -115,7 +115,7 @@ def build(resources: Iterable[Resource]) -> Graph:
                 )
         for index, entry in enumerate(resource.metadata.depends_on):
             dependency = _parse_dependency(entry, resource)
-            if dependency not in by_id:
+            if dependency is None or dependency not in by_id:
                 report.at(
                     origin.file,
                     origin.path,

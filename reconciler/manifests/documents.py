@@ -125,7 +125,10 @@ def _load_json(text: str, display: str) -> Any:
         hint = None
         if exc.msg == "Extra data":
             message = "JSON syntax error: a second JSON value starts here"
-            hint = "a JSON file holds one manifest: split the file, or write YAML with '---' between documents"
+            hint = (
+                "a JSON file holds one manifest: split the file,"
+                " or write YAML with '---' between documents"
+            )
         raise InputError([Problem.at(display, exc.lineno, exc.colno, message, hint)]) from None
     except _DuplicateJsonKey as exc:
         line, column = _find_json_key(text, exc.key)

@@ -112,7 +112,7 @@ def load(path: Path, options: LoadOptions | None = None) -> Manifests:
 
 def _display(file: Path, root: Path) -> str:
     """How a file is named in messages: relative to the working folder where possible."""
-    absolute = Path(os.path.abspath(file))
+    absolute = Path(os.path.normpath(file.absolute()))
     try:
         return str(absolute.relative_to(Path.cwd()))
     except ValueError:
@@ -190,8 +190,8 @@ def load_settings(
             return None
         raw = documents[0].data
         resolver = Resolver(base=root, env=options.env, defer=True)
-        for path, exc in resolve_tree(raw, resolver):
-            report.at(display, config_file, 0, path, exc.message, exc.hint)
+        for path, failure in resolve_tree(raw, resolver):
+            report.at(display, config_file, 0, path, failure.message, failure.hint)
         try:
             config = Config.model_validate(raw)
         except ValidationError as exc:
@@ -380,6 +380,8 @@ class _Builder:
                     key=True,
                 )
                 return
+        ok = True
+        spec = None
         try:
             spec = info.spec_model.model_validate(spec_raw)
         except ValidationError as exc:
@@ -394,9 +396,8 @@ class _Builder:
                 fallback_line=document.line,
                 note=note,
             )
-            return
+            ok = False
 
-        ok = True
         reason = info.check_name(metadata.name)
         if reason:
             problem(("metadata", "name"), f"metadata.name: {reason}")
@@ -444,7 +445,7 @@ class _Builder:
                     "write <target>:<Kind>/<name>, e.g. pachyderm:Repo/vision/images",
                 )
                 ok = False
-        if not ok:
+        if not ok or spec is None:
             return
 
         name = f"{project}/{metadata.name}" if info.scoped else metadata.name
@@ -469,13 +470,17 @@ class _Builder:
                 problem(
                     (key,),
                     f"unknown top-level field '{key}'{did_you_mean(str(key), ENVELOPE_FIELDS)}",
-                    "a manifest has apiVersion, kind, metadata and spec; kind-specific fields go under spec",
+                    "a manifest has apiVersion, kind, metadata and spec;"
+                    " kind-specific fields go under spec",
                     key=True,
                 )
                 ok = False
         api_version, kind = data.get("apiVersion"), data.get("kind")
         if api_version is None and kind is None:
-            hint = "start the document with apiVersion and kind, e.g. apiVersion: pachyderm/v1, kind: Pipeline"
+            hint = (
+                "start the document with apiVersion and kind,"
+                " e.g. apiVersion: pachyderm/v1, kind: Pipeline"
+            )
             if "pipeline" in data and "transform" in data:
                 hint = (
                     "this is a bare Pachyderm pipeline spec: wrap it as apiVersion: pachyderm/v1,"
@@ -493,7 +498,8 @@ class _Builder:
         if api_version not in kinds.API_VERSIONS:
             problem(
                 ("apiVersion",),
-                f"unknown apiVersion '{api_version}'{did_you_mean(api_version, kinds.API_VERSIONS)}",
+                f"unknown apiVersion '{api_version}'"
+                + did_you_mean(api_version, kinds.API_VERSIONS),
                 f"use one of: {', '.join(kinds.API_VERSIONS)}",
             )
             return False

@@ -25,8 +25,7 @@ def suggest(word: str, candidates: Iterable[str]) -> str | None:
     matches = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
     if not matches:
         lowered = {c.lower().replace("_", ""): c for c in pool}
-        match = lowered.get(word.lower().replace("_", "").replace("-", ""))
-        return match
+        return lowered.get(word.lower().replace("_", "").replace("-", ""))
     return matches[0]
 
 
@@ -202,15 +201,22 @@ def data_path(data: Any, loc: tuple[int | str, ...]) -> PathKey:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if (isinstance(node, dict) and part in node) or (
-            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        ):
+        found, child = _child(node, part)
+        if found:
             path.append(part)
-            node = node[part]
+            node = child
         elif isinstance(node, dict) and isinstance(part, str) and not _is_tag(part):
             path.append(part)  # a missing or unknown key: named, though absent
             node = None
     return tuple(path)
+
+
+def _child(node: Any, part: int | str) -> tuple[bool, Any]:
+    if isinstance(node, dict) and part in node:
+        return True, node[part]
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return True, node[part]
+    return False, None
 
 
 def _is_tag(part: str) -> bool:

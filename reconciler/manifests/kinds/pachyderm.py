@@ -182,7 +182,8 @@ class Input(Model):
         if len(given) > 1:
             raise PydanticCustomError(
                 "input_types",
-                "an input node sets {given}; each node is exactly one of pfs, join, group, cross, union, cron",
+                "an input node sets {given}; each node is exactly one of"
+                " pfs, join, group, cross, union, cron",
                 {"given": " and ".join(given)},
             )
         if not given:

@@ -1,0 +1,174 @@
+"""The real Pachyderm specs and the real kdb Insights package load as they should."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.errors import InputError
+from reconciler.graph import build
+from reconciler.manifests import LoadOptions, load
+from reconciler.manifests.documents import read_documents
+from reconciler.manifests.kinds.pachyderm import PipelineSpec
+from tests.conftest import require_reference
+
+BROKEN_JSON = {
+    "ml__tensorflow__pre-processing_and_generation.pipeline.json": 20,
+    "ml__tensorflow__training_and_export.pipeline.json": 24,
+    "ml__tensorflow__training_and_export_gpu.pipeline.json": 34,
+}
+TEMPLATE = "run__config__pipeline.pipeline.json"
+
+
+def _examples() -> list[Path]:
+    return sorted((require_reference() / "pachyderm" / "examples").iterdir())
+
+
+def _valid_examples() -> list[Path]:
+    return [p for p in _examples() if p.name not in BROKEN_JSON and p.name != TEMPLATE]
+
+
+def _pfs_inputs(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pfs" and isinstance(value, dict):
+                yield value
+            else:
+                yield from _pfs_inputs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _pfs_inputs(item)
+
+
+def _wrap(spec: dict[str, Any], project: str) -> list[dict[str, Any]]:
+    """A real spec as a manifest, with the Project, Repos and Secrets it needs."""
+    spec = dict(spec)
+    name = spec.pop("pipeline")["name"]
+    documents: list[dict[str, Any]] = [
+        {"apiVersion": "pachyderm/v1", "kind": "Project", "metadata": {"name": project}},
+        {
+            "apiVersion": "pachyderm/v1",
+            "kind": "Pipeline",
+            "metadata": {"name": name, "project": project},
+            "spec": spec,
+        },
+    ]
+    repos = set()
+    for pfs in _pfs_inputs(spec.get("input")):
+        repo_project = pfs.get("project", project)
+        repos.add((repo_project, pfs["repo"]))
+    for repo_project, repo in sorted(repos):
+        if repo_project != project:
+            documents.append(
+                {
+                    "apiVersion": "pachyderm/v1",
+                    "kind": "Project",
+                    "metadata": {"name": repo_project},
+                }
+            )
+        documents.append(
+            {
+                "apiVersion": "pachyderm/v1",
+                "kind": "Repo",
+                "metadata": {"name": repo, "project": repo_project},
+            }
+        )
+    return documents
+
+
+def _load_spec(path: Path) -> dict[str, Any]:
+    (document,) = read_documents(path, path.name)
+    assert isinstance(document.data, dict)
+    return document.data
+
+
+def test_there_are_51_valid_examples() -> None:
+    assert len(_valid_examples()) == 51
+
+
+def test_every_valid_example_loads_and_graphs(tmp_path: Path) -> None:
+    documents: list[dict[str, Any]] = []
+    for index, path in enumerate(_valid_examples()):
+        documents.extend(_wrap(_load_spec(path), f"p{index:02d}"))
+    # Projects named twice (a pipeline reading another project's repo) are written once.
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for doc in documents:
+        key = (doc["kind"], json.dumps(doc["metadata"], sort_keys=True))
+        if key not in seen:
+            seen.add(key)
+            unique.append(doc)
+    (tmp_path / "all.yaml").write_text("\n---\n".join(json.dumps(d) for d in unique))
+    manifests = load(tmp_path, LoadOptions(env={}))
+    pipelines = [r for r in manifests.resources if r.kind == "Pipeline"]
+    assert len(pipelines) == 51
+    graph = build(manifests.resources)
+    for pipeline in pipelines:
+        assert graph.dependencies(pipeline.id), f"{pipeline.id} has no dependency"
+
+
+@pytest.mark.parametrize("name", ["kubeflow__mnist__pipeline.yaml"])
+def test_snake_case_spec_is_the_camel_case_spec(name: str) -> None:
+    path = require_reference() / "pachyderm" / "examples" / name
+    spec = _load_spec(path)
+    spec.pop("pipeline")
+    assert "s3_out" in spec
+    model = PipelineSpec.model_validate(spec)
+    assert model.s3_out is True
+    assert model.to_data()["s3Out"] is True
+    assert PipelineSpec.model_validate(model.to_data()) == model
+
+
+@pytest.mark.parametrize("name,line", sorted(BROKEN_JSON.items()))
+def test_broken_json_is_a_syntax_error_at_its_line(name: str, line: int) -> None:
+    path = require_reference() / "pachyderm" / "examples" / name
+    with pytest.raises(InputError) as caught:
+        load(path, LoadOptions(env={}))
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.column) == (line, 1)
+    assert "JSON syntax error" in problem.message
+    assert problem.hint and "split the file" in problem.hint
+
+
+def test_template_placeholders_are_name_errors(tmp_path: Path) -> None:
+    spec = _load_spec(require_reference() / "pachyderm" / "examples" / TEMPLATE)
+    documents = _wrap(spec, "default")
+    documents = [d for d in documents if d["kind"] != "Project"]
+    text = "\n---\n".join(json.dumps(d, indent=2) for d in documents)
+    (tmp_path / "template.yaml").write_text(text)
+    with pytest.raises(InputError) as caught:
+        load(tmp_path, LoadOptions(env={}))
+    messages = [p.message for p in caught.value.problems]
+    assert any("'$PIPELINE_NAME' is not a valid Pachyderm name" in m for m in messages)
+    assert any(
+        "'$PIPELINE_DOCKER_SECRETS' is not a valid Kubernetes secret name" in m for m in messages
+    )
+    assert any("'$PIPELINE_REPO' is not a valid Pachyderm name" in m for m in messages)
+    assert all(p.line > 0 for p in caught.value.problems)
+
+
+def test_equities_package_loads_as_a_package_source(tmp_path: Path) -> None:
+    shutil.copytree(require_reference() / "insights" / "equities-package", tmp_path / "equities")
+    (tmp_path / "insights.yaml").write_text(
+        "apiVersion: insights/v1\nkind: Package\nmetadata: {name: equities}\n"
+        "spec: {version: 0.0.1, source: equities}\n---\n"
+        "apiVersion: insights/v1\nkind: Deployment\nmetadata: {name: equities}\n"
+        "spec:\n  package: equities\n  components: [{type: pipeline, name: equities-rt}]\n"
+    )
+    manifests = load(tmp_path, LoadOptions(env={}))
+    # The package's own YAML files are package content, not manifests.
+    assert manifests.files == (str(tmp_path / "insights.yaml"),)
+    assert [str(r.id) for r in manifests.resources] == [
+        "insights:Package/equities",
+        "insights:Deployment/equities",
+    ]
+    graph = build(manifests.resources)
+    assert [str(n) for n in graph.order()] == [
+        "insights:Package/equities",
+        "insights:Deployment/equities",
+    ]
