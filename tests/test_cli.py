@@ -1,0 +1,87 @@
+"""The command line on the quickstart: validate, graph, schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reconciler.manifests.schemas import all_schemas, dumps
+from tests.conftest import EXAMPLES, ROOT, run_cli
+
+QUICKSTART = str(EXAMPLES / "quickstart")
+
+
+def test_validate_quickstart_prints_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("validate", QUICKSTART) == 0
+    out = capsys.readouterr().out
+    assert "valid: 8 resources in 2 files" in out
+    for kind, count in (("Pipeline", 3), ("Repo", 2), ("Project", 1), ("Package", 1)):
+        assert any(kind in line and line.rstrip().endswith(str(count)) for line in out.splitlines())
+
+
+def test_validate_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("validate", QUICKSTART, "--format", "json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["valid"] is True
+    assert report["counts"]["pachyderm"] == {"Pipeline": 3, "Project": 1, "Repo": 2}
+    assert {
+        "id": "insights:Package/trades",
+        "file": report["resources"][0]["file"],
+        "line": 3,
+    } in report["resources"]
+
+
+def test_validate_with_profile_select(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = (EXAMPLES / "quickstart" / "reconciler.yaml").read_text()
+    config += '  edges-only:\n    select: ["pachyderm:Pipeline/vision/edges"]\n'
+    import shutil
+
+    shutil.copytree(EXAMPLES / "quickstart", tmp_path / "q")
+    (tmp_path / "q" / "reconciler.yaml").write_text(config)
+    assert run_cli("validate", str(tmp_path / "q"), "--profile", "edges-only") == 0
+    assert "3 selected" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "fmt,marker",
+    [("text", "<- pachyderm:Project/vision"), ("dot", "digraph"), ("mermaid", "flowchart")],
+)
+def test_graph_formats(fmt: str, marker: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("graph", QUICKSTART, "--format", fmt) == 0
+    assert marker in capsys.readouterr().out
+
+
+def test_graph_select(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("graph", QUICKSTART, "--select", "kind=Deployment") == 0
+    out = capsys.readouterr().out
+    assert "insights:Package/trades" in out and "pachyderm" not in out
+
+
+def test_bad_selector_is_invalid_input(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("graph", QUICKSTART, "--select", "knd=Pipeline") == 3
+    assert "did you mean 'kind'" in capsys.readouterr().err
+
+
+def test_schema_command_writes_every_schema(tmp_path: Path) -> None:
+    assert run_cli("schema", "--out", str(tmp_path)) == 0
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == sorted(all_schemas())
+
+
+def test_specs_folder_is_up_to_date() -> None:
+    """Fails when a model changed and `make schemas` was not run."""
+    for name, schema in all_schemas().items():
+        path = ROOT / "specs" / name
+        assert path.exists(), f"specs/{name} missing: run `make schemas`"
+        assert path.read_text() == dumps(schema), f"specs/{name} is stale: run `make schemas`"
+
+
+def test_pipeline_schema_accepts_a_real_spec_shape() -> None:
+    schema = all_schemas()["pachyderm.pipeline.schema.json"]
+    spec_props = schema["properties"]["spec"]["properties"]
+    assert {"transform", "input", "parallelismSpec", "stopped", "reprocessOnUpdate"} <= set(
+        spec_props
+    )
+    assert "pipeline" not in spec_props
