@@ -334,15 +334,18 @@ class _Builder:
         api_version, kind = data["apiVersion"], data["kind"]
         info = kinds.KINDS[(api_version, kind)]
 
-        resolver = Resolver(
-            base=file.parent, env=self.options.env, check_only=not self.options.resolve_variables
-        )
-        failed = False
-        for path, exc in resolve_tree(data, resolver):
-            problem(path, exc.message, exc.hint)
-            failed = True
-        if failed:
-            return
+        if document.references:
+            resolver = Resolver(
+                base=file.parent,
+                env=self.options.env,
+                check_only=not self.options.resolve_variables,
+            )
+            failed = False
+            for path, exc in resolve_tree(data, resolver):
+                problem(path, exc.message, exc.hint)
+                failed = True
+            if failed:
+                return
 
         metadata_raw = data.get("metadata")
         note = ""
