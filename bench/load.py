@@ -31,13 +31,21 @@ def generate(folder: Path, documents: int, files: int) -> None:
     for f in range(files):
         docs = []
         project = f"proj{f}"
-        docs.append(f"apiVersion: pachyderm/v1\nkind: Project\nmetadata: {{name: {project}}}\n"
-                    f"spec: {{description: project {f}}}\n")
-        docs.append(f"apiVersion: pachyderm/v1\nkind: Repo\nmetadata: {{name: raw, project: {project}}}\n")
-        docs.append(f"apiVersion: insights/v1\nkind: Package\nmetadata: {{name: pkg{f}}}\n"
-                    "spec: {version: 1.0.0, artifact: pkg.kxi}\n")
-        docs.append(f"apiVersion: insights/v1\nkind: Deployment\nmetadata: {{name: dep{f}}}\n"
-                    f"spec:\n  package: pkg{f}\n  env: {{rt: {{LOG_LEVEL: info}}}}\n")
+        docs.append(
+            f"apiVersion: pachyderm/v1\nkind: Project\nmetadata: {{name: {project}}}\n"
+            f"spec: {{description: project {f}}}\n"
+        )
+        docs.append(
+            f"apiVersion: pachyderm/v1\nkind: Repo\nmetadata: {{name: raw, project: {project}}}\n"
+        )
+        docs.append(
+            f"apiVersion: insights/v1\nkind: Package\nmetadata: {{name: pkg{f}}}\n"
+            "spec: {version: 1.0.0, artifact: pkg.kxi}\n"
+        )
+        docs.append(
+            f"apiVersion: insights/v1\nkind: Deployment\nmetadata: {{name: dep{f}}}\n"
+            f"spec:\n  package: pkg{f}\n  env: {{rt: {{LOG_LEVEL: info}}}}\n"
+        )
         upstream = "raw"
         for i in range(per_file - len(docs)):
             name = f"p{i}"
