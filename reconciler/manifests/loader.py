@@ -31,6 +31,7 @@ from reconciler.manifests.config import (
     profile_chain,
 )
 from reconciler.manifests.documents import Document, read_documents
+from reconciler.manifests.kinds.insights import PackageSpec
 from reconciler.manifests.kinds.pachyderm import DEFAULT_PROJECT
 from reconciler.manifests.merge import merge
 from reconciler.manifests.reporting import Reporter, did_you_mean, suggest
@@ -552,9 +553,11 @@ class _Builder:
         return data, applied
 
     def _check_package(self, resource: Resource, file: Path, problem: Any) -> None:
-        spec: Any = resource.spec
+        spec = resource.spec
+        assert isinstance(spec, PackageSpec)
         field = "source" if spec.source is not None else "artifact"
-        relative: str = spec.source if spec.source is not None else spec.artifact
+        relative = spec.source if spec.source is not None else spec.artifact
+        assert relative is not None
         raw = file.parent / relative
         where = ("spec", field)
         if ".." in Path(relative).parts and not _inside(raw.resolve(), self.root):

@@ -220,11 +220,8 @@ def _child(node: Any, part: int | str) -> tuple[bool, Any]:
 
 
 def _is_tag(part: str) -> bool:
-    return (
-        "[" in part
-        or part in {"str", "int", "float", "bool", "list", "dict"}
-        or ("-" in part and "[" in part)
-    )
+    # pydantic names union members and validators in locations: `str`, `function-after[...]`.
+    return "[" in part or part in {"str", "int", "float", "bool", "list", "dict"}
 
 
 def fields_at(model: type[BaseModel] | None, path: PathKey) -> list[str]:
