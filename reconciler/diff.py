@@ -1,0 +1,134 @@
+"""Layer 2: what differs between a desired and an observed spec. Pure.
+
+Rule: imports only `reconciler.errors`, `reconciler.manifests` and libraries; deepdiff is
+used here and nowhere else, and never leaks out: callers get the project's own immutable
+`Change(path, op, old, new)` values, sorted by path.
+
+Before comparing, both sides are made canonical: paths the provider ignores are dropped,
+lists the provider says are unordered are sorted (so `[a, b]` and `[b, a]` are equal),
+and sensitive values are replaced by their digests, so a changed secret shows as a
+change whose old and new are both `(sensitive)` and no clear value ever enters a Change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any, Literal
+
+from deepdiff import DeepDiff
+
+from reconciler.manifests.values import REDACTED, Sensitive
+
+Op = Literal["add", "remove", "change"]
+PathKey = tuple[str | int, ...]
+Pattern = tuple[str, ...]
+"""A path pattern: each part is a key, `*` (any key or index), or a glob of keys."""
+
+_SENSITIVE_PREFIX = "\x00sensitive:"
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Change:
+    """One difference: at `path`, `old` (observed) became `new` (desired)."""
+
+    path: str
+    op: Op
+    old: Any = None
+    new: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "op": self.op, "old": self.old, "new": self.new}
+
+
+@dataclass(frozen=True, slots=True)
+class DiffRules:
+    """What a provider tells the diff about one kind."""
+
+    unordered: Sequence[Pattern] = ()
+    """Lists whose order does not matter."""
+    ignored: Sequence[Pattern] = ()
+    """Paths never compared (server-managed, or compared some other way)."""
+
+
+def diff(
+    desired: Any, observed: Any, rules: DiffRules = DiffRules(), prefix: str = ""
+) -> list[Change]:
+    """The changes that turn `observed` into `desired`, sorted by path."""
+    left = _canonical(observed, rules, ())
+    right = _canonical(desired, rules, ())
+    if left == right:
+        return []
+    # threshold 0: always report key by key, never "the whole mapping changed".
+    result = DeepDiff(left, right, view="tree", verbose_level=2, threshold_to_diff_deeper=0)
+    changes: list[Change] = []
+    for report, items in result.items():
+        op = _op(report)
+        for item in items:
+            path = _show(item.path(output_format="list"), prefix)
+            old = None if op == "add" else _shown(item.t1)
+            new = None if op == "remove" else _shown(item.t2)
+            changes.append(Change(path, op, old, new))
+    return sorted(changes)
+
+
+def equal(desired: Any, observed: Any, rules: DiffRules = DiffRules()) -> bool:
+    return bool(_canonical(desired, rules, ()) == _canonical(observed, rules, ()))
+
+
+def _op(report: str) -> Op:
+    if report.endswith("_added"):
+        return "add"
+    if report.endswith("_removed"):
+        return "remove"
+    return "change"
+
+
+def _matches(path: PathKey, patterns: Iterable[Pattern]) -> bool:
+    for pattern in patterns:
+        if len(pattern) == len(path) and all(
+            p == "*" or (isinstance(k, str) and fnmatchcase(k, p))
+            for p, k in zip(pattern, path, strict=True)
+        ):
+            return True
+    return False
+
+
+def _canonical(value: Any, rules: DiffRules, path: PathKey) -> Any:
+    if isinstance(value, Sensitive):
+        return _SENSITIVE_PREFIX + value.digest
+    if isinstance(value, dict):
+        return {
+            key: _canonical(item, rules, (*path, key))
+            for key, item in value.items()
+            if not _matches((*path, key), rules.ignored)
+        }
+    if isinstance(value, list | tuple):
+        items = [_canonical(item, rules, (*path, index)) for index, item in enumerate(value)]
+        if _matches(path, rules.unordered):
+            items.sort(key=lambda item: json.dumps(item, sort_keys=True, default=str))
+        return items
+    return value
+
+
+def _shown(value: Any) -> Any:
+    """A value as a Change holds it: digests of sensitive values become `(sensitive)`."""
+    if isinstance(value, str) and value.startswith(_SENSITIVE_PREFIX):
+        return REDACTED
+    if isinstance(value, dict):
+        return {key: _shown(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shown(item) for item in value]
+    return value
+
+
+def _show(parts: Sequence[Any], prefix: str) -> str:
+    text = prefix
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text

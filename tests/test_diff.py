@@ -1,0 +1,69 @@
+"""The diff: the project's own Change values, sets, ignored paths, secrets never shown."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reconciler.diff import Change, DiffRules, diff, equal
+from reconciler.manifests.values import REDACTED, Sensitive
+
+
+def test_changes_adds_and_removes_with_paths() -> None:
+    desired = {"version": "1.1.0", "env": {"rt": {"LOG": "info"}}, "cmd": ["sh", "-c"]}
+    observed = {"version": "1.0.0", "env": {"rt": {"OLD": "x"}}, "cmd": ["sh"]}
+    assert diff(desired, observed, prefix="spec") == [
+        Change("spec.cmd[1]", "add", None, "-c"),
+        Change("spec.env.rt.LOG", "add", None, "info"),
+        Change("spec.env.rt.OLD", "remove", "x", None),
+        Change("spec.version", "change", "1.0.0", "1.1.0"),
+    ]
+
+
+def test_equal_specs_have_no_changes() -> None:
+    spec = {"transform": {"image": "busybox", "cmd": ["sh"]}, "datumTries": 3}
+    assert diff(spec, json.loads(json.dumps(spec))) == []
+    assert equal(spec, dict(spec))
+
+
+def test_unordered_lists_compare_as_sets() -> None:
+    rules = DiffRules(unordered=[("transform", "secrets")])
+    a = {"transform": {"secrets": [{"name": "a"}, {"name": "b"}], "cmd": ["x", "y"]}}
+    b = {"transform": {"secrets": [{"name": "b"}, {"name": "a"}], "cmd": ["x", "y"]}}
+    assert diff(a, b, rules) == []
+    c = {"transform": {"secrets": [{"name": "a"}, {"name": "b"}], "cmd": ["y", "x"]}}
+    assert diff(c, a, rules) != []  # cmd is ordered
+
+
+def test_ignored_paths_and_globs() -> None:
+    rules = DiffRules(ignored=[("metadata", "createdAt"), ("status", "*")])
+    a = {"metadata": {"name": "x", "createdAt": "now"}, "status": {"state": "Running"}}
+    b = {"metadata": {"name": "x", "createdAt": "then"}, "status": {"state": "Error"}}
+    assert diff(a, b, rules) == []
+
+
+def test_sensitive_values_compare_by_digest_and_never_show() -> None:
+    old = {"data": {"password": Sensitive("${env:P}", "old-secret")}}
+    new = {"data": {"password": Sensitive("${env:P}", "new-secret")}}
+    same = {"data": {"password": Sensitive("${env:P}", "old-secret")}}
+    assert diff(old, same) == []
+    (change,) = diff(new, old)
+    assert change == Change("data.password", "change", REDACTED, REDACTED)
+    text = json.dumps([c.to_json() for c in diff(new, {"data": {}})])
+    assert "secret" not in text and REDACTED in text
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@given(json_values, json_values)
+def test_no_changes_exactly_when_equal(a: object, b: object) -> None:
+    assert (diff(a, b) == []) == (a == b)
