@@ -19,8 +19,8 @@ import networkx as nx
 from reconciler.errors import InputError, Problem
 from reconciler.manifests import Resource, ResourceId, kinds, select_matches
 from reconciler.manifests.kinds.pachyderm import DEFAULT_PROJECT
-from reconciler.manifests.loader import check_selector
 from reconciler.manifests.reporting import Reporter
+from reconciler.manifests.selection import check_selector
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ here knows about platforms' APIs, state or the command line.
 """
 
 from reconciler.manifests.config import Settings
-from reconciler.manifests.loader import LoadOptions, Manifests, load, select_matches
+from reconciler.manifests.loader import LoadOptions, Manifests, load
 from reconciler.manifests.resources import Origin, Reference, Resource, ResourceId
+from reconciler.manifests.selection import select_matches
 from reconciler.manifests.values import Sensitive
 
 __all__ = [

@@ -11,10 +11,8 @@ together as one InputError. References between resources are checked by
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +20,18 @@ from pydantic import ValidationError
 
 from reconciler.errors import InputError
 from reconciler.manifests import kinds
-from reconciler.manifests.config import (
-    CONFIG_FILE,
-    Config,
-    Profile,
-    Settings,
-    Target,
-    profile_chain,
-)
+from reconciler.manifests.config import CONFIG_FILE, Settings
+from reconciler.manifests.discovery import discover, display_name, inside, package_source_dirs
 from reconciler.manifests.documents import Document, read_documents
-from reconciler.manifests.kinds.insights import PackageSpec
 from reconciler.manifests.kinds.pachyderm import DEFAULT_PROJECT
 from reconciler.manifests.merge import merge
-from reconciler.manifests.reporting import Reporter, did_you_mean, suggest
+from reconciler.manifests.packages import check_package
+from reconciler.manifests.profiles import load_settings
+from reconciler.manifests.reporting import ProblemAt, Reporter, did_you_mean
 from reconciler.manifests.resources import Metadata, Origin, Resource, ResourceId
 from reconciler.manifests.values import Resolver, resolve_tree
 
 ENVELOPE_FIELDS = ("apiVersion", "kind", "metadata", "spec")
-MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -72,24 +64,24 @@ def load(path: Path, options: LoadOptions | None = None) -> Manifests:
     root = path if path.is_dir() else path.parent
     config_path = root / CONFIG_FILE
     config_file = config_path if config_path.is_file() else None
-    settings = load_settings(root, config_file, options, report)
+    settings = load_settings(root, config_file, options.profile, options.env, report)
     if settings is None:
         raise InputError(report.problems)
     files = [path] if path.is_file() else discover(root, settings.manifests)
 
     parsed: list[tuple[Path, str, list[Document] | InputError]] = []
     for file in files:
-        display = _display(file, root)
+        display = display_name(file, root)
         try:
             parsed.append((file, display, read_documents(file, display)))
         except InputError as exc:
             parsed.append((file, display, exc))
 
-    sources = _package_source_dirs(parsed)
+    sources = package_source_dirs(parsed)
     builder = _Builder(root, settings, options, report)
     used_files: list[str] = []
     for file, display, result in parsed:
-        if path.is_dir() and any(_inside(file.resolve(), src) for src in sources):
+        if path.is_dir() and any(inside(file.resolve(), src) for src in sources):
             continue
         used_files.append(display)
         if isinstance(result, InputError):
@@ -108,193 +100,6 @@ def load(path: Path, options: LoadOptions | None = None) -> Manifests:
         resources=tuple(builder.resources),
         files=tuple(used_files),
         package_sources=builder.package_sources,
-    )
-
-
-def _display(file: Path, root: Path) -> str:
-    """How a file is named in messages: relative to the working folder where possible."""
-    absolute = Path(os.path.normpath(file.absolute()))
-    try:
-        return str(absolute.relative_to(Path.cwd()))
-    except ValueError:
-        return str(absolute)
-
-
-def discover(root: Path, patterns: tuple[str, ...] | list[str]) -> list[Path]:
-    """Manifest files below `root`: folders searched for YAML, or globs; hidden folders skipped."""
-    found: set[Path] = set()
-    for pattern in patterns:
-        candidate = root / pattern
-        if any(ch in pattern for ch in "*?["):
-            for match in root.glob(pattern):
-                if match.is_file() and not _hidden(match.relative_to(root)):
-                    found.add(match)
-        elif candidate.is_file():
-            found.add(candidate)
-        elif candidate.is_dir():
-            for folder, dirs, names in os.walk(candidate):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in names:
-                    if name.endswith(MANIFEST_SUFFIXES) and not name.startswith("."):
-                        found.add(Path(folder) / name)
-    config = root / CONFIG_FILE
-    return sorted(f for f in found if f != config)
-
-
-def _hidden(relative: Path) -> bool:
-    return any(part.startswith(".") and part not in (".", "..") for part in relative.parts)
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def _package_source_dirs(parsed: list[tuple[Path, str, list[Document] | InputError]]) -> list[Path]:
-    """Folders that Package manifests name as `source`: their files are not manifests."""
-    sources: list[Path] = []
-    for file, _, result in parsed:
-        if isinstance(result, InputError):
-            continue
-        for document in result:
-            data = document.data
-            if (
-                isinstance(data, dict)
-                and data.get("kind") == "Package"
-                and isinstance(data.get("spec"), dict)
-                and isinstance(data["spec"].get("source"), str)
-            ):
-                sources.append((file.parent / data["spec"]["source"]).resolve())
-    return sources
-
-
-# --- configuration -------------------------------------------------------------------
-
-
-def load_settings(
-    root: Path, config_file: Path | None, options: LoadOptions, report: Reporter
-) -> Settings | None:
-    if config_file is None:
-        config = Config()
-        raw: dict[str, Any] = {}
-        display = CONFIG_FILE
-    else:
-        display = _display(config_file, root)
-        try:
-            documents = read_documents(config_file, display)
-        except InputError as exc:
-            report.problems.extend(exc.problems)
-            return None
-        if len(documents) != 1 or not isinstance(documents[0].data, dict):
-            report.file(
-                display, "reconciler.yaml must hold one mapping", "see README: Configuration"
-            )
-            return None
-        raw = documents[0].data
-        resolver = Resolver(base=root, env=options.env, defer=True)
-        for path, failure in resolve_tree(raw, resolver):
-            report.at(display, config_file, 0, path, failure.message, failure.hint)
-        try:
-            config = Config.model_validate(raw)
-        except ValidationError as exc:
-            report.validation(display, config_file, 0, (), Config, raw, exc)
-            return None
-
-    if options.profile is None:
-        return Settings(
-            manifests=tuple(config.manifests),
-            state=config.state,
-            prune=config.prune,
-            targets=dict(config.targets),
-            select=(),
-            patches=(),
-            profile=None,
-        )
-    return _apply_profile(config, raw, options.profile, display, config_file, report)
-
-
-def _apply_profile(
-    config: Config,
-    raw: dict[str, Any],
-    name: str,
-    display: str,
-    config_file: Path | None,
-    report: Reporter,
-) -> Settings | None:
-    profiles = config.profiles
-    if name not in profiles:
-        known = ", ".join(sorted(profiles)) or "none are defined"
-        report.file(
-            display,
-            f"no profile named '{name}'{did_you_mean(name, profiles)}",
-            f"profiles in {CONFIG_FILE}: {known}",
-        )
-        return None
-    real = config_file or Path(display)
-    for profile_name, profile in profiles.items():
-        for index, parent in enumerate(profile.extends):
-            if parent not in profiles:
-                report.at(
-                    display,
-                    real,
-                    0,
-                    ("profiles", profile_name, "extends", index),
-                    f"profile '{profile_name}' extends '{parent}', which is not defined"
-                    f"{did_you_mean(parent, profiles)}",
-                )
-    chain = profile_chain(profiles, name)
-    if chain and isinstance(chain[0], list):
-        for cycle in chain:
-            assert isinstance(cycle, list)
-            report.at(
-                display,
-                real,
-                0,
-                ("profiles", cycle[0], "extends"),
-                f"profiles extend each other in a cycle: {' -> '.join(cycle)}",
-                "remove one of the 'extends' entries of this cycle",
-            )
-        return None
-    if report.problems:
-        return None
-    order: list[Profile] = [profiles[p] for p in chain if isinstance(p, str)]
-    targets_raw: dict[str, Any] = raw.get("targets") or {
-        key: target.model_dump(mode="json", by_alias=True, context={"expressions": True})
-        for key, target in config.targets.items()
-    }
-    select: list[str] | None = None
-    prune, state = config.prune, config.state
-    patches = []
-    for profile in order:
-        targets_raw = merge(targets_raw, profile.targets)
-        if profile.select is not None:
-            select = profile.select
-        if profile.prune is not None:
-            prune = profile.prune
-        if profile.state is not None:
-            state = profile.state
-        patches.extend(profile.patches)
-    try:
-        targets: dict[str, Target] = Config.model_validate({"targets": targets_raw}).targets
-    except ValidationError as exc:
-        report.validation(
-            display,
-            real,
-            0,
-            ("profiles", name),
-            None,
-            {"targets": targets_raw},
-            exc,
-            note=f" (with profile '{name}')",
-        )
-        return None
-    return Settings(
-        manifests=tuple(config.manifests),
-        state=state,
-        prune=prune,
-        targets=dict(targets),
-        select=tuple(select or ()),
-        patches=tuple(patches),
-        profile=name,
     )
 
 
@@ -459,7 +264,9 @@ class _Builder:
             ResourceId(target, kind, name), api_version, metadata, spec, origin, project, references
         )
         if kind == "Package":
-            self._check_package(resource, file, problem)
+            source = check_package(resource, file, self.root, problem, self.report)
+            if source is not None:
+                self.package_sources[resource.id] = source
         self.resources.append(resource)
 
     def _default_target(self, entry: str) -> str | None:
@@ -467,7 +274,7 @@ class _Builder:
         infos = kinds.find(kind)
         return infos[0].provider if infos else None
 
-    def _envelope(self, data: dict[str, Any], problem: Any) -> bool:
+    def _envelope(self, data: dict[str, Any], problem: ProblemAt) -> bool:
         ok = True
         for key in data:
             if key not in ENVELOPE_FIELDS:
@@ -552,91 +359,6 @@ class _Builder:
                 applied = True
         return data, applied
 
-    def _check_package(self, resource: Resource, file: Path, problem: Any) -> None:
-        spec = resource.spec
-        assert isinstance(spec, PackageSpec)
-        field = "source" if spec.source is not None else "artifact"
-        relative = spec.source if spec.source is not None else spec.artifact
-        assert relative is not None
-        raw = file.parent / relative
-        where = ("spec", field)
-        if ".." in Path(relative).parts and not _inside(raw.resolve(), self.root):
-            problem(
-                where,
-                f"spec.{field} '{relative}' lies outside the manifests repository",
-                "keep package folders inside the repository, so a commit pins them",
-            )
-            return
-        if not raw.exists():
-            problem(
-                where,
-                f"spec.{field} '{relative}' does not exist",
-                f"create it, or fix the path (relative to {resource.origin.file})",
-            )
-            return
-        resolved = raw.resolve()
-        if not _inside(resolved, self.root):
-            problem(
-                where,
-                f"spec.{field} '{relative}' leads outside the manifests repository through a"
-                " symbolic link",
-                "replace the link with the folder itself",
-            )
-            return
-        if field == "artifact":
-            if not resolved.is_file() or resolved.suffix != ".kxi":
-                problem(
-                    where,
-                    f"spec.artifact '{relative}' is not a .kxi file",
-                    "point artifact at a built .kxi archive, or use source: for a folder",
-                )
-            else:
-                self.package_sources[resource.id] = resolved
-            return
-        if not resolved.is_dir():
-            problem(
-                where,
-                f"spec.source '{relative}' is not a folder",
-                "point source at a package folder, or use artifact: for a .kxi file",
-            )
-            return
-        manifest = resolved / "manifest.yaml"
-        if not manifest.is_file():
-            problem(
-                where,
-                f"spec.source '{relative}' has no manifest.yaml",
-                "a kdb Insights package folder has manifest.yaml at its top",
-            )
-            return
-        try:
-            documents = read_documents(manifest, _display(manifest, self.root))
-        except InputError as exc:
-            self.report.problems.extend(exc.problems)
-            return
-        package = documents[0].data if documents else None
-        if not isinstance(package, dict):
-            problem(
-                where,
-                f"{relative}/manifest.yaml is not a mapping",
-                "see the kdb Insights package layout",
-            )
-            return
-        if package.get("name") != resource.name:
-            problem(
-                ("metadata", "name"),
-                f"metadata.name '{resource.name}' differs from name '{package.get('name')}' in"
-                f" {relative}/manifest.yaml",
-                "make the two names the same",
-            )
-        if str(package.get("version")) != spec.version:
-            problem(
-                ("spec", "version"),
-                f"spec.version '{spec.version}' differs from version '{package.get('version')}' in"
-                f" {relative}/manifest.yaml",
-                "make the two versions the same",
-            )
-        self.package_sources[resource.id] = resolved
-
     def check_duplicates(self) -> None:
         first: dict[ResourceId, Resource] = {}
         for resource in self.resources:
@@ -654,51 +376,3 @@ class _Builder:
                     "rename one of them, or delete the copy",
                     fallback_line=this.origin.line,
                 )
-
-
-def select_matches(selector: str, resource: Resource) -> bool:
-    """Whether a `--select` / profile `select` entry names `resource`.
-
-    Forms: an id or id glob (`pachyderm:Pipeline/vision/*`, target optional), or
-    comma-joined `field=glob` terms that must all hold, with field one of kind, target,
-    project, name, or `label.<key>`.
-    """
-    selector = selector.strip()
-    if "=" not in selector:
-        full = str(resource.id)
-        short = full.split(":", 1)[1]
-        return fnmatchcase(full, selector) or fnmatchcase(short, selector)
-    for term in selector.split(","):
-        field, _, pattern = term.partition("=")
-        field = field.strip()
-        pattern = pattern.strip()
-        if field.startswith("label."):
-            value = resource.metadata.labels.get(field[len("label.") :])
-        else:
-            value = {
-                "kind": resource.kind,
-                "target": resource.target,
-                "project": resource.project,
-                "name": resource.name,
-            }.get(field)
-        if value is None or not fnmatchcase(value, pattern):
-            return False
-    return True
-
-
-SELECT_FIELDS = ("kind", "target", "project", "name", "label.<key>")
-
-
-def check_selector(selector: str) -> str | None:
-    """Why `selector` is malformed, or None."""
-    if "=" not in selector:
-        return None if selector.strip() else "an empty selector"
-    for term in selector.split(","):
-        field, sep, _ = term.partition("=")
-        field = field.strip()
-        if not sep or not (field in SELECT_FIELDS[:4] or field.startswith("label.")):
-            match = suggest(field, SELECT_FIELDS[:4])
-            return f"'{term}' is not FIELD=VALUE with FIELD one of {', '.join(SELECT_FIELDS)}" + (
-                f"; did you mean '{match}'?" if match else ""
-            )
-    return None

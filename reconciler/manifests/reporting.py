@@ -7,7 +7,7 @@ import types
 import typing
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -42,6 +42,14 @@ def show_path(path: PathKey) -> str:
         else:
             text += ("." if text else "") + part
     return text or "(document)"
+
+
+class ProblemAt(Protocol):
+    """Reports a problem at a path of the document being checked."""
+
+    def __call__(
+        self, path: PathKey, message: str, hint: str | None = None, *, key: bool = False
+    ) -> None: ...
 
 
 class Reporter:
