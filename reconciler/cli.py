@@ -21,7 +21,7 @@ from reconciler.errors import InputError, ReconcilerError
 from reconciler.manifests import LoadOptions, Manifests, load
 from reconciler.manifests.schemas import all_schemas, dumps
 from reconciler.render import graph as graph_render
-from reconciler.render import problems as problems_render
+from reconciler.render import validation as validation_render
 
 app = typer.Typer(
     name="reconciler",
@@ -94,16 +94,16 @@ def validate(
     except InputError as exc:
         if output is not ValidateFormat.json:
             raise
-        out.print(problems_render.problems_json(exc.problems), markup=False)
+        out.print(validation_render.problems_json(exc.problems), markup=False)
         return exc.exit_code
     if output is ValidateFormat.json:
-        out.print(problems_render.summary_json(manifests, selected), markup=False)
+        out.print(validation_render.summary_json(manifests, selected), markup=False)
         return 0
     table = Table(title=None, show_edge=False, header_style="bold")
     table.add_column("target")
     table.add_column("kind")
     table.add_column("count", justify="right")
-    for target, kinds in problems_render.counts(manifests).items():
+    for target, kinds in validation_render.counts(manifests).items():
         for kind, number in kinds.items():
             table.add_row(target, kind, str(number))
     total = len(manifests.resources)
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         err.print("aborted")
         code = 1
     except InputError as exc:
-        err.print(problems_render.problems_text(exc.problems), markup=False)
+        err.print(validation_render.problems_text(exc.problems), markup=False)
         code = exc.exit_code
     except ReconcilerError as exc:
         err.print(f"error: {exc}", markup=False)

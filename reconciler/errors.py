@@ -35,7 +35,7 @@ class Problem:
     file: str
     line: int = 0
     column: int = 0
-    message: str = field(default="", compare=True)
+    message: str = ""
     hint: str | None = field(default=None, compare=False)
 
     def location(self) -> str:

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from reconciler.errors import InputError, Problem
-from reconciler.manifests import Resource, ResourceId, kinds, select_matches
-from reconciler.manifests.kinds.pachyderm import DEFAULT_PROJECT
+from reconciler.manifests import Resource, ResourceId, select_matches
 from reconciler.manifests.reporting import Reporter
 from reconciler.manifests.selection import check_selector
 
@@ -92,15 +91,22 @@ def build(resources: Iterable[Resource]) -> Graph:
                     fallback_line=origin.line,
                 )
         for reference in resource.references:
-            found = [
-                ResourceId(resource.target, kind, reference.name)
-                for kind in reference.kinds
-                if ResourceId(resource.target, kind, reference.name) in by_id
-            ]
-            if found:
-                for provider_of in found:
-                    if provider_of != resource.id:
-                        dag.add_edge(provider_of, resource.id)
+            target = reference.target or resource.target
+            candidates = [ResourceId(target, kind, reference.name) for kind in reference.kinds]
+            found = [rid for rid in candidates if rid in by_id]
+            if resource.id in found:
+                report.at(
+                    origin.file,
+                    origin.path,
+                    origin.index,
+                    reference.path,
+                    f"{resource.id} depends on itself through this {reference.what}",
+                    "a resource cannot depend on itself: remove or fix this reference",
+                    fallback_line=origin.line,
+                )
+            elif found:
+                for dependency in found:
+                    dag.add_edge(dependency, resource.id)
             elif reference.required:
                 kinds_text = " or ".join(reference.kinds)
                 report.at(
@@ -109,35 +115,10 @@ def build(resources: Iterable[Resource]) -> Graph:
                     origin.index,
                     reference.path,
                     f"{reference.what} '{reference.name}' names no {kinds_text} in the manifests"
-                    f" (target '{resource.target}')",
+                    f" (target '{target}')",
                     reference.hint or None,
                     fallback_line=origin.line,
                 )
-        for index, entry in enumerate(resource.metadata.depends_on):
-            dependency = _parse_dependency(entry, resource)
-            if dependency is None or dependency not in by_id:
-                report.at(
-                    origin.file,
-                    origin.path,
-                    origin.index,
-                    ("metadata", "dependsOn", index),
-                    f"dependsOn '{entry}' names no resource in the manifests",
-                    "write the id of a resource defined in the manifests, e.g."
-                    " pachyderm:Repo/default/images (see `reconciler validate --format json`)",
-                    fallback_line=origin.line,
-                )
-            elif dependency == resource.id:
-                report.at(
-                    origin.file,
-                    origin.path,
-                    origin.index,
-                    ("metadata", "dependsOn", index),
-                    "a resource cannot depend on itself",
-                    "remove this dependsOn entry",
-                    fallback_line=origin.line,
-                )
-            else:
-                dag.add_edge(dependency, resource.id)
 
     if not report.problems and not nx.is_directed_acyclic_graph(dag):
         for component in nx.strongly_connected_components(dag):
@@ -160,23 +141,3 @@ def build(resources: Iterable[Resource]) -> Graph:
     if report.problems:
         raise InputError(report.problems)
     return Graph(by_id, dag)
-
-
-def _parse_dependency(entry: str, resource: Resource) -> ResourceId | None:
-    """A dependsOn entry as an id. The target defaults to this resource's own when the
-    kinds share a provider (else the target named after the provider), and a name
-    without a project to this resource's project."""
-    kind = entry.split(":", 1)[-1].split("/", 1)[0]
-    infos = kinds.find(kind)
-    if not infos:
-        return ResourceId.parse(entry, default_target=resource.target)
-    own = kinds.find(resource.kind)
-    same_provider = bool(own) and own[0].provider == infos[0].provider
-    parsed = ResourceId.parse(
-        entry, default_target=resource.target if same_provider else infos[0].provider
-    )
-    if parsed is not None and infos[0].scoped and "/" not in parsed.name:
-        parsed = ResourceId(
-            parsed.target, parsed.kind, f"{resource.project or DEFAULT_PROJECT}/{parsed.name}"
-        )
-    return parsed

@@ -245,21 +245,26 @@ class _Builder:
                 "set metadata.target to a target of the right provider",
             )
             ok = False
+        extra = []
         for position, entry in enumerate(metadata.depends_on):
-            parsed = ResourceId.parse(entry, default_target=self._default_target(entry))
-            if parsed is None:
+            reference = kinds.depends_on_reference(
+                entry, position, target=target, provider=info.provider, project=project
+            )
+            if reference is None:
                 problem(
                     ("metadata", "dependsOn", position),
                     f"'{entry}' is not a resource id",
                     "write <target>:<Kind>/<name>, e.g. pachyderm:Repo/vision/images",
                 )
                 ok = False
+            else:
+                extra.append(reference)
         if not ok or spec is None:
             return
 
         name = f"{project}/{metadata.name}" if info.scoped else metadata.name
         origin = Origin(display, file, index, document.line)
-        references = tuple(info.references(spec, project, metadata.name))
+        references = (*info.references(spec, project, metadata.name), *extra)
         resource = Resource(
             ResourceId(target, kind, name), api_version, metadata, spec, origin, project, references
         )
@@ -268,11 +273,6 @@ class _Builder:
             if source is not None:
                 self.package_sources[resource.id] = source
         self.resources.append(resource)
-
-    def _default_target(self, entry: str) -> str | None:
-        kind = entry.split(":", 1)[-1].split("/", 1)[0]
-        infos = kinds.find(kind)
-        return infos[0].provider if infos else None
 
     def _envelope(self, data: dict[str, Any], problem: ProblemAt) -> bool:
         ok = True

@@ -83,6 +83,8 @@ class Reference:
     required: bool = True
     """A missing required reference is an input error; others are simply no edge."""
     hint: str = ""
+    target: str | None = None
+    """The target it lives on; None: the referring resource's own."""
 
 
 @dataclass(frozen=True, slots=True)

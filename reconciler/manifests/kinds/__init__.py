@@ -18,7 +18,7 @@ from reconciler.manifests.kinds.pachyderm import (
     SecretSpec,
 )
 from reconciler.manifests.model import InsightsName, KubernetesName, Model, PachydermName
-from reconciler.manifests.resources import PathKey, Reference
+from reconciler.manifests.resources import PathKey, Reference, ResourceId
 
 ReferenceFinder = Callable[[Model, str | None, str], Iterator[Reference]]
 
@@ -160,6 +160,39 @@ KINDS: dict[tuple[str, str], KindInfo] = {
 
 API_VERSIONS = sorted({api for api, _ in KINDS})
 PROVIDERS = sorted({info.provider for info in KINDS.values()})
+
+
+def depends_on_reference(
+    entry: str, position: int, *, target: str, provider: str, project: str | None
+) -> Reference | None:
+    """A `dependsOn` entry as a reference, or None if it is not an id of a known kind.
+
+    The target defaults to the referring resource's own when both kinds have the same
+    provider, else to the target named after the provider; a project-scoped name
+    without a project means the referring resource's project.
+    """
+    kind = entry.split(":", 1)[-1].split("/", 1)[0]
+    infos = find(kind)
+    if not infos:
+        return None
+    info = infos[0]
+    parsed = ResourceId.parse(
+        entry, default_target=target if info.provider == provider else info.provider
+    )
+    if parsed is None:
+        return None
+    name = parsed.name
+    if info.scoped and "/" not in name:
+        name = f"{project or DEFAULT_PROJECT}/{name}"
+    return Reference(
+        (parsed.kind,),
+        name,
+        ("metadata", "dependsOn", position),
+        "dependsOn",
+        hint="write the id of a resource defined in the manifests, e.g."
+        " pachyderm:Repo/default/images (see `reconciler validate --format json`)",
+        target=parsed.target,
+    )
 
 
 def kinds_of(api_version: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Input problems and validation summaries, for people and for machines."""
+"""Validation results: problems and summaries, for people and for machines."""
 
 from __future__ import annotations
 
