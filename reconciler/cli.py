@@ -7,6 +7,10 @@ Rule: the only place that reads flags, prints, and maps errors to exit codes:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import signal
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -17,11 +21,19 @@ from rich.console import Console
 from rich.table import Table
 
 from reconciler import __version__, graph
-from reconciler.errors import InputError, ReconcilerError
+from reconciler.engine import Connector, Planned, Session
+from reconciler.errors import InputError, OperationalError, Problem, ReconcilerError
+from reconciler.execute import ExecuteOptions, Outcome
 from reconciler.manifests import LoadOptions, Manifests, load
+from reconciler.manifests.config import InsightsTarget, PachydermTarget
 from reconciler.manifests.schemas import all_schemas, dumps
+from reconciler.plan import Plan, PlanOptions, Source
+from reconciler.providers.base import Provider
 from reconciler.render import graph as graph_render
+from reconciler.render import plan as plan_render
+from reconciler.render import progress as progress_render
 from reconciler.render import validation as validation_render
+from reconciler.state import open_store
 
 app = typer.Typer(
     name="reconciler",
@@ -45,6 +57,12 @@ ProfileOpt = Annotated[
 
 class ValidateFormat(StrEnum):
     text = "text"
+    json = "json"
+
+
+class PlanFormat(StrEnum):
+    text = "text"
+    markdown = "markdown"
     json = "json"
 
 
@@ -170,11 +188,282 @@ def schema(
     return 0
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run a command and exit with its code; never a traceback for input."""
+# --- plan and apply -----------------------------------------------------------------------
+
+
+def connect(
+    target: str, config: InsightsTarget | PachydermTarget, manifests: Manifests
+) -> Provider:
+    """The provider of a target: the platform subpackage its `provider` names."""
+    raise OperationalError(
+        f"target '{target}': the {config.provider} provider is not part of this build yet"
+    )
+
+
+def _connector(ctx: typer.Context) -> Connector:
+    found = ctx.find_root().obj
+    return found if found is not None else connect
+
+
+SelectOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--select",
+        "-s",
+        help="Only these resources (id, Kind, Kind/glob, label=value) and what they depend on.",
+    ),
+]
+NoDepsOpt = Annotated[
+    bool, typer.Option("--no-deps", help="With --select: leave out what the selection uses.")
+]
+PruneOpt = Annotated[
+    bool | None,
+    typer.Option("--prune/--no-prune", help="Delete owned resources that left the manifests."),
+]
+MaxDeletesOpt = Annotated[
+    int, typer.Option("--max-deletes", min=0, help="Refuse a plan that deletes more.")
+]
+MassDeleteOpt = Annotated[
+    bool,
+    typer.Option("--allow-mass-delete", help="Allow deleting every owned resource of a target."),
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show unchanged resources too.")]
+
+
+def _plan_options(
+    manifests: Manifests,
+    select: list[str] | None,
+    no_deps: bool,
+    prune: bool | None,
+    max_deletes: int,
+    allow_mass_delete: bool,
+) -> PlanOptions:
+    selectors = tuple(select or manifests.settings.select)
+    if no_deps and not selectors:
+        raise InputError(
+            [
+                Problem(
+                    "--no-deps", message="--no-deps only applies with --select", hint="add --select"
+                )
+            ]
+        )
+    return PlanOptions(
+        select=selectors,
+        with_dependencies=not no_deps,
+        prune=manifests.settings.prune if prune is None else prune,
+        max_deletes=max_deletes,
+        allow_mass_delete=allow_mass_delete,
+    )
+
+
+async def _make_plan(
+    manifests: Manifests, connector: Connector, options: PlanOptions, source: Source
+) -> Plan:
+    store = open_store(manifests.settings.state, manifests.root)
+    try:
+        async with Session(manifests, connector, store) as session:
+            planned = await session.plan(options, source)
+    finally:
+        store.close()
+    return planned.plan
+
+
+@app.command()
+def plan(
+    ctx: typer.Context,
+    path: PathArg = Path(),
+    profile: ProfileOpt = None,
+    output: Annotated[
+        PlanFormat, typer.Option("--format", "-f", help="text, markdown or json.")
+    ] = PlanFormat.text,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the plan (JSON) to this file.")
+    ] = None,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option("--detailed-exitcode", help="Exit 2 when there are changes to apply."),
+    ] = False,
+    select: SelectOpt = None,
+    no_deps: NoDepsOpt = False,
+    prune: PruneOpt = None,
+    max_deletes: MaxDeletesOpt = 10,
+    allow_mass_delete: MassDeleteOpt = False,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Show what apply would do: reads only, changes nothing."""
+    manifests = _load(path, profile)
+    options = _plan_options(manifests, select, no_deps, prune, max_deletes, allow_mass_delete)
+    source = Source(str(path), None, manifests.settings.profile)
+    result = asyncio.run(_make_plan(manifests, _connector(ctx), options, source))
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(result.dumps(), encoding="utf-8")
+    if output is PlanFormat.json:
+        out.print(result.dumps(), markup=False, end="")
+    elif output is PlanFormat.markdown:
+        out.print(plan_render.markdown(result), markup=False)
+    else:
+        plan_render.print_text(result, out, verbose=verbose)
+        if out_file is not None:
+            out.print(
+                f"plan written to {out_file}; apply it with: reconciler apply --plan {out_file}"
+            )
+    if result.errors:
+        return 1
+    return 2 if detailed_exitcode and result.pending else 0
+
+
+def _read_plan(file: Path) -> Plan:
+    try:
+        return Plan.from_json(json.loads(file.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise InputError(
+            [Problem(str(file), message=f"cannot read the plan: {exc.strerror}")]
+        ) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            [
+                Problem(
+                    str(file),
+                    message=f"not a usable plan file: {exc}",
+                    hint="write plans with `reconciler plan --out FILE` and do not edit them",
+                )
+            ]
+        ) from None
+
+
+@app.command()
+def apply(
+    ctx: typer.Context,
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="A manifests folder (default: the plan's, or the current folder)."),
+    ] = None,
+    profile: ProfileOpt = None,
+    plan_file: Annotated[
+        Path | None,
+        typer.Option("--plan", help="Apply exactly this saved plan (from plan --out)."),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
+    output: Annotated[
+        ValidateFormat, typer.Option("--format", "-f", help="text or json.")
+    ] = ValidateFormat.text,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=256, help="Calls in flight at most.")
+    ] = 8,
+    select: SelectOpt = None,
+    no_deps: NoDepsOpt = False,
+    prune: PruneOpt = None,
+    max_deletes: MaxDeletesOpt = 10,
+    allow_mass_delete: MassDeleteOpt = False,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Make the targets match the manifests (asks first unless --yes)."""
+    saved = _read_plan(plan_file) if plan_file is not None else None
+    if saved is not None:
+        if select or no_deps or prune is not None:
+            raise InputError(
+                [
+                    Problem(
+                        "--plan",
+                        message="--select, --no-deps and --prune are fixed by the saved plan",
+                        hint="leave them out, or make a new plan with them",
+                    )
+                ]
+            )
+        path = path if path is not None else Path(saved.source.path)
+        profile = profile if profile is not None else saved.source.profile
+    path = path if path is not None else Path()
+    manifests = _load(path, profile)
+    options = _plan_options(manifests, select, no_deps, prune, max_deletes, allow_mass_delete)
+    source = Source(str(path), None, manifests.settings.profile)
+    execute_options = ExecuteOptions(concurrency=concurrency, profile=manifests.settings.profile)
+    text = output is ValidateFormat.text
+    connector = _connector(ctx)
+
+    async def run() -> tuple[Planned, Outcome | None]:
+        store = open_store(manifests.settings.state, manifests.root)
+        try:
+            async with Session(manifests, connector, store) as session:
+                if saved is not None:
+                    planned = await session.replan(saved)
+                else:
+                    planned = await session.plan(options, source)
+                if text:
+                    plan_render.print_text(planned.plan, out, verbose=verbose)
+                if planned.plan.errors or not planned.plan.pending:
+                    return planned, None
+                if not yes:
+                    _confirm()
+                return planned, await _execute(session, planned, execute_options, text)
+        finally:
+            store.close()
+
+    planned, outcome = asyncio.run(run())
+    if planned.plan.errors:
+        if not text:
+            out.print(json.dumps({"errors": list(planned.plan.errors)}, indent=2), markup=False)
+        return 1
+    if outcome is None:
+        if not text:
+            out.print(json.dumps({"result": "no changes"}), markup=False)
+        return 0
+    if text:
+        out.print(progress_render.summary(outcome))
+    else:
+        out.print(progress_render.outcome_json(outcome), markup=False)
+    return 0 if outcome.ok else 1
+
+
+def _confirm() -> None:
+    if not sys.stdin.isatty():
+        raise OperationalError(
+            "apply needs confirmation and there is no terminal to ask on: pass --yes"
+            " (nothing was changed)"
+        )
+    if not typer.confirm("Apply these changes?", default=False):
+        raise OperationalError("apply cancelled; nothing was changed")
+
+
+async def _execute(
+    session: Session, planned: Planned, options: ExecuteOptions, text: bool
+) -> Outcome:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def interrupted() -> None:
+        err.print("stopping: no new calls; waiting for those in flight (Ctrl-C again to abort)")
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)
+
+    # Not the main thread, or a platform without signals: Ctrl-C then aborts at once.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+    total = sum(1 for a in planned.plan.actions if a.mutates or a.adopt)
+    listener: progress_render.Lines = (
+        progress_render.Bar(out, total)
+        if text and out.is_terminal
+        else progress_render.Lines(out if text else err)
+    )
+    try:
+        with listener:
+            return await session.apply(planned, options, listener, stop)
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+def main(argv: list[str] | None = None, connector: Connector | None = None) -> None:
+    """Entry point: run a command and exit with its code; never a traceback for input.
+
+    `connector` chooses the provider of each target (tests hand in fakes); by default
+    each target's `provider` picks the platform subpackage.
+    """
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="reconciler", standalone_mode=False)
+        result = command.main(
+            args=argv, prog_name="reconciler", standalone_mode=False, obj=connector
+        )
         code = result if isinstance(result, int) else 0
     except typer.Abort:
         err.print("aborted")

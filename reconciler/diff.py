@@ -12,6 +12,7 @@ change whose old and new are both `(sensitive)` and no clear value ever enters a
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -132,3 +133,26 @@ def _show(parts: Sequence[Any], prefix: str) -> str:
         else:
             text += ("." if text else "") + str(part)
     return text
+
+
+def digest(value: Any) -> str:
+    """A stable digest of a spec: key order never matters; a sensitive value counts by its
+    own digest, so the result may be stored and shown without revealing anything."""
+    canonical = _canonical(value, DiffRules(), ())
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def sealed(value: Any) -> Any:
+    """`value` with every sensitive value replaced by its digest: safe to store."""
+    return _shown_digests(_canonical(value, DiffRules(), ()))
+
+
+def _shown_digests(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_SENSITIVE_PREFIX):
+        return value.removeprefix(_SENSITIVE_PREFIX)
+    if isinstance(value, dict):
+        return {key: _shown_digests(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shown_digests(item) for item in value]
+    return value

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
+from reconciler.engine import Connector
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -22,10 +23,10 @@ def require_reference() -> Path:
     return REFERENCE
 
 
-def run_cli(*args: str) -> int:
-    """Run the command line in-process; returns its exit code."""
+def run_cli(*args: str, connector: Connector | None = None) -> int:
+    """Run the command line in-process (with fake providers, if given); its exit code."""
     try:
-        main(list(args))
+        main(list(args), connector)
     except SystemExit as exc:
         return int(exc.code or 0)
     raise AssertionError("the command line did not exit")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import InputError, OperationalError
-from reconciler.state import SqliteStore, open_store
+from reconciler.state import InventoryEntry, SqliteStore, open_store
 from reconciler.state.sqlite import SCHEMA_VERSION
 
 
@@ -25,22 +25,28 @@ def test_opens_in_wal_mode_with_current_schema(tmp_path: Path) -> None:
 def test_inventory_survives_reopen_and_keeps_adoption(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
     store.record_applied(
-        "pachyderm:Repo/default/a",
-        target="pachyderm",
-        kind="Repo",
-        digest="sha256:1",
-        revision="abc",
-        adopted=True,
+        InventoryEntry(
+            "pachyderm:Repo/default/a", "pachyderm", "Repo", "sha256:1", "abc", adopted=True
+        )
     )
     store.record_applied(
-        "insights:Package/p", target="insights", kind="Package", digest="sha256:2", revision=None
+        InventoryEntry(
+            "insights:Package/p",
+            "insights",
+            "Package",
+            "sha256:2",
+            None,
+            adopted=False,
+            spec={"version": "1.0.0"},
+            fingerprints={"files/a.q": "sha256:9"},
+            protect=True,
+            deletion_policy="Orphan",
+        )
     )
     store.record_applied(
-        "pachyderm:Repo/default/a",
-        target="pachyderm",
-        kind="Repo",
-        digest="sha256:3",
-        revision="def",
+        InventoryEntry(
+            "pachyderm:Repo/default/a", "pachyderm", "Repo", "sha256:3", "def", adopted=False
+        )
     )
     store.close()
     again = SqliteStore(tmp_path / "s.db")
@@ -48,7 +54,10 @@ def test_inventory_survives_reopen_and_keeps_adoption(tmp_path: Path) -> None:
     assert list(entries) == ["pachyderm:Repo/default/a"]
     entry = entries["pachyderm:Repo/default/a"]
     assert (entry.digest, entry.revision, entry.adopted) == ("sha256:3", "def", True)
-    assert set(again.inventory()) == {"pachyderm:Repo/default/a", "insights:Package/p"}
+    package = again.inventory()["insights:Package/p"]
+    assert package.spec == {"version": "1.0.0"}
+    assert package.fingerprints == {"files/a.q": "sha256:9"}
+    assert (package.protect, package.deletion_policy) == (True, "Orphan")
     again.forget("insights:Package/p")
     assert set(again.inventory()) == {"pachyderm:Repo/default/a"}
 

@@ -52,6 +52,12 @@ class Model(BaseModel):
             mode="json", exclude_unset=True, by_alias=True, context={"expressions": True}
         )
 
+    def spec_data(self) -> dict[str, Any]:
+        """As `to_data`, but sensitive values stay `Sensitive` objects (for providers)."""
+        return self.model_dump(
+            mode="python", exclude_unset=True, by_alias=True, context={"keep_sensitive": True}
+        )
+
 
 def field_names(model: type[BaseModel]) -> list[str]:
     """The documented (camelCase) names of a model's fields."""

@@ -110,9 +110,12 @@ class Sensitive:
         return {"type": "string"}
 
 
-def _serialize_sensitive(value: Sensitive, info: core_schema.SerializationInfo) -> str:
-    # Dumping manifests back to YAML writes the reference, never the value.
+def _serialize_sensitive(value: Sensitive, info: core_schema.SerializationInfo) -> str | Sensitive:
+    # Dumping manifests back to YAML writes the reference, never the value; providers
+    # dump specs keeping the Sensitive object itself, to reveal it only in a request.
     context = info.context or {}
+    if context.get("keep_sensitive"):
+        return value
     return value.expression if context.get("expressions") else REDACTED
 
 
@@ -147,7 +150,9 @@ class _ValueAnnotation:
         return {"type": "string", "description": "text; may use ${env:NAME} or ${file:path}"}
 
 
-def _serialize_value(value: str | Sensitive, info: core_schema.SerializationInfo) -> str:
+def _serialize_value(
+    value: str | Sensitive, info: core_schema.SerializationInfo
+) -> str | Sensitive:
     if isinstance(value, Sensitive):
         return _serialize_sensitive(value, info)
     return value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 IntentOutcome = Literal["pending", "ok", "failed"]
@@ -17,10 +17,17 @@ class InventoryEntry:
     target: str
     kind: str
     digest: str
-    """The digest of the normalised spec last applied (for secrets: of their data)."""
+    """The digest of the normalised spec last applied."""
     revision: str | None
     adopted: bool
-    updated_at: float
+    updated_at: float = 0.0
+    spec: dict[str, Any] = field(default_factory=dict)
+    """The normalised spec last applied, sensitive values as digests (never in clear)."""
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    """Digests of what the platform cannot show back (secret data, package files)."""
+    protect: bool = False
+    deletion_policy: str = "Delete"
+    """From the manifest as last applied: pruning needs them once the manifest is gone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +65,9 @@ class StateStore(Protocol):
 
     def inventory(self, target: str | None = None) -> dict[str, InventoryEntry]: ...
 
-    def record_applied(
-        self,
-        resource: str,
-        *,
-        target: str,
-        kind: str,
-        digest: str,
-        revision: str | None,
-        adopted: bool = False,
-    ) -> None: ...
+    def record_applied(self, entry: InventoryEntry) -> None:
+        """Add or update an entry; an adopted resource stays marked adopted."""
+        ...
 
     def forget(self, resource: str) -> None: ...
 

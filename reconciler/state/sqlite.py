@@ -48,6 +48,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX intents_pending ON intents (outcome) WHERE outcome = 'pending';
     """,
+    """
+    ALTER TABLE inventory ADD COLUMN spec TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE inventory ADD COLUMN fingerprints TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE inventory ADD COLUMN protect INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE inventory ADD COLUMN deletion_policy TEXT NOT NULL DEFAULT 'Delete';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -98,34 +104,54 @@ class SqliteStore:
     # --- inventory ------------------------------------------------------------------
 
     def inventory(self, target: str | None = None) -> dict[str, InventoryEntry]:
-        sql = "SELECT id, target, kind, digest, revision, adopted, updated_at FROM inventory"
+        sql = (
+            "SELECT id, target, kind, digest, revision, adopted, updated_at, spec,"
+            " fingerprints, protect, deletion_policy FROM inventory"
+        )
         rows = (
             self._db.execute(sql + " WHERE target = ? ORDER BY id", (target,))
             if target is not None
             else self._db.execute(sql + " ORDER BY id")
         )
         return {
-            row[0]: InventoryEntry(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6])
+            row[0]: InventoryEntry(
+                id=row[0],
+                target=row[1],
+                kind=row[2],
+                digest=row[3],
+                revision=row[4],
+                adopted=bool(row[5]),
+                updated_at=row[6],
+                spec=json.loads(row[7]),
+                fingerprints=json.loads(row[8]),
+                protect=bool(row[9]),
+                deletion_policy=row[10],
+            )
             for row in rows
         }
 
-    def record_applied(
-        self,
-        resource: str,
-        *,
-        target: str,
-        kind: str,
-        digest: str,
-        revision: str | None,
-        adopted: bool = False,
-    ) -> None:
-        # An adopted resource stays marked adopted when later applies update it.
+    def record_applied(self, entry: InventoryEntry) -> None:
         self._write(
-            "INSERT INTO inventory (id, target, kind, digest, revision, adopted, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO inventory (id, target, kind, digest, revision, adopted, updated_at,"
+            " spec, fingerprints, protect, deletion_policy)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET digest = excluded.digest,"
-            " revision = excluded.revision, updated_at = excluded.updated_at",
-            (resource, target, kind, digest, revision, int(adopted), time.time()),
+            " revision = excluded.revision, updated_at = excluded.updated_at,"
+            " spec = excluded.spec, fingerprints = excluded.fingerprints,"
+            " protect = excluded.protect, deletion_policy = excluded.deletion_policy",
+            (
+                entry.id,
+                entry.target,
+                entry.kind,
+                entry.digest,
+                entry.revision,
+                int(entry.adopted),
+                entry.updated_at or time.time(),
+                json.dumps(entry.spec, sort_keys=True),
+                json.dumps(entry.fingerprints, sort_keys=True),
+                int(entry.protect),
+                entry.deletion_policy,
+            ),
         )
 
     def forget(self, resource: str) -> None:

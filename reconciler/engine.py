@@ -1,0 +1,194 @@
+"""Layer 5: one reconcile, end to end: observe, normalise, plan, and apply.
+
+Rule: imports layers 1-5 (`reconciler.execute` included) and libraries; never prints and
+never reads flags. Which providers serve which targets is decided by the caller (layer
+7) and handed in as a `Connector`.
+
+Planning observes every target concurrently, normalises the desired resources through
+their providers, reads the inventory, and calls the pure planner. Applying a saved plan
+first re-observes and refuses, naming each resource, when the manifests or the live
+state of anything the plan touches moved since the plan was made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Literal, Protocol, cast
+
+from reconciler import graph as graphs
+from reconciler.diff import digest
+from reconciler.errors import OperationalError, ReconcilerError
+from reconciler.execute import ExecuteOptions, Listener, Outcome, Work, execute
+from reconciler.manifests import Manifests, ResourceId
+from reconciler.manifests.config import InsightsTarget, PachydermTarget
+from reconciler.plan import Plan, PlanOptions, Source, make_plan
+from reconciler.providers.base import Applied, Desired, Observation, Observed, Provider
+from reconciler.state import StateStore
+
+
+class Connector(Protocol):
+    """Makes the provider that serves one configured target."""
+
+    def __call__(
+        self, target: str, config: InsightsTarget | PachydermTarget, manifests: Manifests
+    ) -> Provider: ...
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A plan and what it was made from: what applying it needs besides the plan."""
+
+    plan: Plan
+    desired: Mapping[ResourceId, Desired]
+    observations: Mapping[str, Observation]
+    inventory: Mapping[ResourceId, Applied]
+
+    def observed(self) -> dict[ResourceId, Observed]:
+        return {
+            rid: observed
+            for observation in self.observations.values()
+            for rid, observed in observation.resources.items()
+        }
+
+
+class Session:
+    """The providers of one run's targets; use as an async context manager."""
+
+    def __init__(self, manifests: Manifests, connect: Connector, store: StateStore) -> None:
+        self.manifests = manifests
+        self.graph = graphs.build(manifests.resources)
+        self.store = store
+        self._connect = connect
+        self._stack = AsyncExitStack()
+        self.providers: dict[str, Provider] = {}
+
+    async def __aenter__(self) -> Session:
+        settings = self.manifests.settings
+        inventory_targets = {entry.target for entry in self.store.inventory().values()}
+        wanted = {rid.target for rid in self.graph.resources} | inventory_targets
+        for target in sorted(wanted & set(settings.targets)):
+            provider = self._connect(target, settings.targets[target], self.manifests)
+            self._stack.push_async_callback(provider.aclose)
+            self.providers[target] = provider
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def observe(self) -> dict[str, Observation]:
+        """Every target at once; a target that cannot be read fails the run."""
+        targets = sorted(self.providers)
+        answers = await asyncio.gather(
+            *(self.providers[t].observe() for t in targets), return_exceptions=True
+        )
+        observations: dict[str, Observation] = {}
+        failures = []
+        for target, answer in zip(targets, answers, strict=True):
+            if isinstance(answer, ReconcilerError):
+                failures.append(f"cannot observe target '{target}': {answer}")
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                observations[target] = answer
+        if failures:
+            raise OperationalError("; ".join(failures) + " (nothing was changed)")
+        return observations
+
+    def desire(self) -> dict[ResourceId, Desired]:
+        return {
+            resource.id: self.providers[resource.target].desire(resource)
+            for resource in self.manifests.resources
+        }
+
+    def inventory(self) -> dict[ResourceId, Applied]:
+        result: dict[ResourceId, Applied] = {}
+        for entry in self.store.inventory().values():
+            rid = ResourceId.parse(entry.id)
+            if rid is None:
+                continue
+            policy = "Orphan" if entry.deletion_policy == "Orphan" else "Delete"
+            result[rid] = Applied(
+                id=rid,
+                digest=entry.digest,
+                spec=entry.spec,
+                fingerprints=entry.fingerprints,
+                protect=entry.protect,
+                deletion_policy=cast(Literal["Delete", "Orphan"], policy),
+                adopted=entry.adopted,
+                revision=entry.revision,
+            )
+        return result
+
+    async def plan(self, options: PlanOptions, source: Source) -> Planned:
+        if options.select:
+            graphs.check_selectors(options.select)
+        desired = self.desire()
+        observations = await self.observe()
+        inventory = self.inventory()
+        plan = make_plan(
+            desired,
+            self.graph,
+            observations,
+            self.providers,
+            inventory,
+            options,
+            source,
+        )
+        return Planned(plan, desired, observations, inventory)
+
+    async def apply(
+        self,
+        planned: Planned,
+        options: ExecuteOptions,
+        listener: Listener | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> Outcome:
+        if planned.plan.errors:
+            raise OperationalError(
+                "the plan cannot be applied:\n" + "\n".join(f"  {e}" for e in planned.plan.errors)
+            )
+        work = Work(
+            planned.plan, planned.desired, planned.observed(), planned.inventory, self.providers
+        )
+        return await execute(work, self.store, options, listener, stop)
+
+    async def replan(self, saved: Plan) -> Planned:
+        """A saved plan with what applying it needs now, or an error naming what moved."""
+        desired = self.desire()
+        observations = await self.observe()
+        planned = Planned(saved, desired, observations, self.inventory())
+        moved = stale(saved, desired, planned.observed())
+        if moved:
+            raise OperationalError(
+                "the saved plan is stale; make a new plan. Moved since it was made:\n"
+                + "\n".join(f"  {line}" for line in moved)
+            )
+        return planned
+
+
+def stale(
+    saved: Plan, desired: Mapping[ResourceId, Desired], observed: Mapping[ResourceId, Observed]
+) -> Sequence[str]:
+    """Each resource the plan touches whose manifest or live state changed since."""
+    moved = []
+    for action in saved.actions:
+        if not (action.mutates or action.adopt):
+            continue
+        want = desired.get(action.id)
+        now_desired = digest(want.spec) if want is not None else None
+        if action.action != "delete" and now_desired != action.desired_digest:
+            moved.append(f"{action.id}: its manifest changed")
+            continue
+        live = observed.get(action.id)
+        now_observed = digest(live.spec) if live is not None else None
+        if now_observed != action.observed_digest:
+            what = (
+                "appeared"
+                if action.observed_digest is None
+                else ("was deleted" if now_observed is None else "changed")
+            )
+            moved.append(f"{action.id}: its live state {what} on the target")
+    return moved

@@ -1,0 +1,378 @@
+"""Layer 5: runs a plan through the providers, recording every mutating call in state.
+
+Rule: imports layers 1-4 and libraries; never prints (progress goes to a `Listener`
+the caller supplies) and never reads flags.
+
+An asyncio ready-queue over the plan's `depends_on` edges: an action starts as soon as
+every action it waits for has succeeded, at most `concurrency` at once. Each provider
+call is written to the intent log before it is sent and closed when it answers, retried
+with exponential backoff and jitter (tenacity) while it raises a retryable error, and
+cut off after `call_timeout`. When an action fails, every action that waits on it,
+directly or not, is skipped with that reason; independent branches carry on. When
+`stop` is set (Ctrl-C), nothing new starts, the calls in flight finish, and the rest is
+reported as not started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from reconciler.diff import digest, sealed
+from reconciler.errors import OperationalError, RetryableError
+from reconciler.manifests import ResourceId
+from reconciler.plan import Action, Plan
+from reconciler.providers.base import Applied, Desired, Observed, Provider, sealed_digests
+from reconciler.state import InventoryEntry, StateStore
+from reconciler.state.base import RunResult
+
+Status = Literal["ok", "failed", "skipped", "not started"]
+_Call = tuple[str, Callable[[], Awaitable[None]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteOptions:
+    concurrency: int = 8
+    attempts: int = 5
+    """Tries per call, the first included, while the errors are retryable."""
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    call_timeout: float = 600.0
+    revision: str | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    id: ResourceId
+    action: str
+    status: Status
+    message: str = ""
+    """Why it failed, was skipped or not started."""
+    calls: tuple[str, ...] = ()
+    """The provider calls made, in order, each with its number of tries when above one."""
+    duration: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "action": self.action,
+            "status": self.status,
+            "message": self.message,
+            "calls": list(self.calls),
+            "duration": round(self.duration, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    results: tuple[ActionResult, ...]
+    interrupted: bool
+    run_id: int
+    duration: float
+
+    @property
+    def result(self) -> RunResult:
+        statuses = {r.status for r in self.results}
+        if self.interrupted:
+            return "interrupted"
+        if "failed" in statuses or "skipped" in statuses:
+            return "partial" if "ok" in statuses else "failed"
+        return "succeeded"
+
+    @property
+    def ok(self) -> bool:
+        return self.result == "succeeded"
+
+    def counts(self) -> dict[str, int]:
+        counts = {"ok": 0, "failed": 0, "skipped": 0, "not started": 0}
+        for result in self.results:
+            counts[result.status] += 1
+        return counts
+
+
+class Listener(Protocol):
+    """Told about progress, for a progress bar or one line per action."""
+
+    def started(self, action: Action) -> None: ...
+
+    def finished(self, result: ActionResult) -> None: ...
+
+
+class _Quiet:
+    def started(self, action: Action) -> None:
+        pass
+
+    def finished(self, result: ActionResult) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Work:
+    """Everything a plan's actions need that the plan, being data, does not hold."""
+
+    plan: Plan
+    desired: Mapping[ResourceId, Desired]
+    observed: Mapping[ResourceId, Observed]
+    inventory: Mapping[ResourceId, Applied]
+    providers: Mapping[str, Provider]
+
+
+async def execute(
+    work: Work,
+    store: StateStore,
+    options: ExecuteOptions = ExecuteOptions(),
+    listener: Listener | None = None,
+    stop: asyncio.Event | None = None,
+) -> Outcome:
+    """Apply `work.plan`; never raises for a failed action (see the outcome)."""
+    runner = _Runner(work, store, options, listener or _Quiet(), stop or asyncio.Event())
+    return await runner.run()
+
+
+class _Runner:
+    def __init__(
+        self,
+        work: Work,
+        store: StateStore,
+        options: ExecuteOptions,
+        listener: Listener,
+        stop: asyncio.Event,
+    ) -> None:
+        self.work = work
+        self.store = store
+        self.options = options
+        self.listener = listener
+        self.stop = stop
+        self.run_id = 0
+        self.results: dict[ResourceId, ActionResult] = {}
+
+    async def run(self) -> Outcome:
+        started = time.monotonic()
+        plan = self.work.plan
+        self.run_id = self.store.begin_run(
+            "apply",
+            revision=self.options.revision,
+            profile=self.options.profile,
+            plan=plan.to_json(),
+        )
+        for forgotten in plan.forget:
+            self.store.forget(str(forgotten.id))
+        self._refresh_noops()
+        actions = [a for a in plan.actions if a.mutates or a.adopt]
+        ids = {a.id for a in actions}
+        waiting = {a.id: set(a.depends_on) & ids for a in actions}
+        by_id = {a.id: a for a in actions}
+        dependents: dict[ResourceId, list[ResourceId]] = {}
+        for action in actions:
+            for dependency in waiting[action.id]:
+                dependents.setdefault(dependency, []).append(action.id)
+        ready = [a.id for a in actions if not waiting[a.id]]
+        running: dict[asyncio.Task[ActionResult], ResourceId] = {}
+        while ready or running:
+            while ready and len(running) < self.options.concurrency and not self.stop.is_set():
+                rid = ready.pop(0)
+                self.listener.started(by_id[rid])
+                running[asyncio.create_task(self._one(by_id[rid]))] = rid
+            if not running:
+                break
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=lambda t: str(running[t])):
+                rid = running.pop(task)
+                result = task.result()
+                self._finish(result)
+                if result.status == "ok":
+                    for dependent in dependents.get(rid, ()):
+                        waiting[dependent].discard(rid)
+                        if not waiting[dependent] and dependent not in self.results:
+                            ready.append(dependent)
+                else:
+                    self._skip_dependents(rid, dependents, by_id)
+        interrupted = False
+        for action in actions:
+            if action.id not in self.results:
+                interrupted = True
+                self._finish(ActionResult(action.id, action.action, "not started", "interrupted"))
+        outcome = Outcome(
+            tuple(self.results[a.id] for a in actions),
+            interrupted and self.stop.is_set(),
+            self.run_id,
+            time.monotonic() - started,
+        )
+        self.store.finish_run(self.run_id, outcome.result, [r.to_json() for r in outcome.results])
+        return outcome
+
+    def _finish(self, result: ActionResult) -> None:
+        self.results[result.id] = result
+        self.listener.finished(result)
+
+    def _skip_dependents(
+        self,
+        failed: ResourceId,
+        dependents: Mapping[ResourceId, Sequence[ResourceId]],
+        by_id: Mapping[ResourceId, Action],
+    ) -> None:
+        queue = list(dependents.get(failed, ()))
+        while queue:
+            rid = queue.pop(0)
+            if rid in self.results:
+                continue
+            self._finish(
+                ActionResult(rid, by_id[rid].action, "skipped", f"skipped: {failed} failed")
+            )
+            queue.extend(dependents.get(rid, ()))
+
+    async def _one(self, action: Action) -> ActionResult:
+        started = time.monotonic()
+        calls: list[str] = []
+        try:
+            for name, call in self._calls(action):
+                tries = await self._call(action, name, call)
+                calls.append(name if tries == 1 else f"{name} x{tries}")
+            self._remember(action)
+        except OperationalError as exc:
+            return ActionResult(
+                action.id,
+                action.action,
+                "failed",
+                str(exc),
+                tuple(calls),
+                time.monotonic() - started,
+            )
+        except Exception as exc:  # a provider's bug must not take the other actions down
+            message = f"internal error in the provider: {type(exc).__name__}: {exc}"
+            return ActionResult(
+                action.id,
+                action.action,
+                "failed",
+                message,
+                tuple(calls),
+                time.monotonic() - started,
+            )
+        return ActionResult(
+            action.id, action.action, "ok", "", tuple(calls), time.monotonic() - started
+        )
+
+    def _calls(self, action: Action) -> list[_Call]:
+        rid = action.id
+        provider = self.work.providers[rid.target]
+        desired = self.work.desired.get(rid)
+        observed = self.work.observed.get(rid)
+        applied = self.work.inventory.get(rid)
+        components = action.bounce.components if action.bounce else None
+
+        def need_desired() -> Desired:
+            if desired is None:
+                raise OperationalError(f"{rid}: not in the manifests any more")
+            return desired
+
+        def need_observed() -> Observed:
+            if observed is None:
+                raise OperationalError(f"{rid}: no longer on the target")
+            return observed
+
+        if action.action == "create":
+            return [("create", lambda: provider.create(need_desired()))]
+        if action.action == "patch":
+            calls: list[_Call] = [
+                ("patch", lambda: provider.patch(need_desired(), need_observed(), action.changes))
+            ]
+            if action.bounce is not None:
+                calls.append(("bounce", lambda: provider.bounce(need_desired(), components)))
+            return calls
+        if action.action == "bounce":
+            return [("bounce", lambda: provider.bounce(need_desired(), components))]
+        if action.action == "delete":
+            return [("delete", lambda: provider.delete(rid, need_observed(), applied))]
+        if action.action == "replace":
+            create = ("create", lambda: provider.create(need_desired()))
+            delete = ("delete", lambda: provider.delete(rid, need_observed(), applied))
+            return [delete, create] if action.delete_before_replace else [create, delete]
+        return []  # noop: adopted, recorded by _remember
+
+    async def _call(self, action: Action, name: str, call: Callable[[], Awaitable[None]]) -> int:
+        intent = self.store.open_intent(self.run_id, str(action.id), action.action, name)
+        tries = 0
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(max(1, self.options.attempts)),
+            wait=self._wait,
+            retry=retry_if_exception(lambda exc: getattr(exc, "retryable", False)),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    tries += 1
+                    try:
+                        async with asyncio.timeout(self.options.call_timeout):
+                            await call()
+                    except TimeoutError:
+                        raise RetryableError(
+                            f"{action.id}: {name} did not answer within"
+                            f" {self.options.call_timeout:g}s"
+                        ) from None
+        except BaseException as exc:
+            self.store.close_intent(intent, ok=False, error=str(exc) or type(exc).__name__)
+            raise
+        self.store.close_intent(intent, ok=True)
+        return tries
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = wait_exponential_jitter(
+            initial=self.options.backoff_initial, max=self.options.backoff_max
+        )(state)
+        error = state.outcome.exception() if state.outcome else None
+        after = getattr(error, "retry_after", None)
+        return max(backoff, float(after)) if after else backoff
+
+    def _remember(self, action: Action) -> None:
+        rid = action.id
+        if action.action == "delete":
+            self.store.forget(str(rid))
+            return
+        desired = self.work.desired[rid]
+        self.store.record_applied(self._entry(desired, adopted=action.adopt))
+
+    def _entry(self, desired: Desired, *, adopted: bool) -> InventoryEntry:
+        rid = desired.id
+        rules = self.work.providers[rid.target].rules(rid.kind)
+        metadata = desired.resource.metadata
+        return InventoryEntry(
+            id=str(rid),
+            target=rid.target,
+            kind=rid.kind,
+            digest=digest(desired.spec),
+            revision=self.options.revision,
+            adopted=adopted,
+            spec=sealed(dict(desired.spec)),
+            fingerprints={**desired.fingerprints, **sealed_digests(desired.spec, rules)},
+            protect=metadata.protect,
+            deletion_policy=metadata.deletion_policy,
+        )
+
+    def _refresh_noops(self) -> None:
+        """Owned resources left alone keep their inventory entry current (a changed
+        `protect` or `deletionPolicy` matters once the manifest is gone)."""
+        for action in self.work.plan.actions:
+            applied = self.work.inventory.get(action.id)
+            desired = self.work.desired.get(action.id)
+            if action.mutates or applied is None or desired is None:
+                continue
+            metadata = desired.resource.metadata
+            if (
+                applied.digest != digest(desired.spec)
+                or applied.protect != metadata.protect
+                or applied.deletion_policy != metadata.deletion_policy
+            ):
+                self.store.record_applied(self._entry(desired, adopted=applied.adopted))

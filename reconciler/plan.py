@@ -1,0 +1,561 @@
+"""Layer 2: the plan, from desired resources and an observation of the targets. Pure.
+
+Rule: imports `reconciler.errors`, `reconciler.manifests`, `reconciler.graph`,
+`reconciler.diff` and `reconciler.providers.base` (the protocol, for the providers'
+pure policies); no I/O. The plan is plain data: it serialises to the JSON of DESIGN.md
+section 3 and back, and `apply --plan FILE` executes exactly what it holds.
+
+How a plan is made:
+1. Each desired resource in scope is compared with its observation: absent means
+   create; otherwise the provider's rules diff the specs (write-only fields by digest
+   against the inventory) and its policies classify the changes into patch, replace
+   or noop.
+2. A content change of a dependency (a package re-pushed under the same version, a
+   secret's data) bounces the dependents whose provider says they load it at start,
+   and only the components it names.
+3. Owned resources (the inventory) that left the manifests are deleted when pruning is
+   on, subject to every guard of DESIGN.md section 4; otherwise they are warnings.
+4. Each action waits for the nearest changed resources it depends on (through noops);
+   a delete waits for whatever on the platform still uses the resource. Steps number
+   the waves of that order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from reconciler.diff import Change, DiffRules, diff, digest
+from reconciler.graph import Graph
+from reconciler.manifests import ResourceId
+from reconciler.manifests.values import REDACTED
+from reconciler.providers.base import (
+    ACTIONS,
+    ActionName,
+    Applied,
+    Bounce,
+    Decision,
+    Desired,
+    Observation,
+    Observed,
+    Policies,
+    sealed_digests,
+)
+
+FORMAT_VERSION = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    path: str
+    revision: str | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOptions:
+    select: tuple[str, ...] = ()
+    with_dependencies: bool = True
+    """`--select` pulls in what the selection depends on; `--no-deps` does not."""
+    prune: bool = False
+    max_deletes: int = 10
+    allow_mass_delete: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    id: ResourceId
+    action: ActionName
+    reasons: tuple[str, ...] = ()
+    changes: tuple[Change, ...] = ()
+    depends_on: tuple[ResourceId, ...] = ()
+    step: int = 0
+    bounce: Bounce | None = None
+    restarts: bool = False
+    adopt: bool = False
+    delete_before_replace: bool = True
+    desired_digest: str | None = None
+    """Of the normalised desired spec: `apply --plan` refuses if the manifests moved."""
+    observed_digest: str | None = None
+    """Of the observed spec: `apply --plan` refuses if the live state moved."""
+
+    @property
+    def mutates(self) -> bool:
+        return self.action != "noop"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": str(self.id),
+            "target": self.id.target,
+            "kind": self.id.kind,
+            "name": self.id.name,
+            "action": self.action,
+            "reasons": list(self.reasons),
+            "changes": [c.to_json() for c in self.changes],
+            "depends_on": [str(d) for d in self.depends_on],
+            "step": self.step,
+        }
+        if self.bounce is not None:
+            components = None if self.bounce.components is None else list(self.bounce.components)
+            data["bounce"] = {"components": components, "reason": self.bounce.reason}
+        if self.restarts:
+            data["restarts"] = True
+        if self.adopt:
+            data["adopt"] = True
+        if self.action == "replace":
+            data["delete_before_replace"] = self.delete_before_replace
+        data["desired_digest"] = self.desired_digest
+        data["observed_digest"] = self.observed_digest
+        return data
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> Action:
+        bounce = data.get("bounce")
+        return Action(
+            id=_parse_id(data["id"]),
+            action=data["action"],
+            reasons=tuple(data.get("reasons", ())),
+            changes=tuple(
+                Change(c["path"], c["op"], c.get("old"), c.get("new"))
+                for c in data.get("changes", ())
+            ),
+            depends_on=tuple(_parse_id(d) for d in data.get("depends_on", ())),
+            step=int(data.get("step", 0)),
+            bounce=None
+            if bounce is None
+            else Bounce(
+                None if bounce["components"] is None else tuple(bounce["components"]),
+                bounce.get("reason", ""),
+            ),
+            restarts=bool(data.get("restarts", False)),
+            adopt=bool(data.get("adopt", False)),
+            delete_before_replace=bool(data.get("delete_before_replace", True)),
+            desired_digest=data.get("desired_digest"),
+            observed_digest=data.get("observed_digest"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """An owned resource dropped from the inventory without a call: orphaned on purpose
+    (`deletionPolicy: Orphan`) or already gone from its target."""
+
+    id: ResourceId
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    source: Source
+    actions: tuple[Action, ...]
+    forget: tuple[Forget, ...] = ()
+    warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    """Why this plan must not be applied (protect, guards, immutable fields)."""
+    fingerprint: str = field(default="", compare=False)
+
+    def summary(self) -> dict[str, int]:
+        counts: dict[str, int] = dict.fromkeys(ACTIONS, 0)
+        for action in self.actions:
+            counts[action.action] += 1
+        return counts
+
+    @property
+    def pending(self) -> bool:
+        """Whether applying would change anything, on a platform or in the inventory."""
+        return bool(self.forget) or any(a.mutates or a.adopt for a in self.actions)
+
+    def by_id(self) -> dict[ResourceId, Action]:
+        return {a.id: a for a in self.actions}
+
+    def to_json(self) -> dict[str, Any]:
+        body = self._body()
+        body["fingerprint"] = self.fingerprint or _fingerprint(body)
+        return body
+
+    def _body(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "source": {
+                "path": self.source.path,
+                "revision": self.source.revision,
+                "profile": self.source.profile,
+            },
+            "summary": self.summary(),
+            "actions": [a.to_json() for a in self.actions],
+            "forget": [{"id": str(f.id), "reason": f.reason} for f in self.forget],
+            "warnings": list(self.warnings),
+            "errors": list(self.errors),
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> Plan:
+        """A plan read back from a file; raises ValueError (with what is wrong) when the
+        file is not a plan of this format or was edited since it was written."""
+        if not isinstance(data, Mapping) or data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"not a plan of format_version {FORMAT_VERSION}")
+        body = {k: v for k, v in data.items() if k != "fingerprint"}
+        if data.get("fingerprint") != _fingerprint(body):
+            raise ValueError("its fingerprint does not match its content (was it edited?)")
+        source = data["source"]
+        plan = Plan(
+            source=Source(source["path"], source.get("revision"), source.get("profile")),
+            actions=tuple(Action.from_json(a) for a in data["actions"]),
+            forget=tuple(Forget(_parse_id(f["id"]), f["reason"]) for f in data.get("forget", ())),
+            warnings=tuple(data.get("warnings", ())),
+            errors=tuple(data.get("errors", ())),
+        )
+        return replace(plan, fingerprint=str(data["fingerprint"]))
+
+    def with_fingerprint(self) -> Plan:
+        return replace(self, fingerprint=_fingerprint(self._body()))
+
+
+def _fingerprint(body: Mapping[str, Any]) -> str:
+    return digest(dict(body))
+
+
+def _parse_id(text: str) -> ResourceId:
+    rid = ResourceId.parse(text)
+    if rid is None:
+        raise ValueError(f"'{text}' is not a resource id")
+    return rid
+
+
+# --- making a plan ---------------------------------------------------------------------
+
+
+@dataclass
+class _Draft:
+    action: ActionName
+    reasons: list[str]
+    changes: tuple[Change, ...] = ()
+    bounce: Bounce | None = None
+    restarts: bool = False
+    adopt: bool = False
+    delete_before_replace: bool = True
+    content: frozenset[str] = frozenset()
+    desired_digest: str | None = None
+    observed_digest: str | None = None
+
+
+def make_plan(
+    desired: Mapping[ResourceId, Desired],
+    graph: Graph,
+    observations: Mapping[str, Observation],
+    policies: Mapping[str, Policies],
+    inventory: Mapping[ResourceId, Applied],
+    options: PlanOptions = PlanOptions(),
+    source: Source = Source("."),
+) -> Plan:
+    """The plan that takes the observed targets to the desired state.
+
+    `desired` and `graph` hold every resource of the manifests; `observations` and
+    `policies` are keyed by target and cover every target of `desired` and of the
+    inventory that is still configured.
+    """
+    warnings: list[str] = []
+    errors: list[str] = []
+    order = graph.order()
+    if options.select:
+        scope = graph.select(options.select, with_dependencies=options.with_dependencies)
+    else:
+        scope = set(order)
+    in_scope = [rid for rid in order if rid in scope]
+
+    drafts: dict[ResourceId, _Draft] = {}
+    for rid in in_scope:
+        drafts[rid] = _draft(
+            desired[rid], observations[rid.target], policies[rid.target], inventory.get(rid), errors
+        )
+
+    _propagate_bounces(in_scope, drafts, desired, graph, policies, scope, warnings)
+
+    for target in sorted({rid.target for rid in in_scope}):
+        wanted = [desired[rid] for rid in in_scope if rid.target == target]
+        for finding in policies[target].check(wanted, observations[target]):
+            where = f"{finding.id}: " if finding.id else f"target {target}: "
+            text = where + finding.message + (f" ({finding.hint})" if finding.hint else "")
+            (errors if finding.error else warnings).append(text)
+        for kind, why in sorted(observations[target].incomplete.items()):
+            warnings.append(f"{target}: {kind} could not be listed in full ({why}); no deletes")
+
+    deletes, forget = _prunes(desired, observations, inventory, options, warnings, errors)
+    actions = _order(in_scope, drafts, deletes, graph, observations)
+    _protect(actions, desired, inventory, errors)
+    plan = Plan(source, tuple(actions), tuple(forget), tuple(warnings), tuple(errors))
+    return plan.with_fingerprint()
+
+
+def _draft(
+    want: Desired,
+    observation: Observation,
+    policies: Policies,
+    applied: Applied | None,
+    errors: list[str],
+) -> _Draft:
+    rid = want.id
+    rules = policies.rules(rid.kind)
+    desired_digest = digest(want.spec)
+    observed = observation.resources.get(rid)
+    if observed is None:
+        reason = (
+            "not found on target"
+            if applied is None
+            else "created by reconciler before, but no longer on the target (deleted"
+            " outside reconciler?)"
+        )
+        shown = tuple(diff(want.spec, {}, prefix="spec"))
+        return _Draft("create", [reason], shown, desired_digest=desired_digest)
+    changes = compare(want, observed, policies, applied)
+    decision: Decision = policies.classify(want, observed, changes, applied)
+    if decision.blocked:
+        errors.append(f"{rid}: {decision.blocked}")
+    draft = _Draft(
+        decision.action,
+        list(decision.reasons),
+        decision.changes,
+        bounce=decision.bounce,
+        restarts=decision.restarts,
+        adopt=applied is None,
+        delete_before_replace=decision.delete_before_replace,
+        content=decision.content if decision.action != "noop" else frozenset(),
+        desired_digest=desired_digest,
+        observed_digest=digest(observed.spec),
+    )
+    if draft.adopt:
+        draft.reasons.append("exists on target: adopted into the inventory")
+    if rules.sealed and applied is None and draft.action == "noop":
+        draft.reasons.append("write-only fields are not known")
+    return draft
+
+
+def compare(
+    want: Desired, observed: Observed, policies: Policies, applied: Applied | None
+) -> list[Change]:
+    """The changes from `observed` to `want`, write-only fields by digest."""
+    rules = policies.rules(want.id.kind)
+    sealed_keys = tuple((path.removeprefix("spec."),) for path in rules.sealed)
+    diff_rules = DiffRules(rules.diff.unordered, (*rules.diff.ignored, *sealed_keys))
+    changes = diff(want.spec, observed.spec, diff_rules, prefix="spec")
+    known = applied.fingerprints if applied is not None else {}
+    for path, value in sealed_digests(want.spec, rules).items():
+        if known.get(path) != value:
+            old = REDACTED if path in known else "(not known)"
+            changes.append(Change(path, "change", old, REDACTED))
+    return sorted(changes)
+
+
+def _propagate_bounces(
+    in_scope: Sequence[ResourceId],
+    drafts: dict[ResourceId, _Draft],
+    desired: Mapping[ResourceId, Desired],
+    graph: Graph,
+    policies: Mapping[str, Policies],
+    scope: set[ResourceId],
+    warnings: list[str],
+) -> None:
+    for rid in in_scope:
+        draft = drafts[rid]
+        if not draft.content:
+            continue
+        decision = Decision(
+            "replace" if draft.action == "replace" else "patch", content=draft.content
+        )
+        for dependent in graph.dependents(rid):
+            bounce = policies[dependent.target].bounces(desired[rid], decision, desired[dependent])
+            if bounce is None:
+                continue
+            if dependent not in scope:
+                warnings.append(
+                    f"{dependent} loads content of {rid}, which changes, but is not selected:"
+                    " it is not bounced"
+                )
+                continue
+            _add_bounce(drafts[dependent], bounce)
+
+
+def _add_bounce(draft: _Draft, bounce: Bounce) -> None:
+    if draft.action in ("create", "replace") or draft.restarts:
+        return  # it starts afresh anyway
+    draft.bounce = bounce if draft.bounce is None else draft.bounce.merge(bounce)
+    if draft.action == "noop":
+        draft.action = "bounce"
+        draft.reasons = [r for r in draft.reasons if "adopted" in r]
+    if bounce.reason not in draft.reasons:
+        draft.reasons.append(bounce.reason)
+
+
+def _prunes(
+    desired: Mapping[ResourceId, Desired],
+    observations: Mapping[str, Observation],
+    inventory: Mapping[ResourceId, Applied],
+    options: PlanOptions,
+    warnings: list[str],
+    errors: list[str],
+) -> tuple[list[tuple[ResourceId, _Draft]], list[Forget]]:
+    deletes: list[tuple[ResourceId, _Draft]] = []
+    forget: list[Forget] = []
+    gone = sorted((rid for rid in inventory if rid not in desired), key=str)
+    unconfigured = sorted({rid.target for rid in gone if rid.target not in observations})
+    for target in unconfigured:
+        count = sum(1 for rid in gone if rid.target == target)
+        warnings.append(
+            f"{count} owned resource(s) on target '{target}', which is no longer configured:"
+            " left alone"
+        )
+    gone = [rid for rid in gone if rid.target in observations]
+    if gone and options.select:
+        warnings.append(
+            f"{len(gone)} owned resource(s) left the manifests; not pruned while --select"
+            " limits the run"
+        )
+        return [], []
+    for rid in gone:
+        observation = observations[rid.target]
+        applied = inventory[rid]
+        observed = observation.resources.get(rid)
+        if not observation.complete(rid.kind):
+            warnings.append(f"{rid} left the manifests; kept: its kind could not be observed")
+            continue
+        if observed is None:
+            forget.append(Forget(rid, "left the manifests and is already gone from the target"))
+            continue
+        if not options.prune:
+            warnings.append(
+                f"{rid} is owned but no longer in the manifests: delete it with --prune"
+                " (or prune: true)"
+            )
+            continue
+        if applied.deletion_policy == "Orphan":
+            forget.append(
+                Forget(rid, "deletionPolicy Orphan: left on the target, no longer managed")
+            )
+            continue
+        if applied.protect:
+            errors.append(
+                f"{rid} is protected and left the manifests: restore its manifest, or set"
+                " protect: false and apply before removing it"
+            )
+            continue
+        deletes.append(
+            (
+                rid,
+                _Draft(
+                    "delete",
+                    ["owned by reconciler and no longer in the manifests (prune)"],
+                    observed_digest=digest(observed.spec),
+                ),
+            )
+        )
+    if len(deletes) > options.max_deletes:
+        errors.append(
+            f"this plan deletes {len(deletes)} resources, more than --max-deletes"
+            f" {options.max_deletes}: check the manifests, or raise --max-deletes"
+        )
+    if not options.allow_mass_delete:
+        for target in sorted({rid.target for rid, _ in deletes}):
+            owned = {rid for rid in inventory if rid.target == target}
+            doomed = {rid for rid, _ in deletes if rid.target == target}
+            if owned and owned == doomed:
+                errors.append(
+                    f"this plan deletes every resource reconciler owns on target '{target}'"
+                    f" ({len(doomed)}): if that is meant, pass --allow-mass-delete"
+                )
+    return deletes, forget
+
+
+def _order(
+    in_scope: Sequence[ResourceId],
+    drafts: Mapping[ResourceId, _Draft],
+    deletes: Sequence[tuple[ResourceId, _Draft]],
+    graph: Graph,
+    observations: Mapping[str, Observation],
+) -> list[Action]:
+    waits: dict[ResourceId, set[ResourceId]] = {}
+    # What each resource must wait for, through noops: the nearest changed dependencies.
+    reach: dict[ResourceId, set[ResourceId]] = {}
+    for rid in in_scope:
+        needed: set[ResourceId] = set()
+        for dependency in graph.dag.predecessors(rid):
+            if dependency not in drafts:
+                continue  # outside the selection (--no-deps)
+            if drafts[dependency].action != "noop":
+                needed.add(dependency)
+            else:
+                needed |= reach[dependency]
+        reach[rid] = needed
+        waits[rid] = needed if drafts[rid].action != "noop" else set()
+
+    # A delete waits for everything on the platform that still uses what it deletes.
+    deleting = {rid for rid, _ in deletes}
+    users: dict[ResourceId, set[ResourceId]] = {}
+    for observation in observations.values():
+        for observed in observation.resources.values():
+            for used in observed.depends_on:
+                if used in deleting:
+                    users.setdefault(used, set()).add(observed.id)
+    for rid, _ in deletes:
+        waits[rid] = {
+            user
+            for user in users.get(rid, ())
+            if user in deleting or (user in drafts and drafts[user].action != "noop")
+        }
+
+    steps: dict[ResourceId, int] = {}
+
+    def step(rid: ResourceId, trail: frozenset[ResourceId] = frozenset()) -> int:
+        if rid not in steps:
+            before = [w for w in waits[rid] if w not in trail]
+            steps[rid] = 1 + max((step(w, trail | {rid}) for w in before), default=-1)
+        return steps[rid]
+
+    position = {rid: index for index, rid in enumerate(in_scope)}
+    for index, (rid, _) in enumerate(sorted(deletes, key=lambda d: str(d[0]))):
+        position[rid] = len(in_scope) + index
+    every = [*((rid, drafts[rid]) for rid in in_scope), *deletes]
+    actions = [
+        Action(
+            id=rid,
+            action=draft.action,
+            reasons=tuple(draft.reasons),
+            changes=draft.changes,
+            depends_on=tuple(sorted(waits[rid], key=lambda w: position[w])),
+            step=step(rid),
+            bounce=draft.bounce,
+            restarts=draft.restarts,
+            adopt=draft.adopt,
+            delete_before_replace=draft.delete_before_replace,
+            desired_digest=draft.desired_digest,
+            observed_digest=draft.observed_digest,
+        )
+        for rid, draft in every
+    ]
+    actions.sort(key=lambda a: (a.step, position[a.id]))
+    return actions
+
+
+def _protect(
+    actions: Sequence[Action],
+    desired: Mapping[ResourceId, Desired],
+    inventory: Mapping[ResourceId, Applied],
+    errors: list[str],
+) -> None:
+    for action in actions:
+        if action.action not in ("replace", "delete"):
+            continue
+        want = desired.get(action.id)
+        protected = (
+            want.resource.metadata.protect if want is not None else inventory[action.id].protect
+        )
+        if protected:
+            errors.append(
+                f"{action.id} is protected (protect: true) and this plan would"
+                f" {action.action} it: {'; '.join(action.reasons)}. Undo the change, or set"
+                " protect: false first"
+            )

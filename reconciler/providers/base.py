@@ -1,0 +1,294 @@
+"""Layer 3, the protocol: what a provider declares and what it does.
+
+Rule: types, signatures and pure helpers only; no I/O. Imports `reconciler.errors`,
+`reconciler.manifests` and `reconciler.diff`. The planner (layer 2) imports this module
+and no other of `reconciler.providers`; each platform subpackage implements it and never
+imports another platform's.
+
+A provider serves the kinds of one platform on one target, in two halves:
+
+* `Policies`, the pure half: per kind, how to diff (`KindRules`: unordered lists,
+  ignored and write-only paths, a policy per field), how to turn the changes into an
+  action (`classify`), which content changes of a dependency bounce a dependent and
+  which of its components (`bounces`), and what else is wrong (`check`). The planner
+  uses only this half, so a plan is a pure function of data.
+* `Provider`, the I/O half: `observe` lists every kind with as few calls as the API
+  allows and says which kinds it could not list completely; `desire` normalises a
+  manifest into the spec the platform would hold (server defaults filled in); and the
+  mutating calls `create`, `patch`, `bounce` and `delete`, which raise only
+  `RetryableError` or `PermanentError` (see `reconciler.errors`).
+
+This is pulumi's dynamic provider interface (check / diff / create / read / update /
+delete, with replaces and delete-before-replace), with the diff made declarative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Literal, Protocol
+
+from reconciler.diff import Change, DiffRules, digest
+from reconciler.manifests import Resource, ResourceId
+
+ActionName = Literal["create", "patch", "bounce", "replace", "delete", "noop"]
+ACTIONS: tuple[ActionName, ...] = ("create", "patch", "bounce", "replace", "delete", "noop")
+DeletionPolicy = Literal["Delete", "Orphan"]
+
+
+class Policy(IntEnum):
+    """What a change to a field takes; a stronger policy wins over a weaker one."""
+
+    PATCH = 0
+    """Changed in place; nothing restarts."""
+    PATCH_BOUNCE = 1
+    """Changed in place, then bounced (restarted) to take effect."""
+    REPLACE = 2
+    """Deleted and created again."""
+    IMMUTABLE = 3
+    """Cannot change at all: the plan fails and says what to do instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldPolicy:
+    """The policy of a field and of everything below it, e.g. `spec.transform`."""
+
+    path: str
+    policy: Policy
+    reason: str = ""
+    """Added to the action's reasons when this field changes."""
+
+    def covers(self, path: str) -> bool:
+        return path == self.path or path.startswith((self.path + ".", self.path + "["))
+
+
+@dataclass(frozen=True, slots=True)
+class KindRules:
+    """What a provider tells the planner about one kind."""
+
+    diff: DiffRules = field(default_factory=DiffRules)
+    """Relative to the spec: lists compared as sets, paths never compared."""
+    fields: tuple[FieldPolicy, ...] = ()
+    default: FieldPolicy = FieldPolicy("spec", Policy.PATCH)
+    """For a change no entry of `fields` covers."""
+    sealed: tuple[str, ...] = ()
+    """Write-only top-level spec fields (`spec.data` of a secret): the platform never shows
+    them back, so they are compared by digest with what was last applied."""
+    delete_before_replace: bool = True
+    """False where the platform holds the old and the new resource at once."""
+
+    def policy_of(self, change: Change) -> FieldPolicy:
+        """The strongest policy among the field the change is at (the longest covering
+        entry) and any field below it (a whole new `spec.transform` holds its image)."""
+        covering = [p for p in self.fields if p.covers(change.path)]
+        found = max(covering, key=lambda p: len(p.path)) if covering else self.default
+        below = [p for p in self.fields if p.path != change.path and _under(p.path, change.path)]
+        return max([found, *below], key=lambda p: p.policy)
+
+
+def _under(path: str, parent: str) -> bool:
+    return path.startswith((parent + ".", parent + "["))
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """A manifest as the platform would hold it."""
+
+    resource: Resource
+    spec: Mapping[str, Any]
+    """Normalised; sensitive values stay `Sensitive` until a request is built."""
+    fingerprints: Mapping[str, str] = field(default_factory=dict)
+    """Digests of content the platform cannot show back, beyond sealed fields (the files
+    of a package folder, by path); kept in the inventory once applied."""
+
+    @property
+    def id(self) -> ResourceId:
+        return self.resource.id
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """A resource as a provider found it on its target, normalised."""
+
+    id: ResourceId
+    spec: Mapping[str, Any]
+    depends_on: tuple[ResourceId, ...] = ()
+    """What it uses on the platform (a pipeline's inputs): orders deletes of resources no
+    longer in the manifests."""
+    status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    target: str
+    resources: Mapping[ResourceId, Observed]
+    incomplete: Mapping[str, str] = field(default_factory=dict)
+    """Kind to the reason it could not be listed in full. Such kinds get no deletes."""
+
+    def complete(self, kind: str) -> bool:
+        return kind not in self.incomplete
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What this reconciler last applied to a resource it owns (from the inventory)."""
+
+    id: ResourceId
+    digest: str
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    """The normalised spec, with sensitive values as digests."""
+    fingerprints: Mapping[str, str] = field(default_factory=dict)
+    protect: bool = False
+    deletion_policy: DeletionPolicy = "Delete"
+    adopted: bool = False
+    revision: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Bounce:
+    """Restart a running resource so that it loads changed content."""
+
+    components: tuple[str, ...] | None
+    """Only these components; None: all of them."""
+    reason: str
+
+    def merge(self, other: Bounce) -> Bounce:
+        if self.components is None or other.components is None:
+            components = None
+        else:
+            components = tuple(sorted({*self.components, *other.components}))
+        reason = self.reason if other.reason == self.reason else f"{self.reason}; {other.reason}"
+        return Bounce(components, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with a resource that exists on its target and is in the manifests."""
+
+    action: Literal["patch", "replace", "noop"]
+    reasons: tuple[str, ...] = ()
+    changes: tuple[Change, ...] = ()
+    bounce: Bounce | None = None
+    """After the patch, bounce these components (policy PATCH_BOUNCE)."""
+    restarts: bool = False
+    """The action restarts the resource by itself (a Pachyderm pipeline update)."""
+    content: frozenset[str] = frozenset()
+    """What content changed that dependents may have loaded (files of a package, keys of
+    a secret): `Policies.bounces` is asked about each dependent."""
+    delete_before_replace: bool = True
+    blocked: str | None = None
+    """Why the change cannot be made, and what to do instead (policy IMMUTABLE)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something a provider found wrong with the desired state against the live one."""
+
+    id: ResourceId | None
+    message: str
+    hint: str = ""
+    error: bool = True
+    """An error fails the plan; otherwise it is a warning."""
+
+
+class Policies(Protocol):
+    """The pure half of a provider."""
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def kinds(self) -> frozenset[str]: ...
+
+    def rules(self, kind: str) -> KindRules: ...
+
+    def classify(
+        self,
+        desired: Desired,
+        observed: Observed,
+        changes: Sequence[Change],
+        applied: Applied | None,
+    ) -> Decision: ...
+
+    def bounces(self, dependency: Desired, decision: Decision, dependent: Desired) -> Bounce | None:
+        """Whether a content change of `dependency` restarts `dependent`, and which parts."""
+        ...
+
+    def check(self, desired: Sequence[Desired], observation: Observation) -> Sequence[Finding]: ...
+
+
+class Provider(Policies, Protocol):
+    """The whole provider: the pure half, plus observation and the mutating calls."""
+
+    @property
+    def target(self) -> str: ...
+
+    def desire(self, resource: Resource) -> Desired: ...
+
+    async def observe(self) -> Observation: ...
+
+    async def create(self, desired: Desired) -> None: ...
+
+    async def patch(
+        self, desired: Desired, observed: Observed, changes: Sequence[Change]
+    ) -> None: ...
+
+    async def bounce(self, desired: Desired, components: tuple[str, ...] | None) -> None: ...
+
+    async def delete(self, rid: ResourceId, observed: Observed, applied: Applied | None) -> None:
+        """Delete; data goes only where `applied` (the manifest as last applied) asks."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+# --- helpers every provider may use -------------------------------------------------------
+
+
+def classify_by_fields(rules: KindRules, changes: Sequence[Change]) -> Decision:
+    """The decision field policies alone give: the strongest policy among the changes."""
+    if not changes:
+        return Decision("noop")
+    policies = [(change, rules.policy_of(change)) for change in changes]
+    strongest = max(policy.policy for _, policy in policies)
+    reasons = _reasons(changes, [p for _, p in policies if p.policy == strongest])
+    if strongest is Policy.IMMUTABLE:
+        fields = ", ".join(sorted({c.path for c, p in policies if p.policy is Policy.IMMUTABLE}))
+        why = next((p.reason for _, p in policies if p.reason), "")
+        return Decision(
+            "noop",
+            reasons,
+            tuple(changes),
+            blocked=f"{fields} cannot be changed on the platform" + (f": {why}" if why else ""),
+        )
+    if strongest is Policy.REPLACE:
+        return Decision(
+            "replace",
+            reasons,
+            tuple(changes),
+            delete_before_replace=rules.delete_before_replace,
+        )
+    bounce = None
+    if strongest is Policy.PATCH_BOUNCE:
+        bounce = Bounce(None, "changed fields take effect on restart")
+    return Decision("patch", reasons, tuple(changes), bounce=bounce)
+
+
+def _reasons(changes: Sequence[Change], policies: Iterable[FieldPolicy]) -> tuple[str, ...]:
+    paths = sorted({c.path for c in changes})
+    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    reasons = [f"changed: {shown}"]
+    for reason in dict.fromkeys(p.reason for p in policies if p.reason):
+        reasons.append(reason)
+    return tuple(reasons)
+
+
+def sealed_digests(spec: Mapping[str, Any], rules: KindRules) -> dict[str, str]:
+    """The digest of each write-only field the desired spec sets."""
+    result = {}
+    for path in rules.sealed:
+        key = path.removeprefix("spec.")
+        if key in spec:
+            result[path] = digest(spec[key])
+    return result

@@ -1,0 +1,203 @@
+"""Plans for people: the terminal (rich) and a pull-request comment (markdown).
+
+Values in changes are already safe (sensitive ones are `(sensitive)` in every Change);
+this module only lays them out.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from reconciler.diff import Change
+from reconciler.plan import Action, Plan
+
+MARKDOWN_LIMIT = 65_000
+
+SYMBOL = {
+    "create": "+",
+    "patch": "~",
+    "bounce": "↻",
+    "replace": "-/+",
+    "delete": "-",
+    "noop": "=",
+}
+STYLE = {
+    "create": "green",
+    "patch": "yellow",
+    "bounce": "cyan",
+    "replace": "magenta",
+    "delete": "red",
+    "noop": "dim",
+}
+VERB = {
+    "create": "to create",
+    "patch": "to patch",
+    "bounce": "to bounce",
+    "replace": "to replace",
+    "delete": "to delete",
+}
+
+
+def value(item: Any, limit: int = 120) -> str:
+    text = item if isinstance(item, str) and item == "(sensitive)" else json.dumps(item)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def change_line(change: Change) -> str:
+    if change.op == "add":
+        return f"+ {change.path}: {value(change.new)}"
+    if change.op == "remove":
+        return f"- {change.path}: {value(change.old)}"
+    return f"~ {change.path}: {value(change.old)} → {value(change.new)}"
+
+
+def headline(plan: Plan) -> str:
+    summary = plan.summary()
+    parts = [f"{summary[a]} {verb}" for a, verb in VERB.items() if summary[a]]
+    adopt = sum(1 for a in plan.actions if a.adopt)
+    if adopt:
+        parts.append(f"{adopt} to adopt")
+    if plan.forget:
+        parts.append(f"{len(plan.forget)} to forget")
+    if not parts:
+        return "No changes. The targets match the manifests."
+    return f"Plan: {', '.join(parts)}; {summary['noop']} unchanged."
+
+
+def _detail(action: Action) -> list[str]:
+    lines = []
+    if action.bounce is not None:
+        parts = (
+            "all components"
+            if action.bounce.components is None
+            else ", ".join(action.bounce.components)
+        )
+        lines.append(f"bounce: {parts}")
+    if action.action == "replace":
+        order = "delete, then create" if action.delete_before_replace else "create, then delete"
+        lines.append(f"order: {order}")
+    if action.depends_on:
+        lines.append("after: " + ", ".join(str(d) for d in action.depends_on))
+    return lines
+
+
+def print_text(plan: Plan, console: Console, *, verbose: bool = False) -> None:
+    """Grouped by target, in execution order; noops only when verbose."""
+    targets = sorted({a.id.target for a in plan.actions} | {f.id.target for f in plan.forget})
+    for target in targets:
+        shown = [
+            a for a in plan.actions if a.id.target == target and (verbose or a.mutates or a.adopt)
+        ]
+        forgets = [f for f in plan.forget if f.id.target == target]
+        if not shown and not forgets:
+            continue
+        console.print(f"[bold]{escape(target)}[/bold]")
+        for action in shown:
+            style = STYLE[action.action]
+            adopt = " [blue](adopt)[/blue]" if action.adopt else ""
+            console.print(
+                f"  [{style}]{SYMBOL[action.action]:>3} {action.action:<8}[/{style}]"
+                f" {escape(str(action.id))}{adopt}"
+            )
+            for reason in action.reasons:
+                console.print(f"        [dim]{escape(reason)}[/dim]")
+            if action.mutates or verbose:
+                for change in action.changes:
+                    console.print(f"          {escape(change_line(change))}", style=style)
+            for line in _detail(action):
+                console.print(f"        [dim]{escape(line)}[/dim]")
+        for forget in forgets:
+            console.print(f"  [blue]  ∅ forget  [/blue] {escape(str(forget.id))}")
+            console.print(f"        [dim]{escape(forget.reason)}[/dim]")
+        console.print()
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    for error in plan.errors:
+        console.print(f"[red]error:[/red] {escape(error)}")
+    if plan.warnings or plan.errors:
+        console.print()
+    console.print(f"[bold]{escape(headline(plan))}[/bold]")
+    if plan.errors:
+        count = len(plan.errors)
+        console.print(f"[red]This plan cannot be applied: {count} error{'s' * (count != 1)}.[/red]")
+
+
+def markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
+    """One pull-request comment: a summary table and a collapsible diff per resource,
+    never longer than `limit` characters (a note says what was cut)."""
+    summary = plan.summary()
+    source = plan.source
+    about = [f"`{source.path}`"]
+    if source.profile:
+        about.append(f"profile `{source.profile}`")
+    if source.revision:
+        about.append(f"revision `{source.revision[:12]}`")
+    head = [
+        "### reconciler plan",
+        "",
+        f"**{headline(plan)}** ({', '.join(about)})",
+        "",
+        "| action | count |",
+        "|---|---:|",
+        *(f"| {a} | {summary[a]} |" for a in summary),
+        "",
+    ]
+    tail: list[str] = []
+    if plan.errors:
+        tail += ["**Errors: this plan cannot be applied**", ""]
+        tail += [f"- :x: {_md(e)}" for e in plan.errors] + [""]
+    if plan.warnings:
+        tail += ["**Warnings**", ""]
+        tail += [f"- :warning: {_md(w)}" for w in plan.warnings] + [""]
+    tail += [f"<sub>plan fingerprint `{plan.fingerprint}`</sub>"]
+
+    sections = [_md_section(a) for a in plan.actions if a.mutates or a.adopt]
+    sections += [f"- `∅ forget` `{f.id}`: {_md(f.reason)}\n" for f in plan.forget]
+    text = "\n".join(head)
+    closing = "\n" + "\n".join(tail) + "\n"
+    budget = limit - len(text) - len(closing) - 300
+    body: list[str] = []
+    used = 0
+    for index, section in enumerate(sections):
+        if used + len(section) > budget:
+            left = len(sections) - index
+            body.append(
+                f"\n> :scissors: {left} more resource{'s' * (left != 1)} not shown: a comment"
+                f" holds at most {limit:,} characters. Run `reconciler plan` for the whole plan.\n"
+            )
+            break
+        body.append(section)
+        used += len(section)
+    return text + "".join(body) + closing
+
+
+def _md_section(action: Action) -> str:
+    adopt = " (adopt)" if action.adopt else ""
+    reasons = "; ".join(action.reasons)
+    lines = [
+        "<details>",
+        f"<summary><code>{SYMBOL[action.action]} {action.action}</code> <code>{action.id}</code>"
+        f"{adopt}: {_html(reasons)}</summary>",
+        "",
+    ]
+    diff_lines = [change_line(c) for c in action.changes] + [f"# {d}" for d in _detail(action)]
+    if diff_lines:
+        lines += ["```diff", *(_fence_safe(line) for line in diff_lines), "```"]
+    lines += ["</details>", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _fence_safe(line: str) -> str:
+    return line.replace("```", "`\u200b``")
