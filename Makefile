@@ -20,7 +20,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench
 	$(BIN)/ruff format --check reconciler tests bench
-	$(BIN)/mypy reconciler
+	$(BIN)/mypy reconciler tests bench
 	$(BIN)/lint-imports
 
 demo: $(STAMP)

@@ -107,7 +107,7 @@ def validate(
         built = graph.build(manifests.resources)
         selected: set[str] | None = None
         if manifests.settings.select:
-            graph.check_selectors(manifests.settings.select)
+            graph.check_selectors(manifests.settings.select, built)
             selected = {str(rid) for rid in built.select(manifests.settings.select)}
     except InputError as exc:
         if output is not ValidateFormat.json:
@@ -153,7 +153,7 @@ def graph_command(
     built = graph.build(manifests.resources)
     selectors = list(select or manifests.settings.select)
     if selectors:
-        graph.check_selectors(selectors)
+        graph.check_selectors(selectors, built)
         keep = built.select(selectors)
         built = graph.Graph(
             {rid: r for rid, r in built.resources.items() if rid in keep},

@@ -124,7 +124,7 @@ class Session:
 
     async def plan(self, options: PlanOptions, source: Source) -> Planned:
         if options.select:
-            graphs.check_selectors(options.select)
+            graphs.check_selectors(options.select, self.graph)
         desired = self.desire()
         observations = await self.observe()
         inventory = self.inventory()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from tenacity import (
@@ -39,6 +39,7 @@ from reconciler.state.base import RunResult
 
 Status = Literal["ok", "failed", "skipped", "not started"]
 _Call = tuple[str, Callable[[], Awaitable[None]]]
+Phase = Literal["main", "cleanup"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,27 +179,57 @@ class _Runner:
         for action in actions:
             for dependency in waiting[action.id]:
                 dependents.setdefault(dependency, []).append(action.id)
-        ready = [a.id for a in actions if not waiting[a.id]]
-        running: dict[asyncio.Task[ActionResult], ResourceId] = {}
+        ready: list[tuple[ResourceId, Phase]] = [
+            (a.id, "main") for a in actions if not waiting[a.id]
+        ]
+        running: dict[asyncio.Task[ActionResult], tuple[ResourceId, Phase]] = {}
+        # A create-before-delete replace deletes the old generation only once everything
+        # that depends on it has moved on (finished, in whatever way).
+        cleanups: dict[ResourceId, set[ResourceId]] = {}
+        created: dict[ResourceId, ActionResult] = {}
+
+        def release(rid: ResourceId) -> None:
+            for dependent in dependents.get(rid, ()):
+                waiting[dependent].discard(rid)
+                if not waiting[dependent] and dependent not in self.results:
+                    ready.append((dependent, "main"))
+
         while ready or running:
             while ready and len(running) < self.options.concurrency and not self.stop.is_set():
-                rid = ready.pop(0)
+                rid, phase = ready.pop(0)
                 self.listener.started(by_id[rid])
-                running[asyncio.create_task(self._one(by_id[rid]))] = rid
+                running[asyncio.create_task(self._one(by_id[rid], phase))] = (rid, phase)
             if not running:
                 break
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for task in sorted(done, key=lambda t: str(running[t])):
-                rid = running.pop(task)
+            for task in sorted(done, key=lambda t: str(running[t][0])):
+                rid, phase = running.pop(task)
                 result = task.result()
-                self._finish(result)
-                if result.status == "ok":
-                    for dependent in dependents.get(rid, ()):
-                        waiting[dependent].discard(rid)
-                        if not waiting[dependent] and dependent not in self.results:
-                            ready.append(dependent)
+                if phase == "cleanup":
+                    self._finish(_joined(created.pop(rid), result))
+                elif result.status == "ok" and _deferred_delete(by_id[rid]):
+                    created[rid] = result
+                    cleanups[rid] = set(dependents.get(rid, ()))
+                    release(rid)
                 else:
-                    self._skip_dependents(rid, dependents, by_id)
+                    self._finish(result)
+                    if result.status == "ok":
+                        release(rid)
+                    else:
+                        self._skip_dependents(rid, dependents, by_id)
+            for owner in sorted(cleanups, key=str):
+                cleanups[owner] -= set(self.results)
+                if not cleanups[owner]:
+                    del cleanups[owner]
+                    ready.append((owner, "cleanup"))
+        for result in created.values():
+            self._finish(
+                replace(
+                    result,
+                    status="failed",
+                    message="created; the old one was not deleted (interrupted): apply again",
+                )
+            )
         interrupted = False
         for action in actions:
             if action.id not in self.results:
@@ -233,14 +264,15 @@ class _Runner:
             )
             queue.extend(dependents.get(rid, ()))
 
-    async def _one(self, action: Action) -> ActionResult:
+    async def _one(self, action: Action, phase: Phase) -> ActionResult:
         started = time.monotonic()
         calls: list[str] = []
         try:
-            for name, call in self._calls(action):
+            for name, call in self._calls(action, phase):
                 tries = await self._call(action, name, call)
                 calls.append(name if tries == 1 else f"{name} x{tries}")
-            self._remember(action)
+            if phase == "main":
+                self._remember(action)
         except OperationalError as exc:
             return ActionResult(
                 action.id,
@@ -264,7 +296,7 @@ class _Runner:
             action.id, action.action, "ok", "", tuple(calls), time.monotonic() - started
         )
 
-    def _calls(self, action: Action) -> list[_Call]:
+    def _calls(self, action: Action, phase: Phase) -> list[_Call]:
         rid = action.id
         provider = self.work.providers[rid.target]
         desired = self.work.desired.get(rid)
@@ -298,7 +330,9 @@ class _Runner:
         if action.action == "replace":
             create = ("create", lambda: provider.create(need_desired()))
             delete = ("delete", lambda: provider.delete(rid, need_observed(), applied))
-            return [delete, create] if action.delete_before_replace else [create, delete]
+            if action.delete_before_replace:
+                return [delete, create]
+            return [create] if phase == "main" else [delete]
         return []  # noop: adopted, recorded by _remember
 
     async def _call(self, action: Action, name: str, call: Callable[[], Awaitable[None]]) -> int:
@@ -322,6 +356,10 @@ class _Runner:
                             f"{action.id}: {name} did not answer within"
                             f" {self.options.call_timeout:g}s"
                         ) from None
+        except OperationalError as exc:
+            self.store.close_intent(intent, ok=False, error=str(exc))
+            gave_up = f" (gave up after {tries} tries)" if tries > 1 else ""
+            raise type(exc)(f"{name}: {exc}{gave_up}") from exc
         except BaseException as exc:
             self.store.close_intent(intent, ok=False, error=str(exc) or type(exc).__name__)
             raise
@@ -329,8 +367,9 @@ class _Runner:
         return tries
 
     def _wait(self, state: RetryCallState) -> float:
+        initial = self.options.backoff_initial
         backoff = wait_exponential_jitter(
-            initial=self.options.backoff_initial, max=self.options.backoff_max
+            multiplier=initial, max=self.options.backoff_max, jitter=initial
         )(state)
         error = state.outcome.exception() if state.outcome else None
         after = getattr(error, "retry_after", None)
@@ -376,3 +415,15 @@ class _Runner:
                 or applied.deletion_policy != metadata.deletion_policy
             ):
                 self.store.record_applied(self._entry(desired, adopted=applied.adopted))
+
+
+def _deferred_delete(action: Action) -> bool:
+    return action.action == "replace" and not action.delete_before_replace
+
+
+def _joined(first: ActionResult, second: ActionResult) -> ActionResult:
+    return replace(
+        second,
+        calls=first.calls + second.calls,
+        duration=first.duration + second.duration,
+    )

@@ -56,12 +56,28 @@ class Graph:
         return chosen
 
 
-def check_selectors(selectors: Iterable[str]) -> None:
+def check_selectors(selectors: Iterable[str], graph: Graph | None = None) -> None:
+    """Malformed selectors, and (given the graph) selectors that name no resource, are
+    input errors: a typo must not silently plan nothing."""
     problems = []
     for selector in selectors:
         reason = check_selector(selector)
         if reason:
             problems.append(Problem("--select", 0, 0, reason))
+        elif graph is not None and not any(
+            select_matches(selector, r) for r in graph.resources.values()
+        ):
+            problems.append(
+                Problem(
+                    "--select",
+                    0,
+                    0,
+                    f"'{selector}' matches no resource",
+                    "select by kind (Pipeline), id or id glob (pachyderm:Pipeline/vision/*),"
+                    " or field=glob terms (label.team=cv); `reconciler validate --format json`"
+                    " lists every id",
+                )
+            )
     if problems:
         raise InputError(problems)
 

@@ -420,8 +420,11 @@ def _prunes(
         observation = observations[rid.target]
         applied = inventory[rid]
         observed = observation.resources.get(rid)
-        if not observation.complete(rid.kind):
-            warnings.append(f"{rid} left the manifests; kept: its kind could not be observed")
+        if observation.incomplete:
+            # What is unseen may still use what would be deleted: no deletes on the target.
+            warnings.append(
+                f"{rid} left the manifests; kept while {rid.target} cannot be observed in full"
+            )
             continue
         if observed is None:
             forget.append(Forget(rid, "left the manifests and is already gone from the target"))

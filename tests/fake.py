@@ -68,7 +68,9 @@ RULES: dict[str, KindRules] = {
     "Deployment": KindRules(
         fields=(
             FieldPolicy("spec.version", Policy.PATCH_BOUNCE, "hot-loads the new version"),
-            FieldPolicy("spec.env", Policy.REPLACE, "redeployed: torn down (data kept) and created"),
+            FieldPolicy(
+                "spec.env", Policy.REPLACE, "redeployed: torn down (data kept) and created"
+            ),
             FieldPolicy("spec.components", Policy.REPLACE, "redeployed with other components"),
             FieldPolicy(
                 "spec.package",
@@ -85,6 +87,8 @@ class FakePlatform:
     """What the fake target holds, what was asked of it, and what it will do wrong."""
 
     resources: dict[ResourceId, dict[str, Any]] = field(default_factory=dict)
+    previous: dict[ResourceId, list[dict[str, Any]]] = field(default_factory=dict)
+    """Older generations still held after a create-before-delete replace."""
     secrets: dict[ResourceId, dict[str, str]] = field(default_factory=dict)
     """Clear secret data as the platform received it; never shown back by observe."""
     calls: list[tuple[str, str]] = field(default_factory=list)
@@ -227,6 +231,8 @@ class FakeProvider:
         if resource.kind == "Pipeline":
             spec.setdefault("datumTries", 3)  # a server default
             spec.pop("reprocessOnUpdate", None)
+        if resource.kind == "Secret":
+            spec.setdefault("type", "Opaque")
         if resource.kind == "Deployment":
             spec.setdefault("version", self._versions.get(spec["package"]))
             spec.setdefault("updateStrategy", "redeploy")
@@ -253,8 +259,12 @@ class FakeProvider:
 
     async def create(self, desired: Desired) -> None:
         await self.platform.enter("create", desired.id)
-        if desired.id in self.platform.resources:
-            raise PermanentError(f"{desired.id} already exists")
+        current = self.platform.resources.get(desired.id)
+        if current is not None:
+            if self.rules(desired.id.kind).delete_before_replace:
+                raise PermanentError(f"{desired.id} already exists")
+            # This kind holds an old and a new generation at once (package versions).
+            self.platform.previous.setdefault(desired.id, []).append(current)
         self._store(desired)
 
     async def patch(self, desired: Desired, observed: Observed, changes: Sequence[Change]) -> None:
@@ -274,6 +284,10 @@ class FakeProvider:
 
     async def delete(self, rid: ResourceId, observed: Observed, applied: Applied | None) -> None:
         await self.platform.enter("delete", rid)
+        older = self.platform.previous.get(rid, [])
+        if dict(observed.spec) in older and self.platform.resources.get(rid) != observed.spec:
+            older.remove(dict(observed.spec))  # the old generation of a create-before-delete
+            return
         if rid not in self.platform.resources:
             raise PermanentError(f"{rid} not found")
         users = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.graph import build
+from reconciler.graph import Graph, build
 from reconciler.manifests import LoadOptions, ResourceId, load
 from reconciler.render.graph import as_dot, as_mermaid
 from tests.conftest import EXAMPLES
@@ -12,7 +12,7 @@ from tests.conftest import EXAMPLES
 QUICKSTART = EXAMPLES / "quickstart"
 
 
-def _graph():  # type: ignore[no-untyped-def]
+def _graph() -> Graph:
     return build(load(QUICKSTART, LoadOptions(env={})).resources)
 
 

@@ -11,11 +11,13 @@ from reconciler.manifests.resources import Resource
 def select_matches(selector: str, resource: Resource) -> bool:
     """Whether a `--select` / profile `select` entry names `resource`.
 
-    Forms: an id or id glob (`pachyderm:Pipeline/vision/*`, target optional), or
-    comma-joined `field=glob` terms that must all hold, with field one of kind, target,
-    project, name, or `label.<key>`.
+    Forms: a kind (`Pipeline`), an id or id glob (`pachyderm:Pipeline/vision/*`, target
+    optional), or comma-joined `field=glob` terms that must all hold, with field one of
+    kind, target, project, name, or `label.<key>`.
     """
     selector = selector.strip()
+    if "=" not in selector and "/" not in selector and ":" not in selector:
+        return fnmatchcase(resource.kind, selector)
     if "=" not in selector:
         full = str(resource.id)
         short = full.split(":", 1)[1]

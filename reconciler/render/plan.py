@@ -78,7 +78,11 @@ def _detail(action: Action) -> list[str]:
         )
         lines.append(f"bounce: {parts}")
     if action.action == "replace":
-        order = "delete, then create" if action.delete_before_replace else "create, then delete"
+        order = (
+            "delete, then create"
+            if action.delete_before_replace
+            else "create the new one; delete the old one once its dependents moved on"
+        )
         lines.append(f"order: {order}")
     if action.depends_on:
         lines.append("after: " + ", ".join(str(d) for d in action.depends_on))
