@@ -1,0 +1,201 @@
+"""Layer 3: HTTP for every provider. httpx lives here and nowhere else.
+
+Rule: imports `reconciler.errors` and httpx; platform subpackages build their clients on
+`HttpClient` and never touch httpx themselves.
+
+Every failure leaves as one of the project's errors, with the platform's own message:
+
+    httpx timeout, connection refused or reset     RetryableError
+    HTTP 429, 502, 503, 504                         RetryableError (Retry-After kept)
+    a grpc-gateway status body {code, message}      by its code: DEADLINE_EXCEEDED,
+                                                    RESOURCE_EXHAUSTED, ABORTED,
+                                                    UNAVAILABLE retryable; others
+                                                    PermanentError
+    any other status >= 400                         PermanentError
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from reconciler.errors import OperationalError, PermanentError, RetryableError
+
+Transport = httpx.AsyncBaseTransport
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+RETRYABLE_GRPC = frozenset({4, 8, 10, 14})
+GRPC_NAMES = {
+    1: "cancelled",
+    2: "unknown",
+    3: "invalid argument",
+    4: "deadline exceeded",
+    5: "not found",
+    6: "already exists",
+    7: "permission denied",
+    8: "resource exhausted",
+    9: "failed precondition",
+    10: "aborted",
+    13: "internal",
+    14: "unavailable",
+    16: "unauthenticated",
+}
+
+
+class HttpError(PermanentError):
+    """A refusal with its HTTP status and, for grpc-gateway answers, its gRPC code."""
+
+    def __init__(self, message: str, status: int, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class RetryableHttpError(RetryableError):
+    def __init__(
+        self, message: str, status: int, code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
+        self.code = code
+
+
+def asgi_transport(app: Any) -> Transport:
+    """A transport that calls an ASGI app in-process (the embedded sandbox)."""
+    return httpx.ASGITransport(app=app, raise_app_exceptions=False)
+
+
+class HttpClient:
+    """JSON over HTTP to one platform, with the error mapping above."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        platform: str,
+        headers: Callable[[], Mapping[str, str]] | None = None,
+        transport: Transport | None = None,
+        verify: bool | str = True,
+        timeout: float = 30.0,
+    ) -> None:
+        self.platform = platform
+        self._headers = headers
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            transport=transport,
+            verify=verify,
+            timeout=httpx.Timeout(timeout),
+            headers={"content-type": "application/json", "accept": "application/json"},
+        )
+
+    async def post(self, path: str, body: Any = None) -> Any:
+        """POST a JSON body; the decoded JSON answer (None when empty)."""
+        response = await self._send("POST", path, body)
+        return _decode(response, self.platform, path)
+
+    async def post_stream(self, path: str, body: Any = None) -> list[Any]:
+        """POST, for a grpc-gateway server stream: one `{"result": ...}` per line."""
+        response = await self._send("POST", path, body)
+        results = []
+        for line in response.text.splitlines():
+            if not line.strip():
+                continue
+            item = _json(line, self.platform, path)
+            if isinstance(item, dict) and item.get("error"):
+                raise _status_error(item["error"], 500, self.platform, path)
+            results.append(item.get("result") if isinstance(item, dict) else item)
+        return results
+
+    async def request(
+        self, method: str, path: str, *, body: Any = None, form: Mapping[str, str] | None = None
+    ) -> Any:
+        response = await self._send(method, path, body, form)
+        return _decode(response, self.platform, path)
+
+    async def _send(
+        self, method: str, path: str, body: Any, form: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        headers = dict(self._headers()) if self._headers else {}
+        try:
+            if form is not None:
+                headers["content-type"] = "application/x-www-form-urlencoded"
+                response = await self._client.request(
+                    method, path, data=dict(form), headers=headers
+                )
+            else:
+                content = None if body is None else json.dumps(body)
+                response = await self._client.request(
+                    method, path, content=content, headers=headers
+                )
+        except httpx.TimeoutException:
+            raise RetryableError(f"{self.platform}: {method} {path} timed out") from None
+        except httpx.TransportError as exc:
+            raise RetryableError(
+                f"{self.platform}: {method} {path}: {type(exc).__name__}: {exc}"
+            ) from None
+        if response.status_code >= 400:
+            raise _response_error(response, self.platform, path)
+        return response
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _decode(response: httpx.Response, platform: str, path: str) -> Any:
+    if not response.content:
+        return None
+    return _json(response.text, platform, path)
+
+
+def _json(text: str, platform: str, path: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise PermanentError(
+            f"{platform}: {path} answered with something that is not JSON"
+        ) from None
+
+
+def _response_error(response: httpx.Response, platform: str, path: str) -> OperationalError:
+    status = response.status_code
+    retry_after = _retry_after(response.headers.get("retry-after"))
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "code" in body and "message" in body:
+        error = _status_error(body, status, platform, path)
+        if retry_after is not None and isinstance(error, RetryableError):
+            error.retry_after = retry_after
+        return error
+    message = ""
+    if isinstance(body, dict):
+        message = str(body.get("message") or body.get("detail") or body.get("error") or "")
+    text = message or response.text.strip()[:300] or response.reason_phrase
+    full = f"{platform}: {path}: HTTP {status}: {text}"
+    if status in RETRYABLE_STATUS or status >= 500:
+        return RetryableHttpError(full, status, retry_after=retry_after)
+    return HttpError(full, status)
+
+
+def _status_error(
+    body: Mapping[str, Any], status: int, platform: str, path: str
+) -> OperationalError:
+    code = int(body.get("code") or 0)
+    message = str(body.get("message") or "").strip()
+    name = GRPC_NAMES.get(code, f"code {code}")
+    full = f"{platform}: {path}: {name}: {message}"
+    if code in RETRYABLE_GRPC or (code == 0 and status in RETRYABLE_STATUS):
+        return RetryableHttpError(full, status, code)
+    return HttpError(full, status, code)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
