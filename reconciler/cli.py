@@ -8,10 +8,10 @@ Rule: the only place that reads flags, prints, and maps errors to exit codes:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 import sys
+import threading
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -436,8 +436,9 @@ async def _execute(
         stop.set()
         loop.remove_signal_handler(signal.SIGINT)
 
-    # Not the main thread, or a platform without signals: Ctrl-C then aborts at once.
-    with contextlib.suppress(NotImplementedError, RuntimeError):
+    # Off the main thread, or on Windows, asyncio cannot take signals: Ctrl-C then aborts.
+    graceful = sys.platform != "win32" and threading.current_thread() is threading.main_thread()
+    if graceful:
         loop.add_signal_handler(signal.SIGINT, interrupted)
     total = sum(1 for a in planned.plan.actions if a.mutates or a.adopt)
     listener: progress_render.Lines = (
@@ -449,7 +450,7 @@ async def _execute(
         with listener:
             return await session.apply(planned, options, listener, stop)
     finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        if graceful:
             loop.remove_signal_handler(signal.SIGINT)
 
 

@@ -17,7 +17,7 @@ import binascii
 import copy
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -482,34 +482,28 @@ def _check_input(node: dict[str, Any]) -> None:
             _check_input(child)
 
 
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every input node, this one first, at any depth."""
+    yield node
+    for key in ("join", "group", "cross", "union"):
+        for child in node.get(key) or []:
+            yield from _nodes(child)
+
+
 def _input_repos(spec: dict[str, Any], project: str) -> set[tuple[str, str]]:
-    found: set[tuple[str, str]] = set()
-
-    def walk(node: dict[str, Any]) -> None:
-        pfs = node.get("pfs")
-        if pfs and pfs.get("repo"):
-            found.add((str(pfs.get("project") or project), str(pfs["repo"])))
-        for key in ("join", "group", "cross", "union"):
-            for child in node.get(key) or []:
-                walk(child)
-
-    walk(spec.get("input") or {})
-    return found
+    return {
+        (str(node["pfs"].get("project") or project), str(node["pfs"]["repo"]))
+        for node in _nodes(spec.get("input") or {})
+        if node.get("pfs") and node["pfs"].get("repo")
+    }
 
 
 def _cron_repos(spec: dict[str, Any]) -> list[str]:
-    found: list[str] = []
-
-    def walk(node: dict[str, Any]) -> None:
-        cron = node.get("cron")
-        if cron and cron.get("repo"):
-            found.append(str(cron["repo"]))
-        for key in ("join", "group", "cross", "union"):
-            for child in node.get(key) or []:
-                walk(child)
-
-    walk(spec.get("input") or {})
-    return found
+    return [
+        str(node["cron"]["repo"])
+        for node in _nodes(spec.get("input") or {})
+        if node.get("cron") and node["cron"].get("repo")
+    ]
 
 
 def _repo_key(repo: dict[str, Any]) -> str:
