@@ -287,7 +287,7 @@ def make_plan(
 
     deletes, forget = _prunes(desired, observations, inventory, options, warnings, errors)
     actions = _order(in_scope, drafts, deletes, graph, observations)
-    _protect(actions, desired, inventory, errors)
+    _protect(actions, desired, errors)
     plan = Plan(source, tuple(actions), tuple(forget), tuple(warnings), tuple(errors))
     return plan.with_fingerprint()
 
@@ -300,7 +300,6 @@ def _draft(
     errors: list[str],
 ) -> _Draft:
     rid = want.id
-    rules = policies.rules(rid.kind)
     desired_digest = digest(want.spec)
     observed = observation.resources.get(rid)
     if observed is None:
@@ -330,8 +329,6 @@ def _draft(
     )
     if draft.adopt:
         draft.reasons.append("exists on target: adopted into the inventory")
-    if rules.sealed and applied is None and draft.action == "noop":
-        draft.reasons.append("write-only fields are not known")
     return draft
 
 
@@ -544,21 +541,13 @@ def _order(
 
 
 def _protect(
-    actions: Sequence[Action],
-    desired: Mapping[ResourceId, Desired],
-    inventory: Mapping[ResourceId, Applied],
-    errors: list[str],
+    actions: Sequence[Action], desired: Mapping[ResourceId, Desired], errors: list[str]
 ) -> None:
+    """A replace of a protected resource fails the plan (protected deletes never reach
+    here: pruning refuses them with their own message)."""
     for action in actions:
-        if action.action not in ("replace", "delete"):
-            continue
-        want = desired.get(action.id)
-        protected = (
-            want.resource.metadata.protect if want is not None else inventory[action.id].protect
-        )
-        if protected:
+        if action.action == "replace" and desired[action.id].resource.metadata.protect:
             errors.append(
-                f"{action.id} is protected (protect: true) and this plan would"
-                f" {action.action} it: {'; '.join(action.reasons)}. Undo the change, or set"
-                " protect: false first"
+                f"{action.id} is protected (protect: true) and this plan would replace it:"
+                f" {'; '.join(action.reasons)}. Undo the change, or set protect: false first"
             )
