@@ -58,8 +58,7 @@ def diff(
     desired: Any, observed: Any, rules: DiffRules = DiffRules(), prefix: str = ""
 ) -> list[Change]:
     """The changes that turn `observed` into `desired`, sorted by path."""
-    left = _canonical(observed, rules, ())
-    right = _canonical(desired, rules, ())
+    right, left = _both(desired, observed, rules)
     if left == right:
         return []
     # threshold 0: always report key by key, never "the whole mapping changed".
@@ -76,7 +75,18 @@ def diff(
 
 
 def equal(desired: Any, observed: Any, rules: DiffRules = DiffRules()) -> bool:
-    return bool(_canonical(desired, rules, ()) == _canonical(observed, rules, ()))
+    right, left = _both(desired, observed, rules)
+    return bool(right == left)
+
+
+def _both(desired: Any, observed: Any, rules: DiffRules) -> tuple[Any, Any]:
+    """Both sides canonical. Where the desired side holds a sensitive value, the platform
+    shows the clear text back (a pipeline's env); it is compared by its digest too, so
+    it never enters a Change."""
+    sensitive: set[PathKey] = set()
+    right = _canonical(desired, rules, (), found=sensitive)
+    left = _canonical(observed, rules, (), hashed=sensitive)
+    return right, left
 
 
 def _op(report: str) -> Op:
@@ -97,17 +107,31 @@ def _matches(path: PathKey, patterns: Iterable[Pattern]) -> bool:
     return False
 
 
-def _canonical(value: Any, rules: DiffRules, path: PathKey) -> Any:
+def _canonical(
+    value: Any,
+    rules: DiffRules,
+    path: PathKey,
+    *,
+    found: set[PathKey] | None = None,
+    hashed: set[PathKey] | frozenset[PathKey] = frozenset(),
+) -> Any:
     if isinstance(value, Sensitive):
+        if found is not None:
+            found.add(path)
         return _SENSITIVE_PREFIX + value.digest
+    if isinstance(value, str) and path in hashed:
+        return _SENSITIVE_PREFIX + "sha256:" + hashlib.sha256(value.encode()).hexdigest()
     if isinstance(value, dict):
         return {
-            key: _canonical(item, rules, (*path, key))
+            key: _canonical(item, rules, (*path, key), found=found, hashed=hashed)
             for key, item in value.items()
             if not _matches((*path, key), rules.ignored)
         }
     if isinstance(value, list | tuple):
-        items = [_canonical(item, rules, (*path, index)) for index, item in enumerate(value)]
+        items = [
+            _canonical(item, rules, (*path, index), found=found, hashed=hashed)
+            for index, item in enumerate(value)
+        ]
         if _matches(path, rules.unordered):
             items.sort(key=lambda item: json.dumps(item, sort_keys=True, default=str))
         return items

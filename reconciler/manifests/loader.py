@@ -27,7 +27,13 @@ from reconciler.manifests.kinds.pachyderm import DEFAULT_PROJECT
 from reconciler.manifests.merge import merge
 from reconciler.manifests.packages import check_package
 from reconciler.manifests.profiles import load_settings
-from reconciler.manifests.reporting import ProblemAt, Reporter, did_you_mean
+from reconciler.manifests.reporting import (
+    ProblemAt,
+    Reporter,
+    data_path,
+    did_you_mean,
+    show_path,
+)
 from reconciler.manifests.resources import Metadata, Origin, Resource, ResourceId
 from reconciler.manifests.values import Resolver, resolve_tree
 
@@ -259,6 +265,11 @@ class _Builder:
                 ok = False
             else:
                 extra.append(reference)
+        if spec is not None and info.rules is not None:
+            for path, message, hint in info.rules(spec, project, metadata.name):
+                where = ("spec", *data_path(spec_raw, path))
+                problem(where, f"{show_path(where)}: {message}{note}", hint)
+                ok = False
         if not ok or spec is None:
             return
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_snake
 from pydantic_core import ErrorDetails
 
 from reconciler.errors import Problem
@@ -209,9 +210,9 @@ def data_path(data: Any, loc: tuple[int | str, ...]) -> PathKey:
     path: list[str | int] = []
     node = data
     for part in loc:
-        found, child = _child(node, part)
+        found, child, key = _child(node, part)
         if found:
-            path.append(part)
+            path.append(key)
             node = child
         elif isinstance(node, dict) and isinstance(part, str) and not _is_tag(part):
             path.append(part)  # a missing or unknown key: named, though absent
@@ -219,12 +220,14 @@ def data_path(data: Any, loc: tuple[int | str, ...]) -> PathKey:
     return tuple(path)
 
 
-def _child(node: Any, part: int | str) -> tuple[bool, Any]:
+def _child(node: Any, part: int | str) -> tuple[bool, Any, int | str]:
     if isinstance(node, dict) and part in node:
-        return True, node[part]
+        return True, node[part], part
+    if isinstance(node, dict) and isinstance(part, str) and to_snake(part) in node:
+        return True, node[to_snake(part)], to_snake(part)  # snake_case, as pachctl takes
     if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-        return True, node[part]
-    return False, None
+        return True, node[part], part
+    return False, None, part
 
 
 def _is_tag(part: str) -> bool:

@@ -20,15 +20,14 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft7Validator
 
+from reconciler import schemas
 from reconciler.sandbox.store import Store
 
 NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,50}\Z")
-SCHEMAS = Path(__file__).parent / "schemas"
 DEFAULT_PROJECT = "default"
 
 
@@ -63,8 +62,7 @@ def _project_name(message: dict[str, Any] | None) -> str:
 
 @cache
 def _pipeline_schema() -> Draft7Validator:
-    schema = json.loads((SCHEMAS / "pps_v2.CreatePipelineRequest.schema.json").read_text())
-    return Draft7Validator(schema)
+    return Draft7Validator(schemas.load(schemas.CREATE_PIPELINE_REQUEST))
 
 
 class Pachd:

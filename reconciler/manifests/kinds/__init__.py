@@ -17,10 +17,13 @@ from reconciler.manifests.kinds.pachyderm import (
     RepoSpec,
     SecretSpec,
 )
+from reconciler.manifests.kinds.pipeline_rules import RuleProblem, pipeline_problems
 from reconciler.manifests.model import InsightsName, KubernetesName, Model, PachydermName
 from reconciler.manifests.resources import PathKey, Reference, ResourceId
 
 ReferenceFinder = Callable[[Model, str | None, str], Iterator[Reference]]
+RuleChecker = Callable[[Model, str | None, str], Iterator[RuleProblem]]
+"""The platform's own rules beyond the model: (spec path, message, hint) for each breach."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class KindInfo:
     references: ReferenceFinder
     reserved: Mapping[str, str] = field(default_factory=dict)
     spec_required: bool = True
+    rules: RuleChecker | None = None
 
     def check_name(self, name: str) -> str | None:
         """The reason `name` is not a valid name for this kind, or None."""
@@ -84,6 +88,10 @@ def _pipeline_references(spec: Model, project: str | None, name: str) -> Iterato
             )
     for path, secret in pipeline.secret_names():
         yield Reference(("Secret",), secret, ("spec", *path), "secret", required=False)
+
+
+def _pipeline_rules(spec: Model, project: str | None, name: str) -> Iterator[RuleProblem]:
+    return pipeline_problems(cast(PipelineSpec, spec), project or DEFAULT_PROJECT, name)
 
 
 def _deployment_references(spec: Model, project: str | None, name: str) -> Iterator[Reference]:
@@ -145,6 +153,7 @@ KINDS: dict[tuple[str, str], KindInfo] = {
             _PACHYDERM_NAME,
             _pipeline_references,
             RESERVED_PIPELINE_FIELDS,
+            rules=_pipeline_rules,
         ),
         KindInfo(
             "pachyderm/v1",

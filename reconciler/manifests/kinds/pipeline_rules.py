@@ -1,0 +1,141 @@
+"""What pachd would refuse in a pipeline spec, found before any call.
+
+Two checks beyond the models of `kinds.pachyderm`: the request we would send, validated
+against pachd's own JSON Schema (copied unchanged into `reconciler.schemas`), and the
+rules pachd applies in code rather than in its schema (NOTES.md, "Validation the server
+applies"). Each problem carries the spec path it concerns, so it is reported at the
+manifest's file:line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from functools import cache
+from typing import Any
+
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import ValidationError as SchemaError
+
+from reconciler import schemas
+from reconciler.manifests.kinds.pachyderm import PipelineSpec
+from reconciler.manifests.resources import PathKey
+
+OURS = ("stopped", "reprocessOnUpdate")
+"""Spec fields the reconciler acts on itself; never sent to pachd."""
+
+RuleProblem = tuple[PathKey, str, str]
+"""(path in the spec, message, hint)."""
+
+
+def create_pipeline_request(
+    spec: Mapping[str, Any], project: str, name: str
+) -> dict[str, Any]:
+    """The `CreatePipelineRequest` for a camelCase pipeline spec."""
+    request: dict[str, Any] = {"pipeline": {"name": name, "project": {"name": project}}}
+    request.update((key, value) for key, value in spec.items() if key not in OURS)
+    return request
+
+
+@cache
+def _validator() -> Draft7Validator:
+    return Draft7Validator(schemas.load(schemas.CREATE_PIPELINE_REQUEST))
+
+
+def pipeline_problems(spec: PipelineSpec, project: str, name: str) -> Iterator[RuleProblem]:
+    yield from _schema_problems(spec, project, name)
+    yield from _server_rules(spec)
+
+
+def _schema_problems(spec: PipelineSpec, project: str, name: str) -> Iterator[RuleProblem]:
+    request = create_pipeline_request(spec.to_data(), project, name)
+    errors: list[SchemaError] = sorted(
+        _validator().iter_errors(request), key=lambda e: [str(p) for p in e.absolute_path]
+    )
+    for error in errors:
+        deepest = _deepest(error)
+        path: PathKey = tuple(deepest.absolute_path)
+        yield (
+            path,
+            f"pachd's schema for CreatePipelineRequest refuses this: {deepest.message}",
+            "see the pipeline specification in the Pachyderm documentation",
+        )
+
+
+def _deepest(error: SchemaError) -> SchemaError:
+    # oneOf/anyOf failures hold the real cause among their context: the longest path.
+    if not error.context:
+        return error
+    return max(error.context, key=lambda e: len(e.absolute_path))
+
+
+def _server_rules(spec: PipelineSpec) -> Iterator[RuleProblem]:
+    if spec.transform is None:
+        yield (
+            ("transform",),
+            "a pipeline needs a transform (pachd: transform must be set)",
+            "add transform with at least an image and cmd",
+        )
+    service, spout = spec.service, spec.spout
+    if service is not None:
+        constant = spec.parallelism_spec.constant if spec.parallelism_spec else None
+        if constant not in (None, 1):
+            yield (
+                ("parallelismSpec", "constant"),
+                "a service runs with a constant parallelism of 1",
+                "set parallelismSpec.constant to 1, or remove parallelismSpec",
+            )
+    if spout is not None and spec.autoscaling:
+        yield (
+            ("autoscaling",),
+            "autoscaling cannot be used with a spout (spouts are not triggered by inputs)",
+            "remove autoscaling",
+        )
+    if spout is not None and spout.service is None and spec.input is not None:
+        yield (
+            ("input",),
+            "a spout without a service has no input",
+            "remove input, or make this a transform pipeline",
+        )
+    if spec.s3_out and (service is not None or spout is not None):
+        yield (
+            ("s3Out",),
+            "s3Out is not supported in services or spouts",
+            "remove s3Out",
+        )
+    if spec.input is not None:
+        for path, pfs in spec.input.pfs_inputs():
+            where: PathKey = ("input", *path)
+            if not pfs.repo:
+                yield (where, "a pfs input needs a repo", "add repo: the repo to read")
+            if not pfs.glob and not pfs.s3:
+                yield (
+                    (*where, "glob"),
+                    "a pfs input needs a glob (pachd: input must specify a glob)",
+                    "add glob: '/*' (one datum per top-level file) or '/' (all in one)",
+                )
+            if pfs.commit:
+                yield (
+                    (*where, "commit"),
+                    "a pfs input cannot name a commit",
+                    "remove commit; pipelines follow a branch",
+                )
+            if pfs.repo == "out" and not pfs.name:
+                yield (
+                    where,
+                    "an input from a repo named 'out' needs a name: /pfs/out is the output",
+                    "add name: to this input",
+                )
+            if pfs.s3:
+                if pfs.glob != "/":
+                    yield (
+                        (*where, "glob"),
+                        "an s3 input must use glob '/' (the S3 gateway serves whole commits)",
+                        "set glob: / for this input",
+                    )
+                for flag, value in (("lazy", pfs.lazy), ("emptyFiles", pfs.empty_files)):
+                    if value:
+                        yield (
+                            (*where, flag),
+                            f"an s3 input cannot also set {flag}",
+                            f"remove {flag}, or s3",
+                        )
