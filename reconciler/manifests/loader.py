@@ -34,7 +34,7 @@ from reconciler.manifests.reporting import (
     did_you_mean,
     show_path,
 )
-from reconciler.manifests.resources import Metadata, Origin, Resource, ResourceId
+from reconciler.manifests.resources import Metadata, Origin, PathKey, Resource, ResourceId
 from reconciler.manifests.values import Resolver, resolve_tree
 
 ENVELOPE_FIELDS = ("apiVersion", "kind", "metadata", "spec")
@@ -267,8 +267,8 @@ class _Builder:
                 extra.append(reference)
         if spec is not None and info.rules is not None:
             for path, message, hint in info.rules(spec, project, metadata.name):
-                where = ("spec", *data_path(spec_raw, path))
-                problem(where, f"{show_path(where)}: {message}{note}", hint)
+                at: PathKey = ("spec", *data_path(spec_raw, path))
+                problem(at, f"{show_path(at)}: {message}{note}", hint)
                 ok = False
         if not ok or spec is None:
             return

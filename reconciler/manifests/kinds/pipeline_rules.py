@@ -27,9 +27,7 @@ RuleProblem = tuple[PathKey, str, str]
 """(path in the spec, message, hint)."""
 
 
-def create_pipeline_request(
-    spec: Mapping[str, Any], project: str, name: str
-) -> dict[str, Any]:
+def create_pipeline_request(spec: Mapping[str, Any], project: str, name: str) -> dict[str, Any]:
     """The `CreatePipelineRequest` for a camelCase pipeline spec."""
     request: dict[str, Any] = {"pipeline": {"name": name, "project": {"name": project}}}
     request.update((key, value) for key, value in spec.items() if key not in OURS)

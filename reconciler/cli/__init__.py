@@ -20,15 +20,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from reconciler import __version__, graph
+from reconciler import __version__, graph, targets
+from reconciler.cli import sandbox as sandbox_cli
 from reconciler.engine import Connector, Planned, Session
 from reconciler.errors import InputError, OperationalError, Problem, ReconcilerError
 from reconciler.execute import ExecuteOptions, Outcome
 from reconciler.manifests import LoadOptions, Manifests, load
-from reconciler.manifests.config import InsightsTarget, PachydermTarget
 from reconciler.manifests.schemas import all_schemas, dumps
 from reconciler.plan import Plan, PlanOptions, Source
-from reconciler.providers.base import Provider
 from reconciler.render import graph as graph_render
 from reconciler.render import plan as plan_render
 from reconciler.render import progress as progress_render
@@ -45,6 +44,7 @@ app = typer.Typer(
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+app.add_typer(sandbox_cli.app, name="sandbox")
 
 PathArg = Annotated[
     Path,
@@ -191,18 +191,9 @@ def schema(
 # --- plan and apply -----------------------------------------------------------------------
 
 
-def connect(
-    target: str, config: InsightsTarget | PachydermTarget, manifests: Manifests
-) -> Provider:
-    """The provider of a target: the platform subpackage its `provider` names."""
-    raise OperationalError(
-        f"target '{target}': the {config.provider} provider is not part of this build yet"
-    )
-
-
 def _connector(ctx: typer.Context) -> Connector:
     found = ctx.find_root().obj
-    return found if found is not None else connect
+    return found if found is not None else targets.Connector()
 
 
 SelectOpt = Annotated[

@@ -1,0 +1,49 @@
+"""Layer 4: the Pachyderm provider (projects, repos, secrets, pipelines) over pachd's
+REST gateway.
+
+Rule: imports `reconciler.providers.base`, `reconciler.providers.http`, `reconciler.diff`,
+`reconciler.manifests` and `reconciler.errors`; never another platform's provider, never
+httpx. Modules: `client` (one method per RPC), `normal` (one canonical form for both
+sides), `policies` (what a change takes; pure), `provider` (observe and the actions).
+"""
+
+from __future__ import annotations
+
+from reconciler.errors import InputError, Problem
+from reconciler.manifests.config import PachydermTarget
+from reconciler.manifests.values import VariableError, reveal
+from reconciler.providers.http import HttpClient, Transport
+from reconciler.providers.pachyderm.client import PachdClient
+from reconciler.providers.pachyderm.policies import PachydermPolicies
+from reconciler.providers.pachyderm.provider import PachydermProvider
+
+__all__ = ["PachydermPolicies", "PachydermProvider", "connect"]
+
+
+def connect(
+    target: str,
+    config: PachydermTarget,
+    *,
+    transport: Transport | None = None,
+    base_url: str | None = None,
+    config_file: str = "reconciler.yaml",
+) -> PachydermProvider:
+    """The provider for a configured target; `transport` serves an in-process pachd."""
+    headers: dict[str, str] = {}
+    if config.auth.token is not None:
+        try:
+            headers["authn-token"] = reveal(config.auth.token)
+        except VariableError as exc:
+            raise InputError(
+                [Problem(config_file, 0, 0, f"target '{target}': auth.token: {exc}", exc.hint)]
+            ) from None
+    verify: bool | str = config.ca_bundle or config.verify_tls
+    http = HttpClient(
+        (base_url or config.url).rstrip("/"),
+        platform=f"pachd ({target})",
+        headers=lambda: headers,
+        transport=transport,
+        verify=verify,
+        timeout=config.timeout,
+    )
+    return PachydermProvider(target, PachdClient(http))

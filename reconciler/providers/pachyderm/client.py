@@ -1,0 +1,128 @@
+"""pachd's REST gateway: one method per RPC the provider uses.
+
+Every RPC is `POST /api/<package>.<Service>/<Method>` with the request message as JSON;
+server streams answer one `{"result": ...}` per line. Bodies are built here and nowhere
+else, in the camelCase form of `pachyderm_api.swagger.json`; errors come from
+`reconciler.providers.http` already mapped (retryable or permanent, with pachd's message).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.errors import PermanentError
+from reconciler.providers.http import HttpClient
+
+
+def _project(name: str) -> dict[str, Any]:
+    return {"name": name}
+
+
+def _repo(project: str, name: str) -> dict[str, Any]:
+    return {"name": name, "type": "user", "project": _project(project)}
+
+
+def _pipeline(project: str, name: str) -> dict[str, Any]:
+    return {"name": name, "project": _project(project)}
+
+
+class PachdClient:
+    def __init__(self, http: HttpClient) -> None:
+        self.http = http
+
+    async def _call(self, rpc: str, body: Mapping[str, Any]) -> Any:
+        return await self.http.post(f"/api/{rpc}", body)
+
+    async def _stream(self, rpc: str, body: Mapping[str, Any]) -> list[Any]:
+        return await self.http.post_stream(f"/api/{rpc}", body)
+
+    # --- reads: four calls observe a whole target -------------------------------------
+
+    async def list_projects(self) -> list[dict[str, Any]]:
+        return await self._stream("pfs_v2.API/ListProject", {})
+
+    async def list_repos(self) -> list[dict[str, Any]]:
+        return await self._stream("pfs_v2.API/ListRepo", {"type": "user"})
+
+    async def list_secrets(self) -> list[dict[str, Any]]:
+        answer = await self._call("pps_v2.API/ListSecret", {})
+        return list((answer or {}).get("secretInfo") or [])
+
+    async def list_pipelines(self) -> list[dict[str, Any]]:
+        return await self._stream("pps_v2.API/ListPipeline", {"details": True})
+
+    # --- projects --------------------------------------------------------------------
+
+    async def create_project(self, name: str, description: str, *, update: bool) -> None:
+        body: dict[str, Any] = {"project": _project(name), "description": description}
+        if update:
+            body["update"] = True
+        await self._call("pfs_v2.API/CreateProject", body)
+
+    async def delete_project(self, name: str) -> None:
+        await self._call("pfs_v2.API/DeleteProject", {"project": _project(name)})
+
+    # --- repos -----------------------------------------------------------------------
+
+    async def create_repo(self, project: str, name: str, description: str, *, update: bool) -> None:
+        body: dict[str, Any] = {"repo": _repo(project, name), "description": description}
+        if update:
+            body["update"] = True
+        await self._call("pfs_v2.API/CreateRepo", body)
+
+    async def delete_repo(self, project: str, name: str) -> None:
+        answer = await self._call(
+            "pfs_v2.API/DeleteRepo", {"repo": _repo(project, name), "force": False}
+        )
+        # pachd answers deleted=false, without an error, for a missing repo and for a
+        # repo the caller may not delete: never a silent success.
+        if not (answer or {}).get("deleted"):
+            raise PermanentError(
+                f"pachd did not delete repo {project}/{name} (it answered deleted: false):"
+                " it is gone already, or this token may not delete it"
+            )
+
+    # --- secrets ---------------------------------------------------------------------
+
+    async def create_secret(self, name: str, type_: str, data: Mapping[str, str]) -> None:
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "type": type_,
+            "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
+        }
+        file = base64.b64encode(json.dumps(manifest).encode()).decode()
+        await self._call("pps_v2.API/CreateSecret", {"file": file})
+
+    async def delete_secret(self, name: str) -> None:
+        await self._call("pps_v2.API/DeleteSecret", {"secret": {"name": name}})
+
+    # --- pipelines -------------------------------------------------------------------
+
+    async def create_pipeline(
+        self, request: Mapping[str, Any], *, update: bool, reprocess: bool
+    ) -> None:
+        body: dict[str, Any] = {"createPipelineRequestJson": json.dumps(request)}
+        if update:
+            body["update"] = True
+        if reprocess:
+            body["reprocess"] = True
+        await self._call("pps_v2.API/CreatePipelineV2", body)
+
+    async def stop_pipeline(self, project: str, name: str) -> None:
+        await self._call("pps_v2.API/StopPipeline", {"pipeline": _pipeline(project, name)})
+
+    async def start_pipeline(self, project: str, name: str) -> None:
+        await self._call("pps_v2.API/StartPipeline", {"pipeline": _pipeline(project, name)})
+
+    async def delete_pipeline(self, project: str, name: str) -> None:
+        await self._call(
+            "pps_v2.API/DeletePipeline", {"pipeline": _pipeline(project, name), "mustExist": True}
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
