@@ -67,3 +67,11 @@ json_values = st.recursive(
 @given(json_values, json_values)
 def test_no_changes_exactly_when_equal(a: object, b: object) -> None:
     assert (diff(a, b) == []) == (a == b)
+
+
+def test_clear_text_shown_back_where_the_manifest_holds_a_reference_compares_by_digest() -> None:
+    desired = {"env": {"TOKEN": Sensitive("${env:T}", "the-token"), "MODE": "fast"}}
+    assert equal(desired, {"env": {"TOKEN": "the-token", "MODE": "fast"}})
+    changes = diff(desired, {"env": {"TOKEN": "an-old-token", "MODE": "fast"}})
+    assert changes == [Change("env.TOKEN", "change", REDACTED, REDACTED)]
+    assert "an-old-token" not in json.dumps([c.to_json() for c in changes])

@@ -13,19 +13,9 @@ import pytest
 from reconciler.errors import InputError
 from reconciler.graph import build
 from reconciler.manifests import LoadOptions, load
-from reconciler.manifests.documents import read_documents
 from reconciler.manifests.kinds.pachyderm import PipelineSpec
 from tests.conftest import require_reference
-
-BROKEN_JSON = {
-    "ml__tensorflow__pre-processing_and_generation.pipeline.json": 20,
-    "ml__tensorflow__training_and_export.pipeline.json": 24,
-    "ml__tensorflow__training_and_export_gpu.pipeline.json": 34,
-}
-TEMPLATE = "run__config__pipeline.pipeline.json"
-NO_GLOB = "redshift__pipeline.pipeline.json"
-"""Counted valid by the reference notes, but its pfs input has no glob: pachd refuses it
-("input must specify a glob", validateInput in pachd's pps api_server.go), and so do we."""
+from tests.pachyderm_examples import BROKEN_JSON, NO_GLOB, TEMPLATE, load_spec, valid_examples
 
 
 def _examples() -> list[Path]:
@@ -33,7 +23,7 @@ def _examples() -> list[Path]:
 
 
 def _valid_examples() -> list[Path]:
-    return [p for p in _examples() if p.name not in BROKEN_JSON and p.name != TEMPLATE]
+    return valid_examples(require_reference())
 
 
 def _pfs_inputs(node: Any) -> Iterator[dict[str, Any]]:
@@ -84,12 +74,6 @@ def _wrap(spec: dict[str, Any], project: str) -> list[dict[str, Any]]:
     return documents
 
 
-def _load_spec(path: Path) -> dict[str, Any]:
-    (document,) = read_documents(path, path.name)
-    assert isinstance(document.data, dict)
-    return document.data
-
-
 def test_there_are_51_valid_examples() -> None:
     assert len(_valid_examples()) == 51
 
@@ -97,7 +81,7 @@ def test_there_are_51_valid_examples() -> None:
 def test_every_valid_example_loads_and_graphs(tmp_path: Path) -> None:
     documents: list[dict[str, Any]] = []
     for index, path in enumerate(p for p in _valid_examples() if p.name != NO_GLOB):
-        documents.extend(_wrap(_load_spec(path), f"p{index:02d}"))
+        documents.extend(_wrap(load_spec(path), f"p{index:02d}"))
     # Projects named twice (a pipeline reading another project's repo) are written once.
     seen: set[tuple[str, str]] = set()
     unique = []
@@ -116,7 +100,7 @@ def test_every_valid_example_loads_and_graphs(tmp_path: Path) -> None:
 
 
 def test_the_example_without_a_glob_is_refused_where_its_input_is(tmp_path: Path) -> None:
-    spec = _load_spec(require_reference() / "pachyderm" / "examples" / NO_GLOB)
+    spec = load_spec(require_reference() / "pachyderm" / "examples" / NO_GLOB)
     text = "\n---\n".join(json.dumps(d, indent=2) for d in _wrap(spec, "warehouse"))
     (tmp_path / "redshift.yaml").write_text(text)
     with pytest.raises(InputError) as caught:
@@ -131,7 +115,7 @@ def test_the_example_without_a_glob_is_refused_where_its_input_is(tmp_path: Path
 @pytest.mark.parametrize("name", ["kubeflow__mnist__pipeline.yaml"])
 def test_snake_case_spec_is_the_camel_case_spec(name: str) -> None:
     path = require_reference() / "pachyderm" / "examples" / name
-    spec = _load_spec(path)
+    spec = load_spec(path)
     spec.pop("pipeline")
     assert "s3_out" in spec
     model = PipelineSpec.model_validate(spec)
@@ -152,7 +136,7 @@ def test_broken_json_is_a_syntax_error_at_its_line(name: str, line: int) -> None
 
 
 def test_template_placeholders_are_name_errors(tmp_path: Path) -> None:
-    spec = _load_spec(require_reference() / "pachyderm" / "examples" / TEMPLATE)
+    spec = load_spec(require_reference() / "pachyderm" / "examples" / TEMPLATE)
     documents = _wrap(spec, "default")
     documents = [d for d in documents if d["kind"] != "Project"]
     text = "\n---\n".join(json.dumps(d, indent=2) for d in documents)

@@ -1,0 +1,137 @@
+"""A recording sandbox and the ways to reach it: in-process, or over uvicorn."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from reconciler.manifests import Manifests
+from reconciler.manifests.config import InsightsTarget, PachydermTarget
+from reconciler.providers import pachyderm
+from reconciler.providers.base import Provider
+from reconciler.providers.http import asgi_transport
+from reconciler.sandbox import create_app
+from reconciler.sandbox.app import stats_of
+from reconciler.sandbox.store import Store
+
+Scope = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Call:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def rpc(self) -> str:
+        return self.path.removeprefix("/api/")
+
+    @property
+    def method(self) -> str:
+        return self.rpc.rsplit("/", 1)[-1]
+
+
+class Recorder:
+    """ASGI middleware: every request the sandbox receives, in order."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.calls: list[Call] = []
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        raw = b"".join(chunks)
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.calls.append(Call(scope["path"], headers, json.loads(raw) if raw else None))
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            message: dict[str, Any] = await receive()
+            return message
+
+        await self.app(scope, replay, send)
+
+    def mutating(self) -> list[Call]:
+        return [c for c in self.calls if not c.method.startswith(("List", "Inspect"))]
+
+    def clear(self) -> None:
+        self.calls.clear()
+
+
+class Sandbox:
+    """One sandbox database, recorded, reachable as a connector for `run_cli`."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.recorder = Recorder(create_app(db))
+
+    def __call__(
+        self, target: str, config: InsightsTarget | PachydermTarget, manifests: Manifests
+    ) -> Provider:
+        assert isinstance(config, PachydermTarget)
+        return pachyderm.connect(
+            target, config, transport=asgi_transport(self.recorder), base_url="http://sandbox"
+        )
+
+    def stats(self) -> dict[str, Any]:
+        store = Store(self.db)
+        try:
+            return stats_of(store)
+        finally:
+            store.close()
+
+    def reset(self) -> None:
+        store = Store(self.db)
+        try:
+            store.reset_counters()
+        finally:
+            store.close()
+        self.recorder.clear()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """`app` over real HTTP on a free port, in a thread; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise AssertionError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,0 +1,125 @@
+"""Pachyderm's own example specs: applied to the sandbox, then nothing left to do."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft7Validator
+
+from tests.conftest import require_reference, run_cli
+from tests.pachyderm.helpers import Call, Sandbox
+from tests.pachyderm_examples import NO_GLOB, valid_examples, write_folder
+
+EMBEDDED = "targets:\n  pachyderm: {provider: pachyderm, url: embedded}\n"
+
+
+@cache
+def _validator(package: str, message: str) -> Draft7Validator | None:
+    path = require_reference() / "pachyderm" / "jsonschema" / package / f"{message}.schema.json"
+    if not path.is_file():
+        return None
+    return Draft7Validator(json.loads(path.read_text()))
+
+
+def _schema_errors(call: Call) -> list[str]:
+    """What the real JSON Schemas say is wrong with a request body (none known: [])."""
+    package = call.rpc.split(".", 1)[0]
+    errors = []
+    validator = _validator(package, f"{call.method}Request")
+    if validator is not None:
+        errors += [f"{call.rpc}: {e.message}" for e in validator.iter_errors(call.body)]
+    if call.method == "CreatePipelineV2":
+        request = json.loads(call.body["createPipelineRequestJson"])
+        pipeline = _validator("pps_v2", "CreatePipelineRequest")
+        assert pipeline is not None
+        errors += [f"{call.rpc} spec: {e.message}" for e in pipeline.iter_errors(request)]
+    return errors
+
+
+@pytest.fixture
+def applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Sandbox]:
+    monkeypatch.setenv("EXAMPLE_SECRET", "hunter2-secret-value")
+    paths = [p for p in valid_examples(require_reference()) if p.name != NO_GLOB]
+    assert len(paths) == 50
+    folder = write_folder(tmp_path / "examples", paths, EMBEDDED)
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    return folder, sandbox
+
+
+def test_every_example_applies_then_plans_empty_with_no_calls_that_change_anything(
+    applied: tuple[Path, Sandbox], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, sandbox = applied
+    created = [c for c in sandbox.recorder.calls if c.method == "CreatePipelineV2"]
+    assert len(created) == 50
+    assert all("update" not in c.body for c in created)
+    sandbox.reset()
+
+    assert run_cli("plan", str(folder), "--detailed-exitcode", connector=sandbox) == 0
+    assert "No changes" in capsys.readouterr().out
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    stats = sandbox.stats()
+    assert stats["mutating"] == 0
+    assert stats["restarts"] == {}
+    # Four list calls observe the whole target, whatever the number of resources.
+    assert stats["reads"] == 8
+    assert sorted(stats["calls"]) == [
+        "POST /api/pfs_v2.API/ListProject",
+        "POST /api/pfs_v2.API/ListRepo",
+        "POST /api/pps_v2.API/ListPipeline",
+        "POST /api/pps_v2.API/ListSecret",
+    ]
+
+
+def test_every_request_body_validates_against_the_real_schemas(
+    applied: tuple[Path, Sandbox],
+) -> None:
+    _, sandbox = applied
+    calls = sandbox.recorder.calls
+    checked = {c.method for c in calls if _validator(c.rpc.split(".")[0], f"{c.method}Request")}
+    assert {"CreateProject", "CreateRepo", "CreatePipelineV2", "ListPipeline"} <= checked
+    errors = [error for call in calls for error in _schema_errors(call)]
+    assert errors == []
+
+
+def test_secret_values_reach_pachd_and_nothing_else(
+    applied: tuple[Path, Sandbox], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, sandbox = applied
+    secrets = [c for c in sandbox.recorder.calls if c.method == "CreateSecret"]
+    assert len(secrets) == 4
+    assert run_cli("plan", str(folder), "--format", "json", connector=sandbox) == 0
+    out = capsys.readouterr()
+    assert "hunter2" not in out.out + out.err
+    assert b"hunter2" not in (folder / ".reconciler" / "state.db").read_bytes()
+
+
+def test_pipelines_are_created_after_what_they_read(applied: tuple[Path, Sandbox]) -> None:
+    _, sandbox = applied
+    made: set[tuple[str, str]] = set()
+    for call in sandbox.recorder.calls:
+        body: Any = call.body
+        if call.method == "CreateRepo":
+            made.add((body["repo"]["project"]["name"], body["repo"]["name"]))
+        if call.method == "CreatePipelineV2":
+            spec = json.loads(body["createPipelineRequestJson"])
+            project = spec["pipeline"]["project"]["name"]
+            for repo in _repos(spec.get("input")):
+                assert (project, repo) in made, f"{spec['pipeline']} before its input {repo}"
+            made.add((project, spec["pipeline"]["name"]))
+
+
+def _repos(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["pfs"]["repo"]] if "pfs" in node else []
+        for value in node.values():
+            found += _repos(value) if isinstance(value, list) else []
+        return found
+    if isinstance(node, list):
+        return [repo for item in node for repo in _repos(item)]
+    return []
