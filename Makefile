@@ -24,8 +24,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 demo: $(STAMP)
-	$(BIN)/reconciler validate examples/quickstart
-	$(BIN)/reconciler graph examples/quickstart
+	BIN=$(BIN) sh scripts/demo.sh
 
 schemas: $(STAMP)
 	$(BIN)/reconciler schema --out specs
@@ -37,4 +36,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/load.py --documents 1000 --files 50
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache .hypothesis
