@@ -63,8 +63,29 @@ class RetryableHttpError(RetryableError):
 
 
 def asgi_transport(app: Any) -> Transport:
-    """A transport that calls an ASGI app in-process (the embedded sandbox)."""
-    return httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    """A transport that calls an ASGI app in-process (the embedded sandbox).
+
+    An app that fails before answering has answered 500 already (Starlette does that);
+    one that fails halfway through an answer has dropped the connection, as a server
+    would over TCP, and the client sees a transport error, as it would over TCP."""
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        state = {"started": False, "complete": False}
+
+        async def tracking(message: Any) -> None:
+            if message.get("type") == "http.response.start":
+                state["started"] = True
+            elif message.get("type") == "http.response.body" and not message.get("more_body"):
+                state["complete"] = True
+            await send(message)
+
+        try:
+            await app(scope, receive, tracking)
+        except Exception as exc:
+            if state["started"] and not state["complete"]:
+                raise httpx.RemoteProtocolError(f"connection dropped mid-answer: {exc}") from None
+
+    return httpx.ASGITransport(app=guarded, raise_app_exceptions=True)
 
 
 class HttpClient:

@@ -25,7 +25,8 @@ HTTP_STATUS = {3: 400, 5: 404, 6: 409, 7: 403, 9: 400, 10: 409, 14: 503, 16: 401
 class SandboxOptions:
     latency_ms: float = 0.0
     fail_rate: float = 0.0
-    """The share of API calls answered with an injected 500, 503 or 429."""
+    """The share of API calls that fail: an injected 500, 503, 429, or a connection
+    dropped halfway through the answer (a reset, as a client sees it)."""
     seed: int | None = None
 
 
@@ -94,7 +95,9 @@ async def _faults(options: SandboxOptions, chance: random.Random) -> Response | 
     if options.latency_ms:
         await asyncio.sleep(options.latency_ms / 1000)
     if options.fail_rate and chance.random() < options.fail_rate:
-        kind = chance.choice(("500", "503", "429"))
+        kind = chance.choice(("500", "503", "429", "reset"))
+        if kind == "reset":
+            return _Reset()
         if kind == "429":
             return JSONResponse(
                 {"code": 8, "message": "injected: too many requests", "details": []},
@@ -107,6 +110,21 @@ async def _faults(options: SandboxOptions, chance: random.Random) -> Response | 
             )
         return Response("injected: internal server error", 500)
     return None
+
+
+class _Reset(Response):
+    """Promises a body, sends half of it, then fails: the server drops the connection."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"64"), (b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"result": ', "more_body": True})
+        raise ConnectionResetError("injected: connection reset")
 
 
 def _grpc_error(error: GrpcError) -> Response:

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from reconciler.diff import equal
-from reconciler.errors import PermanentError
+from reconciler.errors import PermanentError, RetryableError
 from reconciler.manifests import LoadOptions, ResourceId, load
 from reconciler.manifests.config import PachydermTarget
 from reconciler.providers.base import Observed
 from reconciler.providers.http import asgi_transport
 from reconciler.providers.pachyderm import connect
 from reconciler.providers.pachyderm.policies import RULES
-from reconciler.sandbox import create_app
+from reconciler.sandbox import SandboxOptions, create_app
 from tests.conftest import run_cli
 from tests.pachyderm.helpers import Recorder, Sandbox, served
 
@@ -306,3 +306,31 @@ def test_an_unreachable_pachd_is_an_operational_error_naming_it(
     assert run_cli("plan", str(folder)) == 1
     err = capsys.readouterr().err
     assert "cannot observe target 'pachyderm'" in err and "nothing was changed" in err
+
+
+@pytest.mark.parametrize("over_http", [True, False], ids=["uvicorn", "in-process"])
+def test_injected_faults_and_resets_are_retryable(tmp_path: Path, over_http: bool) -> None:
+    app = create_app(tmp_path / "sandbox.db", SandboxOptions(fail_rate=1.0, seed=3))
+    seen: list[str] = []
+
+    async def scenario(url: str | None) -> None:
+        config = PachydermTarget(provider="pachyderm", url=url or "embedded", timeout=5)
+        transport = None if url else asgi_transport(app)
+        provider = connect("pachyderm", config, transport=transport, base_url=url or "http://sb")
+        try:
+            for _ in range(12):
+                try:
+                    await provider.observe()
+                except RetryableError as exc:
+                    seen.append(str(exc))
+        finally:
+            await provider.aclose()
+
+    if over_http:
+        with served(app) as url:
+            asyncio.run(scenario(url))
+    else:
+        asyncio.run(scenario(None))
+    assert len(seen) == 12
+    assert any("RemoteProtocolError" in m or "ReadError" in m for m in seen), seen
+    assert any("503" in m or "unavailable" in m for m in seen), seen
