@@ -86,6 +86,8 @@ class Sandbox:
     def __init__(self, db: Path) -> None:
         self.db = db
         self.recorder = Recorder(create_app(db))
+        self.connector: Sandbox | None = self
+        """What tests hand `run_cli`: None when the sandbox is served over HTTP."""
 
     def __call__(
         self, target: str, config: InsightsTarget | PachydermTarget, manifests: Manifests

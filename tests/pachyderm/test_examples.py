@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from jsonschema import Draft7Validator
 
 from tests.conftest import require_reference, run_cli
-from tests.pachyderm.helpers import Call, Sandbox
+from tests.pachyderm.helpers import Call, Sandbox, served
 from tests.pachyderm_examples import NO_GLOB, valid_examples, write_folder
 
 EMBEDDED = "targets:\n  pachyderm: {provider: pachyderm, url: embedded}\n"
@@ -40,15 +41,26 @@ def _schema_errors(call: Call) -> list[str]:
     return errors
 
 
-@pytest.fixture
-def applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Sandbox]:
+@pytest.fixture(params=["in-process", "uvicorn"])
+def applied(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Path, Sandbox]]:
+    """The examples applied once, through the sandbox in-process or over real HTTP."""
     monkeypatch.setenv("EXAMPLE_SECRET", "hunter2-secret-value")
     paths = [p for p in valid_examples(require_reference()) if p.name != NO_GLOB]
     assert len(paths) == 50
-    folder = write_folder(tmp_path / "examples", paths, EMBEDDED)
     sandbox = Sandbox(tmp_path / "sandbox.db")
-    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
-    return folder, sandbox
+    if request.param == "in-process":
+        folder = write_folder(tmp_path / "examples", paths, EMBEDDED)
+        assert run_cli("apply", str(folder), "--yes", connector=sandbox.connector) == 0
+        yield folder, sandbox
+        return
+    with served(sandbox.recorder) as url:
+        config = f"targets:\n  pachyderm: {{provider: pachyderm, url: '{url}'}}\n"
+        folder = write_folder(tmp_path / "examples", paths, config)
+        sandbox.connector = None  # the real one: over HTTP to the served sandbox
+        assert run_cli("apply", str(folder), "--yes") == 0
+        yield folder, sandbox
 
 
 def test_every_example_applies_then_plans_empty_with_no_calls_that_change_anything(
@@ -60,9 +72,9 @@ def test_every_example_applies_then_plans_empty_with_no_calls_that_change_anythi
     assert all("update" not in c.body for c in created)
     sandbox.reset()
 
-    assert run_cli("plan", str(folder), "--detailed-exitcode", connector=sandbox) == 0
+    assert run_cli("plan", str(folder), "--detailed-exitcode", connector=sandbox.connector) == 0
     assert "No changes" in capsys.readouterr().out
-    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox.connector) == 0
     stats = sandbox.stats()
     assert stats["mutating"] == 0
     assert stats["restarts"] == {}
@@ -93,7 +105,7 @@ def test_secret_values_reach_pachd_and_nothing_else(
     folder, sandbox = applied
     secrets = [c for c in sandbox.recorder.calls if c.method == "CreateSecret"]
     assert len(secrets) == 4
-    assert run_cli("plan", str(folder), "--format", "json", connector=sandbox) == 0
+    assert run_cli("plan", str(folder), "--format", "json", connector=sandbox.connector) == 0
     out = capsys.readouterr()
     assert "hunter2" not in out.out + out.err
     assert b"hunter2" not in (folder / ".reconciler" / "state.db").read_bytes()
