@@ -44,16 +44,16 @@ def _project_name(folder: str, index: int) -> str:
     return name if index == 0 else f"{name}-{index + 1}"
 
 
-def _pfs_inputs(node: Any) -> Iterator[dict[str, Any]]:
+def pfs_inputs(node: Any) -> Iterator[dict[str, Any]]:
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "pfs" and isinstance(value, dict):
                 yield value
             else:
-                yield from _pfs_inputs(value)
+                yield from pfs_inputs(value)
     elif isinstance(node, list):
         for item in node:
-            yield from _pfs_inputs(item)
+            yield from pfs_inputs(item)
 
 
 def _secrets(spec: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -93,7 +93,7 @@ def manifests(paths: list[Path]) -> list[dict[str, Any]]:
                     "spec": body,
                 }
             )
-            for pfs in _pfs_inputs(body.get("input")):
+            for pfs in pfs_inputs(body.get("input")):
                 source = pfs.get("project", project)
                 if source != project or pfs["repo"] not in pipelines:
                     repos.add((source, pfs["repo"]))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,14 @@ from reconciler.graph import build
 from reconciler.manifests import LoadOptions, load
 from reconciler.manifests.kinds.pachyderm import PipelineSpec
 from tests.conftest import require_reference
-from tests.pachyderm_examples import BROKEN_JSON, NO_GLOB, TEMPLATE, load_spec, valid_examples
+from tests.pachyderm_examples import (
+    BROKEN_JSON,
+    NO_GLOB,
+    TEMPLATE,
+    load_spec,
+    pfs_inputs,
+    valid_examples,
+)
 
 
 def _examples() -> list[Path]:
@@ -24,18 +30,6 @@ def _examples() -> list[Path]:
 
 def _valid_examples() -> list[Path]:
     return valid_examples(require_reference())
-
-
-def _pfs_inputs(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "pfs" and isinstance(value, dict):
-                yield value
-            else:
-                yield from _pfs_inputs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _pfs_inputs(item)
 
 
 def _wrap(spec: dict[str, Any], project: str) -> list[dict[str, Any]]:
@@ -52,7 +46,7 @@ def _wrap(spec: dict[str, Any], project: str) -> list[dict[str, Any]]:
         },
     ]
     repos = set()
-    for pfs in _pfs_inputs(spec.get("input")):
+    for pfs in pfs_inputs(spec.get("input")):
         repo_project = pfs.get("project", project)
         repos.add((repo_project, pfs["repo"]))
     for repo_project, repo in sorted(repos):

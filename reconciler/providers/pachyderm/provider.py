@@ -136,17 +136,19 @@ class PachydermProvider(PachydermPolicies):
 
     # --- actions -----------------------------------------------------------------------
 
+    async def _describe(self, desired: Desired, *, update: bool) -> None:
+        """Create a Project or Repo, or (update) change its description: all they hold."""
+        description = str(desired.spec.get("description") or "")
+        if desired.id.kind == "Project":
+            await self.client.create_project(desired.id.name, description, update=update)
+        else:
+            project, name = _split(desired.id)
+            await self.client.create_repo(project, name, description, update=update)
+
     async def create(self, desired: Desired) -> None:
         kind, spec = desired.id.kind, desired.spec
-        if kind == "Project":
-            await self.client.create_project(
-                desired.id.name, str(spec.get("description") or ""), update=False
-            )
-        elif kind == "Repo":
-            project, name = _split(desired.id)
-            await self.client.create_repo(
-                project, name, str(spec.get("description") or ""), update=False
-            )
+        if kind in ("Project", "Repo"):
+            await self._describe(desired, update=False)
         elif kind == "Secret":
             data = {key: _clear(value) for key, value in (spec.get("data") or {}).items()}
             await self.client.create_secret(desired.id.name, str(spec["type"]), data)
@@ -158,15 +160,8 @@ class PachydermProvider(PachydermPolicies):
 
     async def patch(self, desired: Desired, observed: Observed, changes: Sequence[Change]) -> None:
         kind, spec = desired.id.kind, desired.spec
-        if kind == "Project":
-            await self.client.create_project(
-                desired.id.name, str(spec.get("description") or ""), update=True
-            )
-        elif kind == "Repo":
-            project, name = _split(desired.id)
-            await self.client.create_repo(
-                project, name, str(spec.get("description") or ""), update=True
-            )
+        if kind in ("Project", "Repo"):
+            await self._describe(desired, update=True)
         elif kind == "Pipeline":
             project, name = _split(desired.id)
             if restarts(changes):
