@@ -334,3 +334,35 @@ def test_injected_faults_and_resets_are_retryable(tmp_path: Path, over_http: boo
     assert len(seen) == 12
     assert any("RemoteProtocolError" in m or "ReadError" in m for m in seen), seen
     assert any("503" in m or "unavailable" in m for m in seen), seen
+
+
+def test_a_pipeline_made_by_pachctl_with_the_same_spec_is_adopted_without_a_restart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    folder = write(tmp_path / "m", PROJECT, pipeline("edges", ["images"]))
+
+    async def by_hand() -> None:
+        # What a CI script did before: the same spec, one default written out.
+        provider = sandbox(
+            "pachyderm", PachydermTarget(provider="pachyderm"), load(folder, LoadOptions(env={}))
+        )
+        client = provider.client  # type: ignore[attr-defined]
+        await client.create_project("vision", "quickstart", update=False)
+        await client.create_repo("vision", "images", "", update=False)
+        spec = {
+            "pipeline": {"name": "edges", "project": {"name": "vision"}},
+            "transform": {"image": "alpine:3.20", "cmd": ["run"]},
+            "input": {"pfs": {"repo": "images", "glob": "/*"}},
+            "datumTries": 3,
+        }
+        await client.create_pipeline(spec, update=False, reprocess=False)
+        await provider.aclose()
+
+    asyncio.run(by_hand())
+    sandbox.reset()
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    assert "adopt" in capsys.readouterr().out
+    assert sandbox.recorder.mutating() == []
+    assert sandbox.stats()["restarts"] == {}
+    assert run_cli("plan", str(folder), "--detailed-exitcode", connector=sandbox) == 0
