@@ -366,3 +366,21 @@ def test_a_pipeline_made_by_pachctl_with_the_same_spec_is_adopted_without_a_rest
     assert sandbox.recorder.mutating() == []
     assert sandbox.stats()["restarts"] == {}
     assert run_cli("plan", str(folder), "--detailed-exitcode", connector=sandbox) == 0
+
+
+def test_an_orphaned_pipeline_keeps_running_and_its_data_when_it_leaves_the_manifests(
+    tmp_path: Path,
+) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    orphan = pipeline("edges", ["images"]).replace(
+        "project: vision}", "project: vision, deletionPolicy: Orphan}"
+    )
+    folder = write(tmp_path / "m", PROJECT, orphan, pipeline("other", ["images"]))
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    sandbox.reset()
+    write(folder, PROJECT, pipeline("other", ["images"]))
+    assert run_cli("apply", str(folder), "--yes", "--prune", connector=sandbox) == 0
+    assert sandbox.recorder.mutating() == []
+    write(folder, PROJECT)
+    assert run_cli("apply", str(folder), "--yes", "--prune", connector=sandbox) == 0
+    assert names(sandbox.recorder.mutating(), "DeletePipeline") == ["other"]
