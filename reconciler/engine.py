@@ -69,10 +69,14 @@ class Session:
         settings = self.manifests.settings
         inventory_targets = {entry.target for entry in self.store.inventory().values()}
         wanted = {rid.target for rid in self.graph.resources} | inventory_targets
-        for target in sorted(wanted & set(settings.targets)):
-            provider = self._connect(target, settings.targets[target], self.manifests)
-            self._stack.push_async_callback(provider.aclose)
-            self.providers[target] = provider
+        try:
+            for target in sorted(wanted & set(settings.targets)):
+                provider = self._connect(target, settings.targets[target], self.manifests)
+                self._stack.push_async_callback(provider.aclose)
+                self.providers[target] = provider
+        except BaseException:
+            await self._stack.aclose()  # the providers connected so far
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

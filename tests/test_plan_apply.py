@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import PermanentError
-from reconciler.manifests import ResourceId
+from reconciler.errors import OperationalError, PermanentError
+from reconciler.manifests import Manifests, ResourceId
+from reconciler.manifests.config import InsightsTarget, PachydermTarget
 from reconciler.plan import Plan
 from reconciler.render.plan import markdown
 from tests.conftest import EXAMPLES, run_cli
-from tests.fake import FakeConnector, FakePlatform
+from tests.fake import FakeConnector, FakePlatform, FakeProvider
 
 SECRET_VALUE = "hunter2-s3cret-value"
 
@@ -253,3 +254,24 @@ def test_markdown_is_cut_to_the_comment_limit(quickstart: Path) -> None:
     assert len(cut) <= 2500
     assert "not shown: a comment holds at most 2,500 characters" in cut
     assert cut.count("<details>") < 9
+
+
+def test_a_target_that_cannot_connect_closes_the_ones_already_connected(
+    quickstart: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed: list[str] = []
+
+    class Closing(FakeProvider):
+        async def aclose(self) -> None:
+            closed.append(self.target)
+
+    def connector(
+        target: str, config: InsightsTarget | PachydermTarget, manifests: Manifests
+    ) -> FakeProvider:
+        if target == "pachyderm":
+            raise OperationalError("pachd: cannot build a client")
+        return Closing(target, config.provider, FakePlatform(), manifests)
+
+    assert run_cli("plan", str(quickstart), connector=connector) == 1
+    assert "pachd: cannot build a client" in capsys.readouterr().err
+    assert closed == ["insights"]
