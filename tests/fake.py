@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.diff import Change, DiffRules, digest, sealed
+from reconciler.diff import Change, digest, sealed
 from reconciler.errors import OperationalError, PermanentError, RetryableError
 from reconciler.manifests import Manifests, Resource, ResourceId
 from reconciler.manifests.config import InsightsTarget, PachydermTarget
@@ -37,27 +37,11 @@ from reconciler.providers.base import (
     Policy,
     classify_by_fields,
 )
-
-RESTARTS = "restarts workers and kills running jobs"
+from reconciler.providers.pachyderm.policies import RULES as PACHYDERM_RULES
 
 RULES: dict[str, KindRules] = {
-    "Project": KindRules(),
-    "Repo": KindRules(),
-    "Pipeline": KindRules(
-        diff=DiffRules(unordered=(("transform", "secrets"),)),
-        default=FieldPolicy("spec", Policy.PATCH, RESTARTS),
-        fields=(
-            FieldPolicy("spec.stopped", Policy.PATCH),
-            FieldPolicy("spec.reprocessOnUpdate", Policy.PATCH),
-        ),
-    ),
-    "Secret": KindRules(
-        fields=(
-            FieldPolicy("spec.data", Policy.REPLACE, "secrets are recreated to change"),
-            FieldPolicy("spec.type", Policy.REPLACE, "secrets are recreated to change"),
-        ),
-        sealed=("spec.data",),
-    ),
+    # The real Pachyderm rules: the fake differs from pachd in I/O, not in what a change takes.
+    **PACHYDERM_RULES,
     "Package": KindRules(
         fields=(
             FieldPolicy("spec.version", Policy.REPLACE, "a new package version"),
