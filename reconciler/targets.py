@@ -8,13 +8,14 @@ URL); any other url is the real platform over HTTPS.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler.errors import OperationalError
 from reconciler.manifests import Manifests
 from reconciler.manifests.config import EMBEDDED, InsightsTarget, PachydermTarget
-from reconciler.providers import pachyderm
+from reconciler.providers import insights, pachyderm
 from reconciler.providers.base import Provider
 from reconciler.providers.http import asgi_transport
 from reconciler.sandbox import create_app
@@ -29,8 +30,9 @@ def sandbox_db(root: Path) -> Path:
 class Connector:
     """Implements `reconciler.engine.Connector`; keeps one embedded sandbox per folder."""
 
-    def __init__(self) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._apps: dict[Path, Any] = {}
+        self._environ = os.environ if environ is None else environ
 
     def __call__(
         self, target: str, config: InsightsTarget | PachydermTarget, manifests: Manifests
@@ -45,8 +47,15 @@ class Connector:
             return pachyderm.connect(
                 target, config, transport=transport, base_url=base_url, config_file=config_file
             )
-        raise OperationalError(
-            f"target '{target}': the {config.provider} provider is not part of this build yet"
+        return insights.connect(
+            target,
+            config,
+            manifests,
+            # The embedded sandbox needs no credentials: the shell's are for real instances.
+            environ=self._environ if config.url != EMBEDDED else {},
+            transport=transport,
+            base_url=base_url,
+            config_file=config_file,
         )
 
     def _app(self, db: Path) -> Any:

@@ -28,10 +28,14 @@ class PachydermAuth(Model):
 
 class InsightsAuth(Model):
     client_id: Value | None = None
+    """Default: the INSIGHTS_CLIENT_ID environment variable."""
     client_secret: Value | None = None
-    realm: str = "insights"
+    """Default: the INSIGHTS_CLIENT_SECRET environment variable."""
+    realm: str | None = None
+    """Default: INSIGHTS_REALM, else `insights`."""
     token_url: str | None = None
-    """Default: <url>/auth/realms/<realm>/protocol/openid-connect/token."""
+    """Default: <url>/auth/realms/<realm>/protocol/openid-connect/token, or the same
+    without /auth (Keycloak 17 and later), whichever answers."""
 
 
 class _Target(Model):
@@ -45,6 +49,8 @@ class _Target(Model):
 class InsightsTarget(_Target):
     provider: Literal["insights"]
     auth: InsightsAuth = Field(default_factory=InsightsAuth)
+    deploy_timeout: float = Field(default=600.0, gt=0)
+    """Seconds a created, redeployed or bounced deployment may take to be Running."""
 
 
 class PachydermTarget(_Target):

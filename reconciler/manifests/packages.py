@@ -8,6 +8,7 @@ from reconciler.errors import InputError
 from reconciler.manifests.discovery import display_name, inside
 from reconciler.manifests.documents import read_documents
 from reconciler.manifests.kinds.insights import PackageSpec
+from reconciler.manifests.package_files import PackageFileError, package_files
 from reconciler.manifests.reporting import ProblemAt, Reporter
 from reconciler.manifests.resources import Resource
 
@@ -98,4 +99,9 @@ def check_package(
             f" {relative}/manifest.yaml",
             "make the two versions the same",
         )
+    try:
+        package_files(resolved)
+    except PackageFileError as exc:
+        problem(where, f"spec.source '{relative}': {exc}", exc.hint)
+        return None
     return resolved

@@ -101,6 +101,9 @@ class Desired:
     fingerprints: Mapping[str, str] = field(default_factory=dict)
     """Digests of content the platform cannot show back, beyond sealed fields (the files
     of a package folder, by path); kept in the inventory once applied."""
+    loaded_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Content key (of `fingerprints`) to the parts of a dependent that load it (a package
+    file to the `pipeline:<name>` it defines); content no part claims concerns every part."""
 
     @property
     def id(self) -> ResourceId:

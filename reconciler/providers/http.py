@@ -11,6 +11,9 @@ Every failure leaves as one of the project's errors, with the platform's own mes
                                                     RESOURCE_EXHAUSTED, ABORTED,
                                                     UNAVAILABLE retryable; others
                                                     PermanentError
+    HTTP 401 with an `Auth`                         the token is dropped and the call
+                                                    sent once more with a fresh one; a
+                                                    second 401 is a PermanentError
     any other status >= 400                         PermanentError
 """
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -42,6 +45,18 @@ GRPC_NAMES = {
     14: "unavailable",
     16: "unauthenticated",
 }
+
+
+class Auth(Protocol):
+    """Supplies the credentials of each request (a cached OAuth token)."""
+
+    async def headers(self) -> Mapping[str, str]: ...
+
+    def invalidate(self) -> None:
+        """The platform refused the credentials: fetch new ones for the next request."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class HttpError(PermanentError):
@@ -97,12 +112,14 @@ class HttpClient:
         *,
         platform: str,
         headers: Callable[[], Mapping[str, str]] | None = None,
+        auth: Auth | None = None,
         transport: Transport | None = None,
         verify: bool | str = True,
         timeout: float = 30.0,
     ) -> None:
         self.platform = platform
         self._headers = headers
+        self._auth = auth
         self._client = httpx.AsyncClient(
             base_url=base_url,
             transport=transport,
@@ -130,38 +147,74 @@ class HttpClient:
         return results
 
     async def request(
-        self, method: str, path: str, *, body: Any = None, form: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        form: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> Any:
-        response = await self._send(method, path, body, form)
+        """Any method; a JSON `body`, a urlencoded `form` or raw `content` (octet-stream)."""
+        response = await self._send(method, path, body, form, content, params)
         return _decode(response, self.platform, path)
 
     async def _send(
-        self, method: str, path: str, body: Any, form: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        form: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        response = await self._once(method, path, body, form, content, params)
+        if response.status_code == 401 and self._auth is not None:
+            # Tokens expire early or are revoked: one fresh token, then the refusal stands.
+            self._auth.invalidate()
+            response = await self._once(method, path, body, form, content, params)
+        if response.status_code >= 400:
+            raise _response_error(response, self.platform, path)
+        return response
+
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        form: Mapping[str, str] | None,
+        content: bytes | None,
+        params: Mapping[str, str] | None,
     ) -> httpx.Response:
         headers = dict(self._headers()) if self._headers else {}
+        if self._auth is not None:
+            headers.update(await self._auth.headers())
+        if form is not None:
+            headers["content-type"] = "application/x-www-form-urlencoded"
+        elif content is not None:
+            headers["content-type"] = "application/octet-stream"
         try:
             if form is not None:
-                headers["content-type"] = "application/x-www-form-urlencoded"
-                response = await self._client.request(
-                    method, path, data=dict(form), headers=headers
+                return await self._client.request(
+                    method, path, data=dict(form), headers=headers, params=params
                 )
-            else:
-                content = None if body is None else json.dumps(body)
-                response = await self._client.request(
-                    method, path, content=content, headers=headers
-                )
+            if content is None and body is not None:
+                content = json.dumps(body).encode()
+            return await self._client.request(
+                method, path, content=content, headers=headers, params=params
+            )
         except httpx.TimeoutException:
             raise RetryableError(f"{self.platform}: {method} {path} timed out") from None
         except httpx.TransportError as exc:
             raise RetryableError(
                 f"{self.platform}: {method} {path}: {type(exc).__name__}: {exc}"
             ) from None
-        if response.status_code >= 400:
-            raise _response_error(response, self.platform, path)
-        return response
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self._auth is not None:
+            await self._auth.aclose()
 
 
 def _decode(response: httpx.Response, platform: str, path: str) -> Any:
@@ -193,7 +246,13 @@ def _response_error(response: httpx.Response, platform: str, path: str) -> Opera
         return error
     message = ""
     if isinstance(body, dict):
-        message = str(body.get("message") or body.get("detail") or body.get("error") or "")
+        message = str(
+            body.get("message")
+            or body.get("detail")
+            or body.get("error_description")
+            or body.get("error")
+            or ""
+        )
     text = message or response.text.strip()[:300] or response.reason_phrase
     full = f"{platform}: {path}: HTTP {status}: {text}"
     if status in RETRYABLE_STATUS or status >= 500:

@@ -1,11 +1,18 @@
-"""The sandbox's web app: both platforms under one URL, its stats, and fault injection."""
+"""The sandbox's web app: both platforms under one URL, its stats, and fault injection.
+
+Pachyderm answers under `/api`, the kdb Insights Package Manager under `/packagemanager`
+(routes read from the API contract), Keycloak-like tokens under `/auth/realms/...` and
+`/realms/...`, the contract itself at `/openapi`, and the sandbox's own controls under
+`/_sandbox`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import random
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from reconciler import schemas
+from reconciler.sandbox.insights import ApiError, Call, InsightsOptions, PackageManager
 from reconciler.sandbox.pachyderm import RPCS, GrpcError, Pachd, rpc
 from reconciler.sandbox.store import Store
 
@@ -28,11 +37,19 @@ class SandboxOptions:
     """The share of API calls that fail: an injected 500, 503, 429, or a connection
     dropped halfway through the answer (a reset, as a client sees it)."""
     seed: int | None = None
+    insights: InsightsOptions = field(default_factory=InsightsOptions)
 
 
-def create_app(db: Path | str, options: SandboxOptions = SandboxOptions()) -> Starlette:
+def create_app(
+    db: Path | str,
+    options: SandboxOptions = SandboxOptions(),
+    clock: Callable[[], float] | None = None,
+) -> Starlette:
+    """The sandbox; `clock` (wall-clock seconds) lets tests move time for tokens and
+    deployments."""
     store = Store(db)
     pachd = Pachd(store)
+    manager = PackageManager(store, options.insights, *((clock,) if clock else ()))
     chance = random.Random(options.seed)
 
     async def pachyderm(request: Request) -> Response:
@@ -46,7 +63,7 @@ def create_app(db: Path | str, options: SandboxOptions = SandboxOptions()) -> St
         streams, mutates = RPCS[path][1], RPCS[path][2]
         store.count("calls", call)
         store.count("kinds", "mutating" if mutates else "reads")
-        injected = await _faults(options, chance)
+        injected = await _faults(options, chance, _grpc_fault)
         if injected is not None:
             return injected
         try:
@@ -65,6 +82,53 @@ def create_app(db: Path | str, options: SandboxOptions = SandboxOptions()) -> St
             return Response(lines, media_type="application/json")
         return JSONResponse(answer)
 
+    def insights(operations: dict[str, schemas.Operation]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            operation = operations[request.method]
+            body = await request.body()
+            call = Call(
+                dict(request.path_params), dict(request.query_params), body, request.headers
+            )
+            try:
+                manager.authorise(call.headers)
+            except ApiError as exc:
+                store.count("refused", f"{operation.method} {operation.path}")
+                return JSONResponse({"detail": exc.detail}, exc.status)
+            store.count("calls", f"{operation.method} {operation.path}")
+            store.count("kinds", "mutating" if operation.mutates else "reads")
+            injected = await _faults(options, chance, _detail_fault)
+            if injected is not None:
+                return injected
+            try:
+                with store.transaction():
+                    status, answer = getattr(manager, operation.id)(call)
+            except ApiError as exc:
+                return JSONResponse({"detail": exc.detail}, exc.status)
+            if answer is None:
+                return Response(status_code=status)
+            return JSONResponse(answer, status)
+
+        return endpoint
+
+    async def token(request: Request) -> Response:
+        form = await request.form()
+        fields = {key: str(value) for key, value in form.items()}
+        if request.path_params["realm"] != options.insights.realm:
+            return JSONResponse({"error": "Realm does not exist"}, 404)
+        try:
+            with store.transaction():
+                return JSONResponse(manager.token(fields))
+        except ApiError as exc:
+            error = "unauthorized_client" if exc.status == 401 else exc.detail
+            return JSONResponse({"error": error, "error_description": exc.detail}, exc.status)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(schemas.load(schemas.PACKAGE_MANAGER))
+
+    async def expire_tokens(request: Request) -> Response:
+        with store.transaction():
+            return JSONResponse({"expired": manager.expire_tokens()})
+
     async def stats(request: Request) -> Response:
         return JSONResponse(stats_of(store))
 
@@ -72,26 +136,59 @@ def create_app(db: Path | str, options: SandboxOptions = SandboxOptions()) -> St
         store.reset_counters()
         return JSONResponse(stats_of(store))
 
+    by_path: dict[str, dict[str, schemas.Operation]] = {}
+    for operation in schemas.package_manager().values():
+        by_path.setdefault(operation.path, {})[operation.method] = operation
+    # Literal segments before placeholders: /packages/validate before /packages/{name}.
+    ordered = sorted(by_path, key=lambda path: (path.count("{"), path))
+    token_path = "/realms/{realm}/protocol/openid-connect/token"
     return Starlette(
         routes=[
             Route("/api/{rpc:path}", pachyderm, methods=["POST"]),
+            *(Route(path, insights(by_path[path]), methods=list(by_path[path])) for path in ordered),
+            Route("/auth" + token_path, token, methods=["POST"]),
+            Route(token_path, token, methods=["POST"]),
+            Route("/openapi", openapi, methods=["GET"]),
             Route("/_sandbox/stats", stats, methods=["GET"]),
             Route("/_sandbox/reset", reset, methods=["POST"]),
+            Route("/_sandbox/expire-tokens", expire_tokens, methods=["POST"]),
         ]
     )
 
 
 def stats_of(store: Store) -> dict[str, Any]:
+    """Call counts since the last reset; `restarts` holds every pipeline restart and every
+    bounced Insights component (`insights:<deployment>/<type>:<name>`); `events` the
+    Insights pushes, deploys, hot-loads, teardowns and cleanups; `persisted_data` the
+    deployments whose data exists now."""
     kinds = store.counters("kinds")
+    restarts = {
+        (k if k.startswith("insights:") else f"pachyderm:{k}"): v
+        for k, v in store.counters("restarts").items()
+    }
     return {
         "reads": kinds.get("reads", 0),
         "mutating": kinds.get("mutating", 0),
         "calls": store.counters("calls"),
-        "restarts": {f"pachyderm:{k}": v for k, v in store.counters("restarts").items()},
+        "refused": store.counters("refused"),
+        "restarts": restarts,
+        "events": store.counters("events"),
+        "persisted_data": store.keys("insights.data"),
     }
 
 
-async def _faults(options: SandboxOptions, chance: random.Random) -> Response | None:
+def _grpc_fault(status: int, code: int, message: str) -> Response:
+    return JSONResponse({"code": code, "message": message, "details": []}, status)
+
+
+def _detail_fault(status: int, code: int, message: str) -> Response:
+    return JSONResponse({"detail": message}, status)
+
+
+async def _faults(
+    options: SandboxOptions, chance: random.Random, error: Callable[[int, int, str], Response]
+) -> Response | None:
+    """An injected failure in the platform's own error style, or None."""
     if options.latency_ms:
         await asyncio.sleep(options.latency_ms / 1000)
     if options.fail_rate and chance.random() < options.fail_rate:
@@ -99,15 +196,11 @@ async def _faults(options: SandboxOptions, chance: random.Random) -> Response | 
         if kind == "reset":
             return _Reset()
         if kind == "429":
-            return JSONResponse(
-                {"code": 8, "message": "injected: too many requests", "details": []},
-                429,
-                headers={"retry-after": "0"},
-            )
+            response = error(429, 8, "injected: too many requests")
+            response.headers["retry-after"] = "0"
+            return response
         if kind == "503":
-            return JSONResponse(
-                {"code": 14, "message": "injected: unavailable", "details": []}, 503
-            )
+            return error(503, 14, "injected: unavailable")
         return Response("injected: internal server error", 500)
     return None
 

@@ -68,6 +68,10 @@ class Store:
         rows = self._db.execute("SELECT body FROM objects WHERE kind = ? ORDER BY key", (kind,))
         return [json.loads(row[0]) for row in rows]
 
+    def keys(self, kind: str) -> list[str]:
+        rows = self._db.execute("SELECT key FROM objects WHERE kind = ? ORDER BY key", (kind,))
+        return [str(row[0]) for row in rows]
+
     def count(self, family: str, name: str, by: int = 1) -> None:
         with self._lock:
             self._db.execute(

@@ -1,0 +1,233 @@
+"""Package artifacts: a `.kxi` built from a package folder, byte for byte the same anywhere.
+
+The archive is an uncompressed tar (compressed bytes depend on the zlib build) of the
+folder's files as `reconciler.manifests.package_files` lists them (sorted, `.kxignore`
+honoured, symbolic links refused), each entry with the same fixed time, owner and mode.
+Its sha256 is the package's content identity. A build is kept under the cache folder by
+a hash of the source tree, so an unchanged folder is never archived again.
+
+Each file is also mapped to the components that load it, through `manifest.yaml`: a
+pipeline's file and the spec file it names (`spec: file://src/x.json`), a database's
+folder and its tables (every table when its list is empty), a view's file. Anything else
+(the manifest itself, the router, a shared source file) concerns every component.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import posixpath
+import tarfile
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from reconciler.errors import InputError, Problem
+from reconciler.manifests.package_files import PackageFileError, package_files
+
+FORMAT = "kxi-tar/1"
+"""Part of the cache key: a change to how archives are made invalidates every build."""
+EPOCH = 315532800
+"""1980-01-01T00:00:00Z, the time every entry carries (as reproducible builds do)."""
+FILE_MODE = 0o644
+KEEP = 4
+"""Builds kept per package name in the cache."""
+CONTENT_PREFIX = "files/"
+"""Fingerprint keys of package files: `files/pipelines/equities-rt.yaml`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    name: str
+    version: str
+    path: Path
+    sha256: str
+    files: Mapping[str, str]
+    """Path inside the package to the sha256 of its content."""
+    loaded_by: Mapping[str, tuple[str, ...]]
+    """Path inside the package to the components that load it (`pipeline:equities-rt`)."""
+    components: tuple[str, ...]
+    """Every component the manifest defines, as `type:name`."""
+
+    @property
+    def fingerprints(self) -> dict[str, str]:
+        return {CONTENT_PREFIX + path: sha for path, sha in self.files.items()}
+
+    def loaded_by_key(self) -> dict[str, tuple[str, ...]]:
+        return {CONTENT_PREFIX + path: parts for path, parts in self.loaded_by.items()}
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
+def build(folder: Path, cache: Path, label: str) -> Artifact:
+    """The artifact of a package folder, from the cache when the folder is unchanged.
+    `label` names the folder in messages."""
+    try:
+        listed = package_files(folder)
+    except PackageFileError as exc:
+        raise InputError([Problem(label, message=str(exc), hint=exc.hint)]) from None
+    contents = {relative: path.read_bytes() for relative, path in listed}
+    files = {relative: hashlib.sha256(data).hexdigest() for relative, data in contents.items()}
+    tree = hashlib.sha256(
+        "\n".join([FORMAT, *(f"{path}\0{sha}" for path, sha in files.items())]).encode()
+    ).hexdigest()
+    manifest = _manifest(contents.get("manifest.yaml"), label)
+    name, version = str(manifest.get("name")), str(manifest.get("version"))
+    target = cache / f"{name}-{version}-{tree[:32]}.kxi"
+    if target.is_file():
+        os.utime(target)  # recently used: kept by _evict
+    else:
+        cache.mkdir(parents=True, exist_ok=True)
+        _write_atomically(target, archive(contents.items()))
+        _evict(cache, f"{name}-")
+    sha = hashlib.sha256(target.read_bytes()).hexdigest()
+    loaded_by, components = _components(manifest, contents)
+    return Artifact(name, version, target, sha, files, loaded_by, components)
+
+
+def _evict(cache: Path, prefix: str) -> None:
+    """Keep the most recently used builds of a package, drop the rest."""
+    builds = sorted(cache.glob(f"{prefix}*.kxi"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in builds[KEEP:]:
+        stale.unlink(missing_ok=True)
+
+
+def archive(entries: Iterable[tuple[str, bytes]]) -> bytes:
+    """The tar archive of `entries` (path, content), in the order given."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for relative, data in entries:
+            info = tarfile.TarInfo(relative)
+            info.size = len(data)
+            info.mtime = EPOCH
+            info.mode = FILE_MODE
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def read_prebuilt(path: Path, label: str) -> Artifact:
+    """A `.kxi` built elsewhere: its identity, files and components, from its content."""
+    data = path.read_bytes()
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            contents = {
+                posixpath.normpath(member.name): _member(tar, member)
+                for member in tar.getmembers()
+                if member.isfile()
+            }
+    except (tarfile.TarError, OSError) as exc:
+        raise InputError(
+            [
+                Problem(
+                    label,
+                    message=f"is not a .kxi archive: {exc}",
+                    hint="point artifact at a .kxi built by `kxi package packit`, or use source:",
+                )
+            ]
+        ) from None
+    manifest = _manifest(contents.get("manifest.yaml"), label)
+    files = {relative: hashlib.sha256(content).hexdigest() for relative, content in contents.items()}
+    loaded_by, components = _components(manifest, contents)
+    return Artifact(
+        str(manifest.get("name")),
+        str(manifest.get("version")),
+        path,
+        hashlib.sha256(data).hexdigest(),
+        dict(sorted(files.items())),
+        loaded_by,
+        components,
+    )
+
+
+def _member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    extracted = tar.extractfile(member)
+    return extracted.read() if extracted is not None else b""
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _yaml(data: bytes | None) -> Any:
+    if data is None:
+        return None
+    try:
+        return YAML(typ="safe", pure=True).load(data.decode("utf-8"))
+    except (YAMLError, UnicodeDecodeError):
+        return None
+
+
+def _manifest(data: bytes | None, label: str) -> dict[str, Any]:
+    manifest = _yaml(data)
+    if not isinstance(manifest, dict):
+        raise InputError(
+            [
+                Problem(
+                    label,
+                    message="has no readable manifest.yaml at its top",
+                    hint="a kdb Insights package holds manifest.yaml with name and version",
+                )
+            ]
+        )
+    return manifest
+
+
+def _entries(section: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(section, dict):
+        return {}
+    return {str(name): entry for name, entry in section.items() if isinstance(entry, dict)}
+
+
+def _components(
+    manifest: Mapping[str, Any], contents: Mapping[str, bytes]
+) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    owners: dict[str, set[str]] = {}
+
+    def claim(relative: Any, component: str) -> None:
+        if isinstance(relative, str) and relative:
+            path = posixpath.normpath(relative.removeprefix("file://"))
+            if path in contents:
+                owners.setdefault(path, set()).add(component)
+
+    components: list[str] = []
+    for name, entry in _entries(manifest.get("pipelines")).items():
+        component = f"pipeline:{name}"
+        components.append(component)
+        claim(entry.get("file"), component)
+        spec = _yaml(contents.get(posixpath.normpath(str(entry.get("file") or ""))))
+        if isinstance(spec, dict):
+            claim(spec.get("spec"), component)
+    tables = _entries(manifest.get("tables"))
+    for name, entry in _entries(manifest.get("databases")).items():
+        component = f"database:{name}"
+        components.append(component)
+        folder = posixpath.normpath(str(entry.get("dir") or ""))
+        if folder not in ("", "."):
+            for path in contents:
+                if path.startswith(folder + "/"):
+                    owners.setdefault(path, set()).add(component)
+        listed = entry.get("tables") or list(tables)
+        for table in listed if isinstance(listed, list) else []:
+            claim((tables.get(str(table)) or {}).get("file"), component)
+    for name, entry in _entries(manifest.get("views")).items():
+        component = f"view:{name}"
+        components.append(component)
+        claim(entry.get("file"), component)
+    loaded_by = {path: tuple(sorted(parts)) for path, parts in sorted(owners.items())}
+    return loaded_by, tuple(components)

@@ -1,0 +1,205 @@
+"""What a change to a kdb Insights Package or Deployment takes: the pure half.
+
+Package (`{version, sha256, components}`; sha256 is the artifact's, the content identity):
+- same version, other content: the artifact is pushed again with `force`; the
+  deployments running that version then bounce, and only the components whose files
+  changed (`Desired.loaded_by`, from the package's manifest.yaml); a change no component
+  claims, or content changed behind reconciler's back, bounces every component.
+- a new version: pushed and registered beside the old one (create before delete); the
+  old version goes once the deployments have moved to the new one, and only if
+  reconciler pushed it.
+
+Deployment (`{package, version, components, env}`, plus reconciler's own
+`updateStrategy` and `cleanupOnDelete`, never compared with the platform):
+- a version change is a hot-load (`updateStrategy: hotload`, nothing restarts) or a
+  redeploy: teardown WITHOUT data cleanup, then create;
+- an `env` or `components` change is a redeploy;
+- `package` cannot change: deploy the other package under another name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from reconciler.diff import Change, DiffRules
+from reconciler.providers.base import (
+    Applied,
+    Bounce,
+    Decision,
+    Desired,
+    FieldPolicy,
+    Finding,
+    KindRules,
+    Observation,
+    Observed,
+    Policy,
+    classify_by_fields,
+)
+
+KINDS = frozenset({"Package", "Deployment"})
+OURS = ("updateStrategy", "cleanupOnDelete")
+"""Deployment fields that tell reconciler how to act; the platform never holds them."""
+UNKNOWN = "*"
+"""Content key of a change whose files cannot be told apart: every component bounces."""
+REDEPLOY = "redeployed: torn down (persisted data kept) and created again"
+
+RULES: dict[str, KindRules] = {
+    "Package": KindRules(
+        diff=DiffRules(unordered=(("components",),), ignored=(("otherVersions",),)),
+        fields=(
+            FieldPolicy(
+                "spec.version",
+                Policy.REPLACE,
+                "a new package version, pushed beside the old one; the old one is removed"
+                " once no deployment runs it, if reconciler pushed it",
+            ),
+            FieldPolicy("spec.sha256", Policy.PATCH, "re-pushed under the same version (force)"),
+            FieldPolicy("spec.components", Policy.PATCH),
+        ),
+        delete_before_replace=False,
+    ),
+    "Deployment": KindRules(
+        diff=DiffRules(
+            unordered=(("components",),),
+            ignored=tuple((key,) for key in OURS),
+        ),
+        fields=(
+            FieldPolicy(
+                "spec.package",
+                Policy.IMMUTABLE,
+                "a deployment keeps its package; deploy the other package under a new name",
+            ),
+        ),
+    ),
+}
+
+
+def strategy(desired: Desired) -> str:
+    return str(desired.spec.get("updateStrategy") or "redeploy")
+
+
+def redeploys(desired: Desired, changes: Sequence[Change]) -> bool:
+    """Whether the changes need the deployment torn down and created (else a hot-load)."""
+    if any(c.path.startswith(("spec.env", "spec.components")) for c in changes):
+        return True
+    return strategy(desired) != "hotload"
+
+
+class InsightsPolicies:
+    """Implements `reconciler.providers.base.Policies` for the Package Manager."""
+
+    @property
+    def provider(self) -> str:
+        return "insights"
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return KINDS
+
+    def rules(self, kind: str) -> KindRules:
+        return RULES[kind]
+
+    def classify(
+        self,
+        desired: Desired,
+        observed: Observed,
+        changes: Sequence[Change],
+        applied: Applied | None,
+    ) -> Decision:
+        decision = classify_by_fields(self.rules(desired.id.kind), changes)
+        if decision.action != "patch" or decision.blocked:
+            return decision
+        if desired.id.kind == "Package":
+            content = changed_content(desired, observed, applied)
+            shown = sorted(path.removeprefix("files/") for path in content if path != UNKNOWN)
+            reasons = list(decision.reasons)
+            if UNKNOWN in content:
+                reasons.append("changed on the target since the last apply: files unknown")
+            elif shown:
+                reasons.append("files changed: " + ", ".join(shown[:5]))
+            return Decision("patch", tuple(reasons), decision.changes, content=frozenset(content))
+        version = desired.spec.get("version")
+        if redeploys(desired, changes):
+            why = REDEPLOY
+            if not any(c.path.startswith(("spec.env", "spec.components")) for c in changes):
+                why += f" at version {version} (updateStrategy: redeploy)"
+            return Decision("patch", (*decision.reasons, why), decision.changes, restarts=True)
+        why = f"hot-loads version {version} into the running components; nothing restarts"
+        return Decision("patch", (*decision.reasons, why), decision.changes)
+
+    def bounces(self, dependency: Desired, decision: Decision, dependent: Desired) -> Bounce | None:
+        if dependency.id.kind != "Package" or dependent.id.kind != "Deployment":
+            return None
+        if dependent.spec.get("version") != dependency.spec.get("version"):
+            return None  # it runs another version of the package
+        deployed = _deployed(dependent)
+        why = f"package {dependency.id.name} {dependency.spec.get('version')} was re-pushed"
+        parts: set[str] = set()
+        for key in decision.content:
+            owners = dependency.loaded_by.get(key)
+            if not owners:
+                return Bounce(None, f"{why}: a change outside any component restarts them all")
+            parts.update(owners)
+        if deployed is not None:
+            parts &= deployed
+        if not parts:
+            return None
+        return Bounce(tuple(sorted(parts)), f"{why}: the changed files belong to these components")
+
+    def check(self, desired: Sequence[Desired], observation: Observation) -> list[Finding]:
+        findings: list[Finding] = []
+        packages = {d.id.name: d for d in desired if d.id.kind == "Package"}
+        for want in desired:
+            if want.id.kind == "Deployment":
+                findings.extend(_unknown_components(want, packages.get(str(want.spec["package"]))))
+            elif want.id.kind == "Package":
+                observed = observation.resources.get(want.id)
+                others = list(observed.spec.get("otherVersions") or []) if observed else []
+                if others:
+                    findings.append(
+                        Finding(
+                            want.id,
+                            f"the target also holds version(s) {', '.join(others)}, which"
+                            " this plan leaves in place",
+                            "delete them with the Package Manager once nothing runs them",
+                            error=False,
+                        )
+                    )
+        return findings
+
+
+def changed_content(desired: Desired, observed: Observed, applied: Applied | None) -> set[str]:
+    """The package files that differ from what the target holds, as fingerprint keys."""
+    if applied is None or applied.spec.get("sha256") != observed.spec.get("sha256"):
+        return {UNKNOWN}  # someone else pushed what the target holds
+    known = applied.fingerprints
+    keys = {key for key in (*desired.fingerprints, *known) if key.startswith("files/")}
+    return {key for key in keys if desired.fingerprints.get(key) != known.get(key)} or {UNKNOWN}
+
+
+def _deployed(deployment: Desired) -> set[str] | None:
+    components = deployment.spec.get("components")
+    if components is None:
+        return None
+    return {f"{c['type']}:{c['name']}" for c in components}
+
+
+def _unknown_components(deployment: Desired, package: Desired | None) -> list[Finding]:
+    deployed = _deployed(deployment)
+    if package is None or deployed is None:
+        return []
+    if deployment.spec.get("version") != package.spec.get("version"):
+        return []
+    known = set(package.spec.get("components") or ())
+    missing = sorted(deployed - known)
+    if not missing:
+        return []
+    return [
+        Finding(
+            deployment.id,
+            f"deploys component(s) {', '.join(missing)}, which package {package.id.name}"
+            " does not define",
+            "components are `{type, name}` of the package's manifest.yaml: "
+            + (", ".join(sorted(known)) or "it defines none"),
+        )
+    ]

@@ -1,0 +1,287 @@
+"""The kdb Insights provider: observes the Package Manager with two calls and acts on it."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.diff import Change
+from reconciler.errors import PermanentError, RetryableError
+from reconciler.manifests import Manifests, Resource, ResourceId
+from reconciler.manifests.values import Sensitive
+from reconciler.providers.base import Applied, Desired, Observation, Observed
+from reconciler.providers.http import HttpError
+from reconciler.providers.insights.artifact import Artifact, build, read_prebuilt
+from reconciler.providers.insights.client import PackageManagerClient, component
+from reconciler.providers.insights.policies import InsightsPolicies, redeploys
+
+RUNNING, ERROR = "Running", "Error"
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """How long a created, redeployed or bounced deployment may take to be Running."""
+
+    timeout: float = 600.0
+    first_poll: float = 0.05
+    max_poll: float = 2.0
+
+
+class InsightsProvider(InsightsPolicies):
+    """Implements `reconciler.providers.base.Provider` for one kdb Insights instance."""
+
+    def __init__(
+        self,
+        target: str,
+        client: PackageManagerClient,
+        manifests: Manifests,
+        cache: Path,
+        waiting: Waiting = Waiting(),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._target = target
+        self.client = client
+        self._cache = cache
+        self._waiting = waiting
+        self._clock = clock
+        self._sources = dict(manifests.package_sources)
+        self._labels = {r.id: r.origin.file for r in manifests.resources}
+        self._versions = {
+            r.name: str(r.spec.spec_data()["version"])
+            for r in manifests.resources
+            if r.kind == "Package" and r.target == target
+        }
+        """What the manifests want of each package: the version observation reports."""
+        self._artifacts: dict[ResourceId, Artifact] = {}
+
+    @property
+    def target(self) -> str:
+        return self._target
+
+    # --- desired -----------------------------------------------------------------------
+
+    def desire(self, resource: Resource) -> Desired:
+        data = resource.spec.spec_data()
+        if resource.kind == "Package":
+            artifact = self._artifact(resource)
+            spec = {
+                "version": str(data["version"]),
+                "sha256": artifact.sha256,
+                "components": sorted(artifact.components),
+            }
+            return Desired(resource, spec, artifact.fingerprints, artifact.loaded_by_key())
+        spec = {
+            "package": data["package"],
+            "version": str(data.get("version") or self._versions.get(data["package"], "")),
+            "updateStrategy": data.get("updateStrategy") or "redeploy",
+            "cleanupOnDelete": bool(data.get("cleanupOnDelete")),
+        }
+        if data.get("components") is not None:
+            spec["components"] = _entities(data["components"])
+        env = {name: dict(values) for name, values in (data.get("env") or {}).items() if values}
+        if env:
+            spec["env"] = env
+        return Desired(resource, spec)
+
+    def _artifact(self, resource: Resource) -> Artifact:
+        if resource.id not in self._artifacts:
+            path = self._sources[resource.id]
+            label = self._labels.get(resource.id, str(path))
+            if path.is_dir():
+                artifact = build(path, self._cache, f"{label}: package folder {path.name}")
+            else:
+                artifact = read_prebuilt(path, f"{label}: artifact {path.name}")
+            self._artifacts[resource.id] = artifact
+        return self._artifacts[resource.id]
+
+    # --- observed ----------------------------------------------------------------------
+
+    async def observe(self) -> Observation:
+        packages, deployments = await asyncio.gather(
+            self.client.list_packages(), self.client.list_deployments()
+        )
+        versions: dict[str, dict[str, dict[str, Any]]] = {}
+        for item in packages:
+            versions.setdefault(str(item.get("name")), {})[str(item.get("version"))] = item
+        found: dict[ResourceId, Observed] = {}
+        for name, held in versions.items():
+            chosen = self._versions.get(name)
+            if chosen not in held:
+                chosen = max(held, key=version_key)
+            item = held[chosen]
+            spec: dict[str, Any] = {
+                "version": chosen,
+                "sha256": str(item.get("sha256") or ""),
+                "components": sorted(component(c) for c in item.get("components") or ()),
+            }
+            others = sorted((v for v in held if v != chosen), key=version_key)
+            if others:
+                spec["otherVersions"] = others
+            rid = ResourceId(self._target, "Package", name)
+            found[rid] = Observed(rid, spec)
+        for item in deployments:
+            observed = self._deployment(item)
+            found[observed.id] = observed
+        return Observation(self._target, found)
+
+    def _deployment(self, item: Mapping[str, Any]) -> Observed:
+        rid = ResourceId(self._target, "Deployment", str(item.get("name")))
+        package = str(item.get("package"))
+        spec: dict[str, Any] = {"package": package, "version": str(item.get("version"))}
+        if item.get("entities"):
+            spec["components"] = _entities(item["entities"])
+        env = {k: dict(v) for k, v in (item.get("env") or {}).items() if v}
+        if env:
+            spec["env"] = env
+        uses = (ResourceId(self._target, "Package", package),)
+        return Observed(rid, spec, uses, status=str(item.get("status") or "") or None)
+
+    # --- actions -----------------------------------------------------------------------
+
+    async def create(self, desired: Desired) -> None:
+        if desired.id.kind == "Package":
+            await self._push(desired, force=False)
+            name, version = desired.id.name, str(desired.spec["version"])
+            await self.client.validate_package(name, version)
+            await self.client.create_package(name, version)
+        else:
+            await self._deploy(desired)
+
+    async def patch(self, desired: Desired, observed: Observed, changes: Sequence[Change]) -> None:
+        if desired.id.kind == "Package":
+            await self._push(desired, force=True)
+            await self.client.validate_package(desired.id.name, str(desired.spec["version"]))
+            return
+        deployment_id = await self._id(desired.id)
+        if redeploys(desired, changes):
+            # Never cleanup here: a redeploy keeps the persisted data.
+            await self.client.delete_deployment(deployment_id, cleanup=False)
+            await self._gone(desired.id)
+            await self._deploy(desired)
+        else:
+            await self.client.hot_load(
+                deployment_id, str(desired.spec["package"]), str(desired.spec["version"]), []
+            )
+
+    async def bounce(self, desired: Desired, components: tuple[str, ...] | None) -> None:
+        if desired.id.kind != "Deployment":
+            raise PermanentError(f"{desired.id}: a Package has nothing to restart")
+        deployment_id = await self._id(desired.id)
+        await self.client.bounce(deployment_id, components)
+        await self._running(desired.id, deployment_id)
+
+    async def delete(self, rid: ResourceId, observed: Observed, applied: Applied | None) -> None:
+        if rid.kind == "Deployment":
+            # Data goes only when the manifest, as last applied, asked for it.
+            cleanup = bool(applied is not None and applied.spec.get("cleanupOnDelete"))
+            await self.client.delete_deployment(await self._id(rid), cleanup=cleanup)
+            return
+        version = str(observed.spec.get("version"))
+        wanted = self._versions.get(rid.name)
+        if wanted is not None and wanted != version:
+            await self._retire(rid, version, applied)
+            return
+        await self.client.delete_package(rid.name, version)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # --- helpers -----------------------------------------------------------------------
+
+    async def _push(self, desired: Desired, *, force: bool) -> None:
+        data = self._artifact(desired.resource).read()
+        try:
+            await self.client.push_artifact(data, force=force)
+        except HttpError as exc:
+            if exc.status != 409 or force:
+                raise
+            # Pushed by a run that stopped before registering it: ours to overwrite.
+            await self.client.push_artifact(data, force=True)
+
+    async def _retire(self, rid: ResourceId, version: str, applied: Applied | None) -> None:
+        """After a version change: the old version goes if reconciler pushed it and no
+        deployment runs it any more; otherwise it stays (the plan warned about it)."""
+        if applied is None or applied.spec.get("version") != version:
+            return
+        for item in await self.client.list_deployments():
+            if item.get("package") == rid.name and str(item.get("version")) == version:
+                return
+        await self.client.delete_package(rid.name, version)
+
+    async def _deploy(self, desired: Desired) -> None:
+        spec = desired.spec
+        components = None
+        if spec.get("components") is not None:
+            components = [f"{c['type']}:{c['name']}" for c in spec["components"]]
+        env = {
+            name: {key: str(_clear(value)) for key, value in values.items()}
+            for name, values in (spec.get("env") or {}).items()
+        }
+        answer = await self.client.create_deployment(
+            desired.id.name, str(spec["package"]), str(spec["version"]), components, env
+        )
+        await self._running(desired.id, str(answer["id"]))
+
+    async def _id(self, rid: ResourceId) -> str:
+        for item in await self.client.list_deployments():
+            if item.get("name") == rid.name:
+                return str(item["id"])
+        raise PermanentError(f"{rid}: no deployment of that name on the target any more")
+
+    async def _running(self, rid: ResourceId, deployment_id: str) -> None:
+        """Wait until the deployment is Running; its dependents start only then."""
+        deadline = self._clock() + self._waiting.timeout
+        pause = self._waiting.first_poll
+        while True:
+            item = await self.client.get_deployment(deployment_id)
+            status = str(item.get("status") or "")
+            if status == RUNNING:
+                return
+            if status == ERROR:
+                message = str(item.get("message") or "no message")
+                raise PermanentError(f"{rid} is in state Error: {message}")
+            if self._clock() >= deadline:
+                raise PermanentError(
+                    f"{rid} was not Running within {self._waiting.timeout:g}s (state"
+                    f" {status or 'unknown'}); raise deployTimeout in reconciler.yaml if it"
+                    " needs longer"
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, self._waiting.max_poll)
+
+    async def _gone(self, rid: ResourceId) -> None:
+        """Wait until a torn-down deployment has left the list (its name is free again)."""
+        deadline = self._clock() + self._waiting.timeout
+        pause = self._waiting.first_poll
+        while any(d.get("name") == rid.name for d in await self.client.list_deployments()):
+            if self._clock() >= deadline:
+                raise RetryableError(f"{rid} is still being torn down")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, self._waiting.max_poll)
+
+
+def _entities(items: Sequence[Any]) -> list[dict[str, str]]:
+    pairs = {(str(item["type"]), str(item["name"])) for item in items}
+    return [{"type": t, "name": n} for t, n in sorted(pairs)]
+
+
+_PART = re.compile(r"(\d+)|([A-Za-z]+)")
+
+
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Orders versions as humans do: 1.10.0 after 1.9.0, 2.0rc1 before 2.0."""
+    parts: list[tuple[int, int | str]] = []
+    for number, word in _PART.findall(version):
+        parts.append((1, int(number)) if number else (0, word.lower()))
+    parts.append((0, "~"))  # a release sorts after its pre-releases: "~" follows letters
+    return tuple(parts)
+
+
+def _clear(value: Any) -> Any:
+    """A sensitive value revealed: only ever for a request body."""
+    return value.reveal() if isinstance(value, Sensitive) else value

@@ -1,0 +1,440 @@
+"""An emulator of the kdb Insights Package Manager v2 API, and a Keycloak-like token endpoint.
+
+Routes come from the contract (`reconciler.schemas.PACKAGE_MANAGER`) by operationId, as
+the provider's client does: one handler per operation, named after it. Behaviour follows
+the reference NOTES: package names `^[a-z]([-a-z0-9]*[a-z0-9])?$` of at most 24
+characters and PEP 440-like versions, several versions of a package side by side, 409 on
+pushing an existing name+version without `force`, 404 on deploying a missing version,
+409 on deleting a version a deployment runs, deployments Initializing then Running after
+a delay (Error, with a message, when a pipeline's spec file is missing from the package),
+bounces counted per component, and teardown keeping persisted data unless `cleanup`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+import re
+import secrets
+import tarfile
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from reconciler.sandbox.store import Store
+
+NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z")
+NAME_MAX = 24
+VERSION = re.compile(
+    r"v?\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[a-z0-9]+(\.[a-z0-9]+)*)?\Z",
+    re.IGNORECASE,
+)
+TYPES = ("pipelines", "databases", "views")
+ARTIFACT, PACKAGE, DEPLOYMENT, DATA, TOKEN = (
+    "insights.artifact",
+    "insights.package",
+    "insights.deployment",
+    "insights.data",
+    "insights.token",
+)
+
+
+class ApiError(Exception):
+    """A refusal as the Package Manager sends it: a status and {"detail": ...}."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class InsightsOptions:
+    deploy_delay: float = 0.2
+    """Seconds a deployment stays Initializing after a create or a bounce."""
+    clients: Mapping[str, str] = field(default_factory=dict)
+    """Keycloak clients (id to secret). When set, every API call needs a bearer token."""
+    token_ttl: float = 300.0
+    realm: str = "insights"
+
+
+@dataclass(frozen=True)
+class Call:
+    params: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+    headers: Mapping[str, str]
+
+    def json(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "the request body is not JSON") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        return data
+
+    def flag(self, name: str) -> bool:
+        return self.query.get(name, "false").lower() in ("1", "true", "yes")
+
+
+def _key(name: str, version: str) -> str:
+    return f"{name}@{version}"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _yaml(data: bytes | None) -> Any:
+    if data is None:
+        return None
+    try:
+        return YAML(typ="safe", pure=True).load(data.decode("utf-8"))
+    except (YAMLError, UnicodeDecodeError):
+        return None
+
+
+class PackageManager:
+    """The state and the operations; each handler runs inside one store transaction."""
+
+    def __init__(
+        self,
+        store: Store,
+        options: InsightsOptions,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.options = options
+        self.clock = clock
+
+    # --- authentication ----------------------------------------------------------------
+
+    def token(self, form: Mapping[str, str]) -> dict[str, Any]:
+        if form.get("grant_type") != "client_credentials":
+            raise ApiError(400, "unsupported_grant_type")
+        client, secret = form.get("client_id", ""), form.get("client_secret", "")
+        known = self.options.clients
+        if known and (client not in known or not secrets.compare_digest(known[client], secret)):
+            raise ApiError(401, "Invalid client or Invalid client credentials")
+        token = secrets.token_urlsafe(24)
+        expires = self.clock() + self.options.token_ttl
+        self.store.put(TOKEN, token, {"client": client, "expires": expires})
+        return {
+            "access_token": token,
+            "expires_in": int(self.options.token_ttl),
+            "token_type": "Bearer",
+        }
+
+    def authorise(self, headers: Mapping[str, str]) -> None:
+        if not self.options.clients:
+            return
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "missing bearer token")
+        held = self.store.get(TOKEN, token)
+        if held is None or float(held["expires"]) <= self.clock():
+            raise ApiError(401, "token expired or invalid")
+
+    def expire_tokens(self) -> int:
+        tokens = self.store.all(TOKEN)
+        for key in self.store.keys(TOKEN):
+            self.store.delete(TOKEN, key)
+        return len(tokens)
+
+    # --- artifacts and packages --------------------------------------------------------
+
+    def pushArtifact(self, call: Call) -> tuple[int, Any]:
+        files = _untar(call.body)
+        manifest = _yaml(files.get("manifest.yaml"))
+        if not isinstance(manifest, dict):
+            raise ApiError(422, "the artifact has no readable manifest.yaml at its top")
+        name, version = str(manifest.get("name")), str(manifest.get("version"))
+        _check_name(name, version)
+        key = _key(name, version)
+        if self.store.get(ARTIFACT, key) is not None and not call.flag("force"):
+            raise ApiError(409, f"artifact {name}-{version}.kxi exists; push with force")
+        sha = hashlib.sha256(call.body).hexdigest()
+        digests = {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
+        components = _components(manifest)
+        artifact = {
+            "name": name,
+            "version": version,
+            "sha256": sha,
+            "files": digests,
+            "components": components,
+            "broken": _broken(manifest, files),
+            "problems": _missing(manifest, files),
+        }
+        self.store.put(ARTIFACT, key, artifact)
+        self.store.count("events", "artifact push")
+        package = self.store.get(PACKAGE, key)
+        if package is not None:  # a registered version takes the new content
+            package.update(sha256=sha, components=_entities(components))
+            self.store.put(PACKAGE, key, package)
+        return 201, {"name": name, "version": version, "sha256": sha}
+
+    def _artifact(self, call: Call) -> dict[str, Any]:
+        body = call.json()
+        name, version = str(body.get("name") or ""), str(body.get("version") or "")
+        _check_name(name, version)
+        artifact = self.store.get(ARTIFACT, _key(name, version))
+        if artifact is None:
+            raise ApiError(404, f"no artifact {name}-{version}.kxi: push it first")
+        problems = _problems(artifact)
+        if problems:
+            raise ApiError(422, f"package {name} {version} is not valid: " + "; ".join(problems))
+        return artifact
+
+    def validatePackage(self, call: Call) -> tuple[int, Any]:
+        self._artifact(call)
+        return 200, {"valid": True}
+
+    def createPackage(self, call: Call) -> tuple[int, Any]:
+        artifact = self._artifact(call)
+        key = _key(artifact["name"], artifact["version"])
+        if self.store.get(PACKAGE, key) is not None:
+            raise ApiError(409, f"package {artifact['name']} {artifact['version']} exists")
+        package = {
+            "name": artifact["name"],
+            "version": artifact["version"],
+            "uuid": str(uuid.uuid4()),
+            "sha256": artifact["sha256"],
+            "components": _entities(artifact["components"]),
+            "createdAt": _now(),
+        }
+        self.store.put(PACKAGE, key, package)
+        return 201, package
+
+    def listPackages(self, call: Call) -> tuple[int, Any]:
+        return 200, self.store.all(PACKAGE)
+
+    def deletePackage(self, call: Call) -> tuple[int, Any]:
+        name, version = call.params["name"], call.query.get("version")
+        doomed = [
+            p
+            for p in self.store.all(PACKAGE)
+            if p["name"] == name and (version is None or p["version"] == version)
+        ]
+        if not doomed:
+            raise ApiError(404, f"no package {name}" + (f" {version}" if version else ""))
+        for package in doomed:
+            for deployment in self._deployments():
+                if (deployment["package"], deployment["version"]) == (name, package["version"]):
+                    raise ApiError(
+                        409,
+                        f"package {name} {package['version']} is in use by deployment"
+                        f" {deployment['name']}",
+                    )
+        for package in doomed:
+            key = _key(name, package["version"])
+            self.store.delete(PACKAGE, key)
+            self.store.delete(ARTIFACT, key)
+        return 204, None
+
+    # --- deployments -------------------------------------------------------------------
+
+    def _deployments(self) -> list[dict[str, Any]]:
+        return [self._settled(d) for d in self.store.all(DEPLOYMENT)]
+
+    def _settled(self, deployment: dict[str, Any]) -> dict[str, Any]:
+        """Initializing turns Running once its time has come."""
+        if deployment["status"] == "Initializing" and self.clock() >= deployment["readyAt"]:
+            deployment["status"] = "Running"
+            self.store.put(DEPLOYMENT, deployment["id"], deployment)
+        return deployment
+
+    def _deployment(self, deployment_id: str) -> dict[str, Any]:
+        found = self.store.get(DEPLOYMENT, deployment_id)
+        if found is None:
+            raise ApiError(404, f"no deployment {deployment_id}")
+        return self._settled(found)
+
+    def listDeployments(self, call: Call) -> tuple[int, Any]:
+        return 200, [_shown(d) for d in self._deployments()]
+
+    def getDeployment(self, call: Call) -> tuple[int, Any]:
+        return 200, _shown(self._deployment(call.params["id"]))
+
+    def createDeployment(self, call: Call) -> tuple[int, Any]:
+        body = call.json()
+        name = str(body.get("name") or "")
+        package, version = str(body.get("package") or ""), str(body.get("version") or "")
+        if not NAME.match(name) or len(name) > NAME_MAX:
+            raise ApiError(400, f"invalid deployment name {name!r}")
+        artifact = self.store.get(ARTIFACT, _key(package, version))
+        if self.store.get(PACKAGE, _key(package, version)) is None or artifact is None:
+            raise ApiError(404, f"no package {package} {version} to deploy")
+        if any(d["name"] == name for d in self._deployments()):
+            raise ApiError(409, f"deployment {name} exists")
+        known = set(artifact["components"])
+        entities = [_component(e) for e in body.get("entities") or []]
+        for wanted in entities:
+            if wanted not in known:
+                raise ApiError(400, f"package {package} {version} has no component {wanted}")
+        env = body.get("env") or {}
+        names = {c.partition(":")[2] for c in known}
+        for component_name in env:
+            if component_name not in names:
+                raise ApiError(400, f"env names {component_name!r}, not a component of {package}")
+        deployed = entities or sorted(known)
+        broken = [b for b in artifact.get("broken", []) if b["component"] in deployed]
+        deployment = {
+            "id": str(uuid.uuid4()),
+            "name": name,
+            "package": package,
+            "version": version,
+            "entities": _entities(entities),
+            "components": deployed,
+            "env": {k: {vk: str(vv) for vk, vv in v.items()} for k, v in env.items()},
+            "status": "Error" if broken else "Initializing",
+            "message": "; ".join(b["message"] for b in broken),
+            "readyAt": self.clock() + self.options.deploy_delay,
+            "createdAt": _now(),
+        }
+        self.store.put(DEPLOYMENT, deployment["id"], deployment)
+        if any(c.startswith("database:") for c in deployed):
+            self.store.put(DATA, name, {"package": package, "since": _now()})
+        self.store.count("events", f"deploy {name}")
+        return 201, _shown(self._settled(deployment))
+
+    def bounceDeployment(self, call: Call) -> tuple[int, Any]:
+        deployment = self._deployment(call.params["id"])
+        entities = [_component(e) for e in call.json().get("entities") or []]
+        for wanted in entities:
+            if wanted not in deployment["components"]:
+                raise ApiError(400, f"deployment {deployment['name']} does not run {wanted}")
+        for restarted in entities or deployment["components"]:
+            self.store.count("restarts", f"insights:{deployment['name']}/{restarted}")
+        if deployment["status"] != "Error":
+            deployment["status"] = "Initializing"
+            deployment["readyAt"] = self.clock() + self.options.deploy_delay
+        self.store.put(DEPLOYMENT, deployment["id"], deployment)
+        return 202, _shown(deployment)
+
+    def patchDeploymentRuntime(self, call: Call) -> tuple[int, Any]:
+        deployment = self._deployment(call.params["id"])
+        body = call.json()
+        package, version = str(body.get("package") or ""), str(body.get("version") or "")
+        if package != deployment["package"]:
+            raise ApiError(400, f"deployment {deployment['name']} runs package {package}")
+        artifact = self.store.get(ARTIFACT, _key(package, version))
+        if self.store.get(PACKAGE, _key(package, version)) is None or artifact is None:
+            raise ApiError(404, f"no package {package} {version} to load")
+        if deployment["status"] == "Error":
+            raise ApiError(409, f"deployment {deployment['name']} is in Error: redeploy it")
+        deployment["version"] = version
+        self.store.put(DEPLOYMENT, deployment["id"], deployment)
+        self.store.count("events", f"hot-load {deployment['name']}")
+        return 200, _shown(deployment)
+
+    def deleteDeployment(self, call: Call) -> tuple[int, Any]:
+        deployment = self._deployment(call.params["id"])
+        self.store.delete(DEPLOYMENT, deployment["id"])
+        self.store.count("events", f"teardown {deployment['name']}")
+        if call.flag("cleanup"):
+            self.store.delete(DATA, deployment["name"])
+            self.store.count("events", f"cleanup {deployment['name']}")
+        return 204, None
+
+    def data(self) -> list[str]:
+        """Deployments whose persisted data exists (kept by a teardown without cleanup)."""
+        return sorted(self.store.keys(DATA))
+
+
+def _shown(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    hidden = ("readyAt", "components")
+    return {k: v for k, v in deployment.items() if k not in hidden and (v or k == "entities")}
+
+
+def _check_name(name: str, version: str) -> None:
+    if not NAME.match(name) or len(name) > NAME_MAX:
+        raise ApiError(
+            422,
+            f"invalid package name {name!r}: lower case letters, digits and '-', starting"
+            f" with a letter, at most {NAME_MAX} characters",
+        )
+    if not VERSION.match(version):
+        raise ApiError(422, f"invalid package version {version!r}: use a PEP 440 version")
+
+
+def _untar(data: bytes) -> dict[str, bytes]:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            files = {}
+            for member in tar.getmembers():
+                if member.isfile():
+                    extracted = tar.extractfile(member)
+                    files[posixpath.normpath(member.name)] = (
+                        extracted.read() if extracted else b""
+                    )
+            return files
+    except (tarfile.TarError, OSError):
+        raise ApiError(400, "the body is not a .kxi archive") from None
+
+
+def _sections(manifest: Mapping[str, Any], section: str) -> dict[str, dict[str, Any]]:
+    found = manifest.get(section)
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): v for k, v in found.items() if isinstance(v, dict)}
+
+
+def _components(manifest: Mapping[str, Any]) -> list[str]:
+    return sorted(
+        f"{section[:-1]}:{name}" for section in TYPES for name in _sections(manifest, section)
+    )
+
+
+def _entities(components: list[str]) -> list[dict[str, str]]:
+    return [{"type": c.partition(":")[0], "name": c.partition(":")[2]} for c in components]
+
+
+def _component(item: Any) -> str:
+    if not isinstance(item, dict) or not item.get("type") or not item.get("name"):
+        raise ApiError(400, f"an entity is {{type, name}}, not {item!r}")
+    return f"{item['type']}:{item['name']}"
+
+
+def _broken(manifest: Mapping[str, Any], files: Mapping[str, bytes]) -> list[dict[str, str]]:
+    """Pipelines whose spec file is missing: they deploy, then fail (state Error)."""
+    broken = []
+    for name, entry in _sections(manifest, "pipelines").items():
+        spec = _yaml(files.get(posixpath.normpath(str(entry.get("file") or ""))))
+        reference = spec.get("spec") if isinstance(spec, dict) else None
+        if isinstance(reference, str) and (reference.startswith("file://") or "/" in reference):
+            path = posixpath.normpath(reference.removeprefix("file://"))
+            if path not in files:
+                broken.append(
+                    {
+                        "component": f"pipeline:{name}",
+                        "message": f"pipeline {name}: spec file {path} is not in the package",
+                    }
+                )
+    return broken
+
+
+def _missing(manifest: Mapping[str, Any], files: Mapping[str, bytes]) -> list[str]:
+    """What validate refuses: a component whose file or folder the package does not hold."""
+    problems = []
+    for section in (*TYPES, "tables"):
+        for name, entry in _sections(manifest, section).items():
+            file, folder = entry.get("file"), entry.get("dir")
+            if isinstance(file, str) and posixpath.normpath(file) not in files:
+                problems.append(f"{section}.{name}: {file} is not in the package")
+            if isinstance(folder, str):
+                prefix = posixpath.normpath(folder) + "/"
+                if not any(path.startswith(prefix) for path in files):
+                    problems.append(f"{section}.{name}: folder {folder} is not in the package")
+    return problems
+
+
+def _problems(artifact: Mapping[str, Any]) -> list[str]:
+    return list(artifact.get("problems", []))
