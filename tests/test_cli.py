@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler import schemas
+from reconciler.cli import CONTRACT_FILE
 from reconciler.manifests.schemas import all_schemas, dumps
 from tests.conftest import EXAMPLES, ROOT, run_cli
 
@@ -67,7 +69,7 @@ def test_bad_selector_is_invalid_input(capsys: pytest.CaptureFixture[str]) -> No
 def test_schema_command_writes_every_schema(tmp_path: Path) -> None:
     assert run_cli("schema", "--out", str(tmp_path)) == 0
     written = sorted(p.name for p in tmp_path.iterdir())
-    assert written == sorted(all_schemas())
+    assert written == sorted([*all_schemas(), CONTRACT_FILE])
 
 
 def test_specs_folder_is_up_to_date() -> None:
@@ -76,6 +78,10 @@ def test_specs_folder_is_up_to_date() -> None:
         path = ROOT / "specs" / name
         assert path.exists(), f"specs/{name} missing: run `make schemas`"
         assert path.read_text() == dumps(schema), f"specs/{name} is stale: run `make schemas`"
+    contract = ROOT / "specs" / CONTRACT_FILE
+    assert contract.read_text() == schemas.text(schemas.PACKAGE_MANAGER), (
+        f"specs/{CONTRACT_FILE} differs from the contract the code reads: run `make schemas`"
+    )
 
 
 def test_pipeline_schema_accepts_a_real_spec_shape() -> None:

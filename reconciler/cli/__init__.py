@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from reconciler import __version__, graph, targets
+from reconciler import __version__, graph, schemas, targets
 from reconciler.cli import sandbox as sandbox_cli
 from reconciler.engine import Connector, Planned, Session
 from reconciler.errors import InputError, OperationalError, Problem, ReconcilerError
@@ -33,6 +33,8 @@ from reconciler.render import plan as plan_render
 from reconciler.render import progress as progress_render
 from reconciler.render import validation as validation_render
 from reconciler.state import open_store
+
+CONTRACT_FILE = "insights-package-manager-v2.openapi.yaml"
 
 app = typer.Typer(
     name="reconciler",
@@ -174,12 +176,14 @@ def schema(
         Path, typer.Option("--out", "-o", help="Folder to write the JSON Schemas into.")
     ] = Path("specs"),
 ) -> int:
-    """Write JSON Schemas of every manifest kind and of reconciler.yaml."""
+    """Write JSON Schemas of every manifest kind and of reconciler.yaml, and the kdb
+    Insights API contract the provider assumes."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    schemas = all_schemas()
-    for name, content in schemas.items():
+    written = all_schemas()
+    for name, content in written.items():
         (out_dir / name).write_text(dumps(content), encoding="utf-8")
-    out.print(f"wrote {len(schemas)} schemas to {out_dir}/")
+    (out_dir / CONTRACT_FILE).write_text(schemas.text(schemas.PACKAGE_MANAGER), encoding="utf-8")
+    out.print(f"wrote {len(written)} schemas and {CONTRACT_FILE} to {out_dir}/")
     out.print(
         "put this first line in a manifest for editor completion:\n"
         f"  # yaml-language-server: $schema={out_dir}/manifest.schema.json",

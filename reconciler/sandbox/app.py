@@ -145,7 +145,10 @@ def create_app(
     return Starlette(
         routes=[
             Route("/api/{rpc:path}", pachyderm, methods=["POST"]),
-            *(Route(path, insights(by_path[path]), methods=list(by_path[path])) for path in ordered),
+            *(
+                Route(path, insights(by_path[path]), methods=list(by_path[path]))
+                for path in ordered
+            ),
             Route("/auth" + token_path, token, methods=["POST"]),
             Route(token_path, token, methods=["POST"]),
             Route("/openapi", openapi, methods=["GET"]),

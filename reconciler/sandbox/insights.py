@@ -286,8 +286,9 @@ class PackageManager:
                 raise ApiError(400, f"env names {component_name!r}, not a component of {package}")
         deployed = entities or sorted(known)
         broken = [b for b in artifact.get("broken", []) if b["component"] in deployed]
-        deployment = {
-            "id": str(uuid.uuid4()),
+        deployment_id = str(uuid.uuid4())
+        deployment: dict[str, Any] = {
+            "id": deployment_id,
             "name": name,
             "package": package,
             "version": version,
@@ -299,7 +300,7 @@ class PackageManager:
             "readyAt": self.clock() + self.options.deploy_delay,
             "createdAt": _now(),
         }
-        self.store.put(DEPLOYMENT, deployment["id"], deployment)
+        self.store.put(DEPLOYMENT, deployment_id, deployment)
         if any(c.startswith("database:") for c in deployed):
             self.store.put(DATA, name, {"package": package, "since": _now()})
         self.store.count("events", f"deploy {name}")
@@ -372,9 +373,7 @@ def _untar(data: bytes) -> dict[str, bytes]:
             for member in tar.getmembers():
                 if member.isfile():
                     extracted = tar.extractfile(member)
-                    files[posixpath.normpath(member.name)] = (
-                        extracted.read() if extracted else b""
-                    )
+                    files[posixpath.normpath(member.name)] = extracted.read() if extracted else b""
             return files
     except (tarfile.TarError, OSError):
         raise ApiError(400, "the body is not a .kxi archive") from None

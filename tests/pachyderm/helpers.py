@@ -16,10 +16,10 @@ import uvicorn
 
 from reconciler.manifests import Manifests
 from reconciler.manifests.config import InsightsTarget, PachydermTarget
-from reconciler.providers import pachyderm
+from reconciler.providers import insights, pachyderm
 from reconciler.providers.base import Provider
 from reconciler.providers.http import asgi_transport
-from reconciler.sandbox import create_app
+from reconciler.sandbox import SandboxOptions, create_app
 from reconciler.sandbox.app import stats_of
 from reconciler.sandbox.store import Store
 
@@ -31,6 +31,9 @@ class Call:
     path: str
     headers: dict[str, str]
     body: Any
+    """Decoded JSON, or the raw bytes of a body that is not JSON (an artifact)."""
+    verb: str = "POST"
+    query: str = ""
 
     @property
     def rpc(self) -> str:
@@ -60,7 +63,15 @@ class Recorder:
                 break
         raw = b"".join(chunks)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        self.calls.append(Call(scope["path"], headers, json.loads(raw) if raw else None))
+        self.calls.append(
+            Call(
+                scope["path"],
+                headers,
+                _decoded(raw),
+                scope["method"],
+                scope.get("query_string", b"").decode(),
+            )
+        )
         replayed = False
 
         async def replay() -> dict[str, Any]:
@@ -74,28 +85,57 @@ class Recorder:
         await self.app(scope, replay, send)
 
     def mutating(self) -> list[Call]:
-        return [c for c in self.calls if not c.method.startswith(("List", "Inspect"))]
+        """Calls that change a platform (a Package Manager validate changes nothing)."""
+        return [
+            c
+            for c in self.calls
+            if (c.path.startswith("/api/") and not c.method.startswith(("List", "Inspect")))
+            or (
+                c.path.startswith("/packagemanager/")
+                and c.verb != "GET"
+                and not c.path.endswith("/validate")
+            )
+        ]
 
     def clear(self) -> None:
         self.calls.clear()
 
 
+def _decoded(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return raw
+
+
 class Sandbox:
     """One sandbox database, recorded, reachable as a connector for `run_cli`."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, options: SandboxOptions | None = None) -> None:
         self.db = db
-        self.recorder = Recorder(create_app(db))
+        self.app = create_app(db, options or SandboxOptions())
+        self.recorder = Recorder(self.app)
         self.connector: Sandbox | None = self
         """What tests hand `run_cli`: None when the sandbox is served over HTTP."""
+        self.environ: dict[str, str] = {}
+        """The environment the Insights provider reads its credentials from."""
 
     def __call__(
         self, target: str, config: InsightsTarget | PachydermTarget, manifests: Manifests
     ) -> Provider:
-        assert isinstance(config, PachydermTarget)
-        return pachyderm.connect(
-            target, config, transport=asgi_transport(self.recorder), base_url="http://sandbox"
-        )
+        transport = asgi_transport(self.recorder)
+        if isinstance(config, InsightsTarget):
+            return insights.connect(
+                target,
+                config,
+                manifests,
+                environ=self.environ,
+                transport=transport,
+                base_url="http://sandbox",
+            )
+        return pachyderm.connect(target, config, transport=transport, base_url="http://sandbox")
 
     def stats(self) -> dict[str, Any]:
         store = Store(self.db)

@@ -86,8 +86,9 @@ def _auth(
                 )
             ]
         )
-    id_value, secret_value = _revealed(target, "clientId", client_id, config_file), _revealed(
-        target, "clientSecret", client_secret, config_file
+    id_value, secret_value = (
+        _revealed(target, "clientId", client_id, config_file),
+        _revealed(target, "clientSecret", client_secret, config_file),
     )
     realm = settings.realm or environ.get("INSIGHTS_REALM") or "insights"
     urls = (settings.token_url,) if settings.token_url else token_paths(realm)

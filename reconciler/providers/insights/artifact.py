@@ -80,13 +80,13 @@ def build(folder: Path, cache: Path, label: str) -> Artifact:
     ).hexdigest()
     manifest = _manifest(contents.get("manifest.yaml"), label)
     name, version = str(manifest.get("name")), str(manifest.get("version"))
-    target = cache / f"{name}-{version}-{tree[:32]}.kxi"
+    target = cache / f"{name}@{version}@{tree[:32]}.kxi"
     if target.is_file():
         os.utime(target)  # recently used: kept by _evict
     else:
         cache.mkdir(parents=True, exist_ok=True)
         _write_atomically(target, archive(contents.items()))
-        _evict(cache, f"{name}-")
+        _evict(cache, f"{name}@")
     sha = hashlib.sha256(target.read_bytes()).hexdigest()
     loaded_by, components = _components(manifest, contents)
     return Artifact(name, version, target, sha, files, loaded_by, components)
@@ -135,7 +135,9 @@ def read_prebuilt(path: Path, label: str) -> Artifact:
             ]
         ) from None
     manifest = _manifest(contents.get("manifest.yaml"), label)
-    files = {relative: hashlib.sha256(content).hexdigest() for relative, content in contents.items()}
+    files = {
+        relative: hashlib.sha256(content).hexdigest() for relative, content in contents.items()
+    }
     loaded_by, components = _components(manifest, contents)
     return Artifact(
         str(manifest.get("name")),
@@ -158,7 +160,7 @@ def _write_atomically(target: Path, data: bytes) -> None:
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
-        os.replace(temporary, target)
+        Path(temporary).replace(target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

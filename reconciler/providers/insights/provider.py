@@ -69,13 +69,13 @@ class InsightsProvider(InsightsPolicies):
         data = resource.spec.spec_data()
         if resource.kind == "Package":
             artifact = self._artifact(resource)
-            spec = {
+            package: dict[str, Any] = {
                 "version": str(data["version"]),
                 "sha256": artifact.sha256,
                 "components": sorted(artifact.components),
             }
-            return Desired(resource, spec, artifact.fingerprints, artifact.loaded_by_key())
-        spec = {
+            return Desired(resource, package, artifact.fingerprints, artifact.loaded_by_key())
+        spec: dict[str, Any] = {
             "package": data["package"],
             "version": str(data.get("version") or self._versions.get(data["package"], "")),
             "updateStrategy": data.get("updateStrategy") or "redeploy",
