@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -111,8 +112,8 @@ def create_app(
         return endpoint
 
     async def token(request: Request) -> Response:
-        form = await request.form()
-        fields = {key: str(value) for key, value in form.items()}
+        # urlencoded by hand: Starlette's form parser needs python-multipart for this.
+        fields = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         if request.path_params["realm"] != options.insights.realm:
             return JSONResponse({"error": "Realm does not exist"}, 404)
         try:

@@ -86,16 +86,18 @@ def build(folder: Path, cache: Path, label: str) -> Artifact:
     else:
         cache.mkdir(parents=True, exist_ok=True)
         _write_atomically(target, archive(contents.items()))
-        _evict(cache, f"{name}@")
+        _evict(cache, f"{name}@", target)
     sha = hashlib.sha256(target.read_bytes()).hexdigest()
     loaded_by, components = _components(manifest, contents)
     return Artifact(name, version, target, sha, files, loaded_by, components)
 
 
-def _evict(cache: Path, prefix: str) -> None:
-    """Keep the most recently used builds of a package, drop the rest."""
-    builds = sorted(cache.glob(f"{prefix}*.kxi"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for stale in builds[KEEP:]:
+def _evict(cache: Path, prefix: str, current: Path) -> None:
+    """Keep the most recently used builds of a package (the current one first), drop the
+    rest."""
+    others = [p for p in cache.glob(f"{prefix}*.kxi") if p != current]
+    others.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in others[KEEP - 1 :]:
         stale.unlink(missing_ok=True)
 
 

@@ -1,0 +1,126 @@
+"""Artifacts: the real equities package builds byte for byte the same from any copy,
+honours .kxignore, refuses symbolic links, is cached, and maps files to components."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from reconciler.errors import InputError
+from reconciler.providers.insights import artifact as artifacts
+from reconciler.providers.insights.artifact import build, read_prebuilt
+from tests.conftest import require_reference, run_cli
+from tests.insights.world import EQUITIES
+
+
+def copy(tmp_path: Path, name: str) -> Path:
+    require_reference()
+    target = tmp_path / name / "equities"
+    shutil.copytree(EQUITIES, target)
+    return target
+
+
+def test_the_same_folder_gives_the_same_bytes_from_any_copy(tmp_path: Path) -> None:
+    first = copy(tmp_path, "a")
+    second = copy(tmp_path, "b")
+    for path in second.rglob("*"):  # another machine: other times, other modes
+        if path.is_file():
+            os.utime(path, (1_700_000_000, 1_700_000_000))
+            path.chmod(0o600)
+    one = build(first, tmp_path / "cache-a", "a")
+    two = build(second, tmp_path / "cache-b", "b")
+    assert one.read() == two.read()
+    assert one.sha256 == two.sha256
+    assert (one.name, one.version) == ("equities", "0.0.1")
+    with tarfile.open(fileobj=io.BytesIO(one.read())) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == sorted(m.name for m in members)
+    assert {(m.mtime, m.mode, m.uid, m.uname) for m in members} == {(315532800, 0o644, 0, "")}
+    assert "manifest.yaml" in one.files
+
+
+def test_kxignore_leaves_files_out_and_changes_nothing(tmp_path: Path) -> None:
+    folder = copy(tmp_path, "a")
+    before = build(folder, tmp_path / "cache", "a")
+    (folder / ".vscode").mkdir()
+    (folder / ".vscode" / "settings.json").write_text("{}")
+    (folder / ".nfs0001").write_text("lock")
+    after = build(folder, tmp_path / "cache", "a")
+    assert after.sha256 == before.sha256
+    assert not any(path.startswith((".vscode", ".nfs")) for path in after.files)
+    (folder / "notes.txt").write_text("new")
+    assert build(folder, tmp_path / "cache", "a").sha256 != before.sha256
+
+
+def test_an_unchanged_folder_is_never_archived_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = copy(tmp_path, "a")
+    first = build(folder, tmp_path / "cache", "a")
+
+    def refuse(entries: object) -> bytes:
+        raise AssertionError("rebuilt an unchanged folder")
+
+    monkeypatch.setattr(artifacts, "archive", refuse)
+    assert build(folder, tmp_path / "cache", "a").sha256 == first.sha256
+
+
+def test_old_builds_are_evicted(tmp_path: Path) -> None:
+    folder = copy(tmp_path, "a")
+    for index in range(artifacts.KEEP + 3):
+        (folder / "notes.txt").write_text(str(index))
+        build(folder, tmp_path / "cache", "a")
+    assert len(list((tmp_path / "cache").glob("equities@*.kxi"))) == artifacts.KEEP
+
+
+def test_files_map_to_the_components_that_load_them(tmp_path: Path) -> None:
+    built = build(copy(tmp_path, "a"), tmp_path / "cache", "a")
+    assert built.loaded_by["pipelines/equities-rt.yaml"] == ("pipeline:equities-rt",)
+    assert built.loaded_by["src/equities-rt.json"] == ("pipeline:equities-rt",)
+    assert built.loaded_by["src/static.json"] == ("pipeline:static",)
+    assert built.loaded_by["databases/equities/shards/equities-shard.yaml"] == (
+        "database:equities",
+    )
+    assert built.loaded_by["tables/trade.yaml"] == ("database:equities",)
+    assert built.loaded_by["views/HLOC.yaml"] == ("view:HLOC",)
+    for shared in ("manifest.yaml", "router/router.yaml", ".kxignore"):
+        assert shared not in built.loaded_by
+    assert set(built.components) == {
+        "pipeline:equities-rt",
+        "pipeline:static",
+        "database:equities",
+        "view:HLOC",
+    }
+
+
+def test_a_prebuilt_artifact_is_read_for_its_identity_and_components(tmp_path: Path) -> None:
+    built = build(copy(tmp_path, "a"), tmp_path / "cache", "a")
+    prebuilt = tmp_path / "equities-0.0.1.kxi"
+    prebuilt.write_bytes(built.read())
+    read = read_prebuilt(prebuilt, "x")
+    assert (read.sha256, read.files, read.loaded_by) == (built.sha256, built.files, built.loaded_by)
+    broken = tmp_path / "broken.kxi"
+    broken.write_bytes(b"not an archive")
+    with pytest.raises(InputError, match="is not a .kxi archive"):
+        read_prebuilt(broken, "x")
+
+
+def test_a_symbolic_link_in_a_package_is_refused_at_validation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = copy(tmp_path, "repo/packages")
+    (folder / "src" / "link.json").symlink_to(folder / "src" / "static.json")
+    manifests = tmp_path / "repo" / "packages" / ".." / "m.yaml"
+    manifests.write_text(
+        "apiVersion: insights/v1\nkind: Package\nmetadata: {name: equities}\n"
+        "spec: {version: '0.0.1', source: packages/equities}\n"
+    )
+    assert run_cli("validate", str(tmp_path / "repo")) == 3
+    err = capsys.readouterr().err
+    assert "m.yaml:4" in err
+    assert "equities/src/link.json is a symbolic link" in err

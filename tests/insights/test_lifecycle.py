@@ -1,0 +1,142 @@
+"""The kdb Insights provider against the sandbox, in-process and over uvicorn: what a
+user sees happen to packages, deployments and their data."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.insights.world import World, deployment_manifest, package_manifest
+
+PUSH = "POST /artifacts"
+BOUNCE = "POST /deployments/{id}/bounce"
+
+
+def test_create_then_nothing_to_do(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    assert world.run("plan", "--detailed-exitcode") == 2
+    assert world.apply() == 0
+    assert world.operations() == [PUSH, "POST /packages", "POST /deployments"]
+    stats = world.stats()
+    assert stats["events"] == {"artifact push": 1, "deploy equities": 1}
+    assert stats["persisted_data"] == ["equities"]
+    world.reset()
+    capsys.readouterr()
+    assert world.run("plan", "--detailed-exitcode") == 0
+    assert "No changes." in capsys.readouterr().out
+    assert world.apply() == 0
+    assert world.stats()["mutating"] == 0
+    assert world.operations() == []
+
+
+def test_a_pipeline_file_change_pushes_once_and_bounces_that_pipeline_alone(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert world.apply() == 0
+    world.reset()
+    world.edit("pipelines/equities-rt.yaml", "maxWorkers: 10", "maxWorkers: 12")
+    capsys.readouterr()
+    assert world.run("plan", "--detailed-exitcode") == 2
+    shown = capsys.readouterr().out
+    assert "files changed: pipelines/equities-rt.yaml" in shown
+    assert "bounce: pipeline:equities-rt" in shown
+    assert world.apply() == 0
+    assert world.operations() == [PUSH, BOUNCE]
+    push = world.mutating()[0]
+    assert push.query == "force=true"
+    assert world.stats()["restarts"] == {"insights:equities/pipeline:equities-rt": 1}
+    assert world.run("plan", "--detailed-exitcode") == 0
+
+
+def test_a_pipeline_spec_source_belongs_to_its_pipeline(world: World) -> None:
+    assert world.apply() == 0
+    world.reset()
+    world.edit("src/static.json", '"retries": 60', '"retries": 61')
+    assert world.apply() == 0
+    assert world.stats()["restarts"] == {"insights:equities/pipeline:static": 1}
+
+
+def test_a_change_outside_any_component_bounces_them_all(world: World) -> None:
+    assert world.apply() == 0
+    world.reset()
+    world.edit("router/router.yaml", "size: 0", "size: 1")
+    assert world.apply() == 0
+    assert world.operations() == [PUSH, BOUNCE]
+    assert world.mutating()[1].body == {"entities": []}
+    assert set(world.stats()["restarts"]) == {
+        "insights:equities/database:equities",
+        "insights:equities/pipeline:equities-rt",
+        "insights:equities/pipeline:static",
+        "insights:equities/view:HLOC",
+    }
+
+
+def test_a_new_version_is_hot_loaded_and_the_old_one_removed(world: World) -> None:
+    world.manifests(package_manifest(), deployment_manifest("  updateStrategy: hotload\n"))
+    assert world.apply() == 0
+    world.reset()
+    world.set_version("0.0.2")
+    world.manifests(package_manifest("0.0.2"), deployment_manifest("  updateStrategy: hotload\n"))
+    assert world.apply() == 0
+    assert world.operations() == [
+        PUSH,
+        "POST /packages",
+        "PATCH /deployments/{id}/runtime",
+        "DELETE /packages/equities",
+    ]
+    assert world.mutating()[-1].query == "version=0.0.1"
+    stats = world.stats()
+    assert stats["restarts"] == {}
+    assert "teardown equities" not in stats["events"]
+    assert world.run("plan", "--detailed-exitcode") == 0
+
+
+def test_a_new_version_with_redeploy_tears_down_keeping_data(world: World) -> None:
+    assert world.apply() == 0
+    world.reset()
+    world.set_version("0.0.2")
+    world.manifests(package_manifest("0.0.2"), deployment_manifest())
+    assert world.apply() == 0
+    assert world.operations() == [
+        PUSH,
+        "POST /packages",
+        "DELETE /deployments/{id}",
+        "POST /deployments",
+        "DELETE /packages/equities",
+    ]
+    teardown = world.mutating()[2]
+    assert teardown.query == "cleanup=false"
+    stats = world.stats()
+    assert stats["events"]["teardown equities"] == 1
+    assert "cleanup equities" not in stats["events"]
+    assert stats["persisted_data"] == ["equities"]
+    assert world.run("plan", "--detailed-exitcode") == 0
+
+
+def test_an_env_change_redeploys_without_cleanup(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert world.apply() == 0
+    world.reset()
+    world.manifests(
+        package_manifest(), deployment_manifest("  env: {equities-rt: {LOG_LEVEL: debug}}\n")
+    )
+    capsys.readouterr()
+    assert world.run("plan", "--detailed-exitcode") == 2
+    assert "persisted data kept" in capsys.readouterr().out
+    assert world.apply() == 0
+    assert world.operations() == ["DELETE /deployments/{id}", "POST /deployments"]
+    assert world.mutating()[1].body["env"] == {"equities-rt": {"LOG_LEVEL": "debug"}}
+    assert world.stats()["persisted_data"] == ["equities"]
+    assert world.run("plan", "--detailed-exitcode") == 0
+
+
+@pytest.mark.parametrize("cleanup", [False, True], ids=["keeps-data", "cleanup"])
+def test_delete_keeps_data_unless_the_manifest_asked(world: World, cleanup: bool) -> None:
+    extra = "  cleanupOnDelete: true\n" if cleanup else ""
+    world.manifests(package_manifest(), deployment_manifest(extra))
+    assert world.apply() == 0
+    world.reset()
+    world.manifests(package_manifest())
+    assert world.apply("--prune") == 0
+    assert world.operations() == ["DELETE /deployments/{id}"]
+    assert world.mutating()[0].query == f"cleanup={'true' if cleanup else 'false'}"
+    assert world.stats()["persisted_data"] == ([] if cleanup else ["equities"])
