@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
@@ -103,6 +104,17 @@ def asgi_transport(app: Any) -> Transport:
     return httpx.ASGITransport(app=guarded, raise_app_exceptions=True)
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    path: str
+    body: Any = None
+    form: Mapping[str, str] | None = None
+    content: bytes | None = None
+    params: Mapping[str, str] | None = None
+    anonymous: bool = False
+
+
 class HttpClient:
     """JSON over HTTP to one platform, with the error mapping above."""
 
@@ -130,12 +142,12 @@ class HttpClient:
 
     async def post(self, path: str, body: Any = None) -> Any:
         """POST a JSON body; the decoded JSON answer (None when empty)."""
-        response = await self._send("POST", path, body)
+        response = await self._send(_Request("POST", path, body))
         return _decode(response, self.platform, path)
 
     async def post_stream(self, path: str, body: Any = None) -> list[Any]:
         """POST, for a grpc-gateway server stream: one `{"result": ...}` per line."""
-        response = await self._send("POST", path, body)
+        response = await self._send(_Request("POST", path, body))
         results = []
         for line in response.text.splitlines():
             if not line.strip():
@@ -155,54 +167,42 @@ class HttpClient:
         form: Mapping[str, str] | None = None,
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
+        anonymous: bool = False,
     ) -> Any:
-        """Any method; a JSON `body`, a urlencoded `form` or raw `content` (octet-stream)."""
-        response = await self._send(method, path, body, form, content, params)
-        return _decode(response, self.platform, path)
+        """Any method; a JSON `body`, a urlencoded `form` or raw `content` (octet-stream);
+        `anonymous` leaves the credentials out (a public description of the API)."""
+        request = _Request(method, path, body, form, content, params, anonymous)
+        return _decode(await self._send(request), self.platform, path)
 
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        body: Any,
-        form: Mapping[str, str] | None = None,
-        content: bytes | None = None,
-        params: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        response = await self._once(method, path, body, form, content, params)
-        if response.status_code == 401 and self._auth is not None:
+    async def _send(self, request: _Request) -> httpx.Response:
+        response = await self._once(request)
+        if response.status_code == 401 and self._auth is not None and not request.anonymous:
             # Tokens expire early or are revoked: one fresh token, then the refusal stands.
             self._auth.invalidate()
-            response = await self._once(method, path, body, form, content, params)
+            response = await self._once(request)
         if response.status_code >= 400:
-            raise _response_error(response, self.platform, path)
+            raise _response_error(response, self.platform, request.path)
         return response
 
-    async def _once(
-        self,
-        method: str,
-        path: str,
-        body: Any,
-        form: Mapping[str, str] | None,
-        content: bytes | None,
-        params: Mapping[str, str] | None,
-    ) -> httpx.Response:
+    async def _once(self, request: _Request) -> httpx.Response:
         headers = dict(self._headers()) if self._headers else {}
-        if self._auth is not None:
+        if self._auth is not None and not request.anonymous:
             headers.update(await self._auth.headers())
-        if form is not None:
+        content = request.content
+        if request.form is not None:
             headers["content-type"] = "application/x-www-form-urlencoded"
         elif content is not None:
             headers["content-type"] = "application/octet-stream"
+        elif request.body is not None:
+            content = json.dumps(request.body).encode()
+        method, path = request.method, request.path
         try:
-            if form is not None:
+            if request.form is not None:
                 return await self._client.request(
-                    method, path, data=dict(form), headers=headers, params=params
+                    method, path, data=dict(request.form), headers=headers, params=request.params
                 )
-            if content is None and body is not None:
-                content = json.dumps(body).encode()
             return await self._client.request(
-                method, path, content=content, headers=headers, params=params
+                method, path, content=content, headers=headers, params=request.params
             )
         except httpx.TimeoutException:
             raise RetryableError(f"{self.platform}: {method} {path} timed out") from None
