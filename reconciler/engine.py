@@ -25,7 +25,7 @@ from reconciler.execute import ExecuteOptions, Listener, Outcome, Work, execute
 from reconciler.manifests import Manifests, ResourceId
 from reconciler.manifests.config import InsightsTarget, PachydermTarget
 from reconciler.plan import Plan, PlanOptions, Source, make_plan
-from reconciler.providers.base import Applied, Desired, Observation, Observed, Provider
+from reconciler.providers.base import Applied, Check, Desired, Observation, Observed, Provider
 from reconciler.state import StateStore
 
 
@@ -196,3 +196,15 @@ def stale(
             )
             moved.append(f"{action.id}: its live state {what} on the target")
     return moved
+
+
+async def diagnose(manifests: Manifests, connect: Connector) -> dict[str, list[Check]]:
+    """Every configured target's own checks (`reconciler doctor`), one target at a time."""
+    results: dict[str, list[Check]] = {}
+    for target, config in sorted(manifests.settings.targets.items()):
+        provider = connect(target, config, manifests)
+        try:
+            results[target] = await provider.diagnose()
+        finally:
+            await provider.aclose()
+    return results

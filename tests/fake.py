@@ -27,6 +27,7 @@ from reconciler.manifests.kinds import KINDS
 from reconciler.providers.base import (
     Applied,
     Bounce,
+    Check,
     Decision,
     Desired,
     FieldPolicy,
@@ -285,6 +286,11 @@ class FakeProvider:
         self.platform.secrets.pop(rid, None)
         if applied is not None and applied.spec.get("cleanupOnDelete"):
             self.platform.data_deleted.append(str(rid))
+
+    async def diagnose(self) -> list[Check]:
+        if self.platform.observe_error is not None:
+            return [Check("reachable", False, str(self.platform.observe_error))]
+        return [Check("reachable", True, "the fake platform answered")]
 
     async def aclose(self) -> None:
         pass

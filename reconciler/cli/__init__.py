@@ -22,7 +22,7 @@ from rich.table import Table
 
 from reconciler import __version__, graph, schemas, targets
 from reconciler.cli import sandbox as sandbox_cli
-from reconciler.engine import Connector, Planned, Session
+from reconciler.engine import Connector, Planned, Session, diagnose
 from reconciler.errors import InputError, OperationalError, Problem, ReconcilerError
 from reconciler.execute import ExecuteOptions, Outcome
 from reconciler.manifests import LoadOptions, Manifests, load
@@ -408,6 +408,38 @@ def apply(
     else:
         out.print(progress_render.outcome_json(outcome), markup=False)
     return 0 if outcome.ok else 1
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    path: PathArg = Path(),
+    profile: ProfileOpt = None,
+    output: Annotated[
+        ValidateFormat, typer.Option("--format", "-f", help="text or json.")
+    ] = ValidateFormat.text,
+) -> int:
+    """Check every target: reachable, authenticated, and for kdb Insights, whether the
+    instance's /openapi has every operation the provider uses. Changes nothing."""
+    manifests = _load(path, profile)
+    results = asyncio.run(diagnose(manifests, _connector(ctx)))
+    healthy = all(check.ok for checks in results.values() for check in checks)
+    if output is ValidateFormat.json:
+        body = {
+            target: [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in checks]
+            for target, checks in results.items()
+        }
+        out.print(json.dumps({"ok": healthy, "targets": body}, indent=2), markup=False)
+        return 0 if healthy else 1
+    table = Table(title=None, show_edge=False, header_style="bold")
+    for column in ("target", "check", "result", "detail"):
+        table.add_column(column, overflow="fold")
+    for target, checks in results.items():
+        for check in checks:
+            table.add_row(target, check.name, "ok" if check.ok else "FAILED", check.detail)
+    out.print(table)
+    out.print("All checks passed." if healthy else "Some checks failed: see above.")
+    return 0 if healthy else 1
 
 
 def _confirm() -> None:

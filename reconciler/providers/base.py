@@ -195,6 +195,15 @@ class Finding:
     """An error fails the plan; otherwise it is a warning."""
 
 
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One finding of `reconciler doctor` about a target."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
 class Policies(Protocol):
     """The pure half of a provider."""
 
@@ -241,6 +250,11 @@ class Provider(Policies, Protocol):
 
     async def delete(self, rid: ResourceId, observed: Observed, applied: Applied | None) -> None:
         """Delete; data goes only where `applied` (the manifest as last applied) asks."""
+        ...
+
+    async def diagnose(self) -> list[Check]:
+        """Reachability, authentication and whatever else can be checked without changing
+        anything; never raises for a platform's failure (a failed Check says it)."""
         ...
 
     async def aclose(self) -> None: ...

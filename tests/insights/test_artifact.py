@@ -106,7 +106,7 @@ def test_a_prebuilt_artifact_is_read_for_its_identity_and_components(tmp_path: P
     assert (read.sha256, read.files, read.loaded_by) == (built.sha256, built.files, built.loaded_by)
     broken = tmp_path / "broken.kxi"
     broken.write_bytes(b"not an archive")
-    with pytest.raises(InputError, match="is not a .kxi archive"):
+    with pytest.raises(InputError, match=r"is not a \.kxi archive"):
         read_prebuilt(broken, "x")
 
 

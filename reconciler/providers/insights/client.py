@@ -8,6 +8,7 @@ from `reconciler.providers.http` already mapped, with the platform's own `detail
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -62,6 +63,10 @@ class PackageManagerClient:
         )
 
     # --- reads: two calls observe a whole target ---------------------------------------
+
+    async def openapi(self) -> Any:
+        """The instance's own description of its API (public: no token sent)."""
+        return await self.http.request("GET", "/openapi", anonymous=True)
 
     async def list_packages(self) -> list[dict[str, Any]]:
         return _list(await self._call("listPackages"), "listPackages")
@@ -136,3 +141,21 @@ def _list(answer: Any, operation: str) -> list[dict[str, Any]]:
     if not isinstance(answer, list):
         raise PermanentError(f"{operation} answered with something other than a list")
     return [item for item in answer if isinstance(item, dict)]
+
+
+def missing(live: Any) -> list[str]:
+    """The operations the provider uses that a live OpenAPI description lacks, matched by
+    method and path (placeholders and a `/packagemanager` prefix aside: a service may
+    describe itself from its own root)."""
+    found = {_shape(op.method, op.path) for op in schemas.operations(live).values()}
+    absent = []
+    for name in USED:
+        op = OPERATIONS[name]
+        if _shape(op.method, op.path) not in found:
+            absent.append(f"{op.method} {op.path} ({name})")
+    return absent
+
+
+def _shape(method: str, path: str) -> tuple[str, str]:
+    path = path.removeprefix("/packagemanager")
+    return method.upper(), re.sub(r"\{[^}]*\}", "{}", path.rstrip("/"))

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.diff import Change
-from reconciler.errors import PermanentError, RetryableError
+from reconciler.errors import OperationalError, PermanentError, RetryableError
 from reconciler.manifests import Manifests, Resource, ResourceId
 from reconciler.manifests.values import Sensitive
-from reconciler.providers.base import Applied, Desired, Observation, Observed
+from reconciler.providers.base import Applied, Check, Desired, Observation, Observed
 from reconciler.providers.http import HttpError
 from reconciler.providers.insights.artifact import Artifact, build, read_prebuilt
-from reconciler.providers.insights.client import PackageManagerClient, component
+from reconciler.providers.insights.client import USED, PackageManagerClient, component, missing
 from reconciler.providers.insights.policies import InsightsPolicies, redeploys
 
 RUNNING, ERROR = "Running", "Error"
@@ -187,6 +187,28 @@ class InsightsProvider(InsightsPolicies):
             await self._retire(rid, version, applied)
             return
         await self.client.delete_package(rid.name, version)
+
+    async def diagnose(self) -> list[Check]:
+        try:
+            live = await self.client.openapi()
+        except OperationalError as exc:
+            return [Check("reachable", False, str(exc))]
+        checks = [Check("reachable", True, "GET /openapi answered")]
+        try:
+            await self.client.list_packages()
+            checks.append(Check("authenticated", True, "the Package Manager answered listPackages"))
+        except OperationalError as exc:
+            checks.append(Check("authenticated", False, str(exc)))
+        if not isinstance(live, dict):
+            checks.append(Check("API contract", False, "GET /openapi is not an OpenAPI document"))
+            return checks
+        absent = missing(live)
+        if absent:
+            detail = "the instance lacks: " + "; ".join(absent)
+        else:
+            detail = f"all {len(USED)} operations the provider uses are present"
+        checks.append(Check("API contract", not absent, detail))
+        return checks
 
     async def aclose(self) -> None:
         await self.client.aclose()

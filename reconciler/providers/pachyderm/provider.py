@@ -8,11 +8,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.diff import Change
-from reconciler.errors import PermanentError
+from reconciler.errors import OperationalError, PermanentError, RetryableError
 from reconciler.manifests import Resource, ResourceId
 from reconciler.manifests.kinds.pipeline_rules import OURS, create_pipeline_request
 from reconciler.manifests.values import Sensitive
-from reconciler.providers.base import Applied, Desired, Observation, Observed
+from reconciler.providers.base import Applied, Check, Desired, Observation, Observed
+from reconciler.providers.http import HttpError
 from reconciler.providers.pachyderm.client import PachdClient
 from reconciler.providers.pachyderm.normal import (
     DEFAULT_PROJECT,
@@ -195,6 +196,24 @@ class PachydermProvider(PachydermPolicies):
         else:
             # The output repo and its data go with the pipeline: deletionPolicy Delete.
             await self.client.delete_pipeline(*_split(rid))
+
+    async def diagnose(self) -> list[Check]:
+        try:
+            await self.client.list_projects()
+        except RetryableError as exc:
+            return [Check("reachable", False, str(exc))]
+        except HttpError as exc:
+            refused = exc.status in (401, 403) or exc.code in (7, 16)
+            return [
+                Check("reachable", True, "pachd answered"),
+                Check("authenticated", not refused, str(exc)),
+            ]
+        except OperationalError as exc:
+            return [Check("reachable", False, str(exc))]
+        return [
+            Check("reachable", True, "pachd answered"),
+            Check("authenticated", True, "ListProject answered"),
+        ]
 
     async def aclose(self) -> None:
         await self.client.aclose()
