@@ -1,7 +1,10 @@
 #!/bin/sh
-# make demo: the quickstart's Pachyderm project applied to the embedded sandbox, then a
-# one-line change that restarts exactly one pipeline. Runs in .demo/ (a fresh copy), so
-# it can be run again and again; nothing outside .demo/ is touched.
+# make demo: the quickstart (a kdb Insights package and its deployment, a Pachyderm
+# project of three pipelines) applied to the embedded sandbox; a plan that then shows
+# "No changes."; a second apply that makes no call that changes anything; then two
+# one-line changes, each touching exactly what it must: one pipeline restarts, one
+# package component is bounced. Runs in .demo/ (a fresh copy), so it can be run again
+# and again; nothing outside .demo/ is touched.
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -9,30 +12,42 @@ R="$BIN/reconciler"
 DEMO=${DEMO:-.demo}
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+edit() { # edit FILE OLD NEW: replace the first OLD by NEW in FILE
+  sed "s|$2|$3|" "$1" > "$1.new" && mv "$1.new" "$1"
+}
 
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
 cp -R examples/quickstart/. "$DEMO/"
-# The kdb Insights provider is not part of this build yet: the demo covers Pachyderm.
-rm -f "$DEMO/manifests/insights.yaml"
 
 step "validate: every manifest checked, nothing contacted"
 "$R" validate "$DEMO"
 
+step "doctor: each target reachable, authenticated, with the API the providers use"
+"$R" doctor "$DEMO"
+
 step "plan: what apply would do (exit code 2 = changes pending)"
 "$R" plan "$DEMO" --detailed-exitcode || [ $? -eq 2 ]
 
-step "apply: projects, then repos, then pipelines upstream first"
+step "apply: the package pushed and deployed; projects, repos, then pipelines upstream first"
 "$R" apply "$DEMO" --yes
 
-step "plan again: nothing to do, and no pipeline restarted"
+step "plan again: nothing to do"
 "$R" plan "$DEMO" --detailed-exitcode
+
+step "apply again: no call that changes anything (mutating: 0, restarts: {})"
+"$R" sandbox stats "$DEMO" --reset > /dev/null
+"$R" apply "$DEMO" --yes
 "$R" sandbox stats "$DEMO" --reset
 
 step "change one pipeline's image: only that pipeline restarts"
-sed 's|image: v4tech/imagemagick|image: v4tech/imagemagick:7|' \
-  "$DEMO/manifests/pachyderm.yaml" > "$DEMO/manifests/pachyderm.yaml.new"
-mv "$DEMO/manifests/pachyderm.yaml.new" "$DEMO/manifests/pachyderm.yaml"
+edit "$DEMO/manifests/pachyderm.yaml" 'image: v4tech/imagemagick' 'image: v4tech/imagemagick:7'
+"$R" plan "$DEMO" --detailed-exitcode || [ $? -eq 2 ]
+"$R" apply "$DEMO" --yes
+"$R" sandbox stats "$DEMO" --reset
+
+step "change one file of the package: one push, one bounce of that one component"
+edit "$DEMO/packages/trades/src/trades-rt.q" 'Real-time ingest' 'Real-time ingest, tuned'
 "$R" plan "$DEMO" --detailed-exitcode || [ $? -eq 2 ]
 "$R" apply "$DEMO" --yes
 "$R" sandbox stats "$DEMO"

@@ -11,7 +11,18 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 
-def test_the_demo_applies_the_quickstart_then_restarts_one_pipeline(tmp_path: Path) -> None:
+def _stats(output: str) -> list[dict[str, object]]:
+    """Every `sandbox stats` printout in the demo's output, in order."""
+    found = []
+    for block in output.split("\n{\n")[1:]:
+        end = block.index("\n}\n") if "\n}\n" in block else len(block)
+        found.append(json.loads("{\n" + block[: end + 2]))
+    return found
+
+
+def test_the_demo_applies_the_quickstart_then_touches_exactly_what_each_change_needs(
+    tmp_path: Path,
+) -> None:
     demo = tmp_path / "demo"
     env = {**os.environ, "BIN": str(Path(sys.executable).parent), "DEMO": str(demo)}
     done = subprocess.run(
@@ -23,8 +34,13 @@ def test_the_demo_applies_the_quickstart_then_restarts_one_pipeline(tmp_path: Pa
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Apply complete: 6 done" in done.stdout
-    assert "No changes. The targets match the manifests." in done.stdout
-    last = json.loads(done.stdout[done.stdout.rindex("\n{\n") :])
-    assert last["restarts"] == {"pachyderm:Pipeline/vision/montage": 1}
-    assert last["mutating"] == 1
+    assert "All checks passed." in done.stdout
+    assert "Apply complete: 8 done" in done.stdout
+    assert done.stdout.count("No changes. The targets match the manifests.") == 2
+    again, image, package = _stats(done.stdout)
+    assert (again["mutating"], again["restarts"]) == (0, {})
+    assert image["restarts"] == {"pachyderm:Pipeline/vision/montage": 1}
+    assert image["mutating"] == 1
+    assert package["restarts"] == {"insights:trades/pipeline:trades-rt": 1}
+    assert package["events"] == {"artifact push": 1}
+    assert package["mutating"] == 2  # the push and the bounce

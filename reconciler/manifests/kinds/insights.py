@@ -10,14 +10,19 @@ from pydantic_core import PydanticCustomError
 
 from reconciler.manifests.model import InsightsName, Model, Value
 
-_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]*\Z")
+# PEP 440, as the Package Manager requires: release, then optional pre, post, dev, local.
+_VERSION = re.compile(
+    r"v?\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[a-z0-9]+(\.[a-z0-9]+)*)?\Z",
+    re.IGNORECASE,
+)
 
 
 def _version(value: str) -> str:
     if not _VERSION.match(value):
         raise PydanticCustomError(
             "package_version",
-            "'{value}' is not a package version such as '1.0.0' or '2.1.0rc1'",
+            "'{value}' is not a PEP 440 package version such as '1.0.0', '2.1.0rc1' or"
+            " '1.0.0.post1'",
             {"value": value},
         )
     return value
