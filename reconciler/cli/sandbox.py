@@ -13,6 +13,7 @@ from rich.console import Console
 from reconciler.errors import InputError, Problem
 from reconciler.sandbox import SandboxOptions, create_app
 from reconciler.sandbox.app import stats_of
+from reconciler.sandbox.insights import InsightsOptions
 from reconciler.sandbox.store import Store
 from reconciler.targets import sandbox_db
 
@@ -41,13 +42,48 @@ def serve(
         ),
     ] = 0.0,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for fault injection.")] = None,
+    clients: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--insights-client",
+            help="ID:SECRET of a Keycloak client; with any, Insights calls need a token.",
+        ),
+    ] = None,
+    token_ttl: Annotated[
+        float, typer.Option("--token-ttl", help="Seconds an Insights token lives.", min=1)
+    ] = 300.0,
+    deploy_delay: Annotated[
+        float,
+        typer.Option(
+            "--deploy-delay", help="Seconds an Insights deployment stays Initializing.", min=0
+        ),
+    ] = 0.2,
 ) -> int:
-    """Serve the sandbox over HTTP: Pachyderm under /api, stats under /_sandbox/stats.
+    """Serve the sandbox over HTTP: Pachyderm under /api, kdb Insights under
+    /packagemanager (tokens under /auth/realms/...), stats under /_sandbox/stats.
 
     Point a target at it with `url: http://127.0.0.1:PORT`.
     """
+    known: dict[str, str] = {}
+    for client in clients or []:
+        client_id, colon, secret = client.partition(":")
+        if not colon or not client_id or not secret:
+            raise InputError(
+                [
+                    Problem(
+                        "--insights-client",
+                        message=f"'{client}' is not ID:SECRET",
+                        hint="write the client id, a colon, and its secret",
+                    )
+                ]
+            )
+        known[client_id] = secret
     db.parent.mkdir(parents=True, exist_ok=True)
-    sandbox = create_app(db, SandboxOptions(latency_ms=latency_ms, fail_rate=fail_rate, seed=seed))
+    insights = InsightsOptions(deploy_delay=deploy_delay, clients=known, token_ttl=token_ttl)
+    options = SandboxOptions(
+        latency_ms=latency_ms, fail_rate=fail_rate, seed=seed, insights=insights
+    )
+    sandbox = create_app(db, options)
     err.print(f"sandbox on http://{host}:{port} (state in {db}); Ctrl-C stops it", markup=False)
     uvicorn.run(sandbox, host=host, port=port, log_level="warning")
     return 0

@@ -77,10 +77,12 @@ def test_a_revoked_token_is_refreshed_once_on_401(tmp_path: Path) -> None:
     folder = tmp_path / "m"
     folder.mkdir()
     manifests = load(folder)
-    config = InsightsTarget(
-        provider="insights",
-        url="embedded",
-        auth={"clientId": "reconciler", "clientSecret": "s3cret"},
+    config = InsightsTarget.model_validate(
+        {
+            "provider": "insights",
+            "url": "embedded",
+            "auth": {"clientId": "reconciler", "clientSecret": "s3cret"},
+        }
     )
 
     async def scenario() -> int:

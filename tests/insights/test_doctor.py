@@ -65,10 +65,16 @@ def test_a_description_from_the_service_root_with_other_names_matches() -> None:
     live = copy.deepcopy(schemas.load(schemas.PACKAGE_MANAGER))
     renamed = {}
     for path, item in live["paths"].items():
-        item = {
-            k: ({**v, "operationId": "x" + str(v.get("operationId"))} if isinstance(v, dict) else v)
-            for k, v in item.items()
+        operations = {
+            key: (
+                {**value, "operationId": f"x{value.get('operationId')}"}
+                if key != "parameters"
+                else value
+            )
+            for key, value in item.items()
         }
-        renamed[path.removeprefix("/packagemanager").replace("{id}", "{deployment_id}")] = item
+        renamed[path.removeprefix("/packagemanager").replace("{id}", "{deployment_id}")] = (
+            operations
+        )
     live["paths"] = renamed
     assert missing(live) == []
