@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from reconciler.errors import RetryableError
 from reconciler.manifests import load
 from reconciler.manifests.config import InsightsTarget
 from reconciler.providers.http import HttpClient, asgi_transport
@@ -18,6 +19,7 @@ from reconciler.providers.insights.auth import KeycloakAuth
 from reconciler.sandbox import SandboxOptions, create_app
 from reconciler.sandbox.insights import InsightsOptions
 from tests.insights.world import FAST, World, worlds
+from tests.pachyderm.helpers import served
 
 CLIENTS = {"reconciler": "s3cret"}
 AUTH = SandboxOptions(insights=InsightsOptions(deploy_delay=0.05, clients=CLIENTS))
@@ -181,3 +183,42 @@ def test_a_deployment_that_never_runs_times_out(
 
 def test_fast_options_are_what_the_world_uses() -> None:
     assert FAST.deploy_delay < 1
+
+
+@pytest.mark.parametrize("over_http", [False, True], ids=["in-process", "uvicorn"])
+def test_injected_faults_on_the_package_manager_are_retryable(
+    tmp_path: Path, over_http: bool
+) -> None:
+    app = create_app(tmp_path / "sandbox.db", SandboxOptions(fail_rate=1.0, seed=5))
+    folder = tmp_path / "m"
+    folder.mkdir()
+    manifests = load(folder)
+    seen: list[RetryableError] = []
+
+    async def scenario(url: str | None) -> None:
+        config = InsightsTarget(provider="insights", url=url or "embedded", timeout=5)
+        transport = None if url else asgi_transport(app)
+        provider = connect(
+            "insights",
+            config,
+            manifests,
+            environ={},
+            transport=transport,
+            base_url=url or "http://sb",
+        )
+        try:
+            for _ in range(12):
+                with pytest.raises(RetryableError) as caught:
+                    await provider.observe()
+                seen.append(caught.value)
+        finally:
+            await provider.aclose()
+
+    if over_http:
+        with served(app) as url:
+            asyncio.run(scenario(url))
+    else:
+        asyncio.run(scenario(None))
+    messages = [str(e) for e in seen]
+    assert any("injected: unavailable" in m for m in messages), messages
+    assert any(e.retry_after == 0 for e in seen), "a 429 carries its Retry-After"
