@@ -140,7 +140,7 @@ def create_app(
     by_path: dict[str, dict[str, schemas.Operation]] = {}
     for operation in schemas.package_manager().values():
         by_path.setdefault(operation.path, {})[operation.method] = operation
-    # Literal segments before placeholders: /packages/validate before /packages/{name}.
+    # Fixed segments before parameters: /packages/validate before /packages/{name}.
     ordered = sorted(by_path, key=lambda path: (path.count("{"), path))
     token_path = "/realms/{realm}/protocol/openid-connect/token"
     return Starlette(

@@ -45,7 +45,7 @@ class Operation:
     method: str
     """Upper case: GET, POST, ..."""
     path: str
-    """With `{placeholders}`."""
+    """With `{parameters}`, e.g. `/packagemanager/v2/deployments/{id}`."""
     mutates: bool = True
     """False for GET and for operations marked `x-read-only`."""
 

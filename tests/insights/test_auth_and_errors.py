@@ -13,13 +13,13 @@ import pytest
 from reconciler.errors import RetryableError
 from reconciler.manifests import load
 from reconciler.manifests.config import InsightsTarget
-from reconciler.providers.http import HttpClient, asgi_transport
-from reconciler.providers.insights import connect
+from reconciler.providers.http import HttpClient, Transport, asgi_transport
+from reconciler.providers.insights import InsightsProvider, connect
 from reconciler.providers.insights.auth import KeycloakAuth
 from reconciler.sandbox import SandboxOptions, create_app
 from reconciler.sandbox.insights import InsightsOptions
 from tests.insights.world import FAST, World, worlds
-from tests.pachyderm.helpers import served
+from tests.pachyderm.helpers import observe_failures
 
 CLIENTS = {"reconciler": "s3cret"}
 AUTH = SandboxOptions(insights=InsightsOptions(deploy_delay=0.05, clients=CLIENTS))
@@ -193,32 +193,14 @@ def test_injected_faults_on_the_package_manager_are_retryable(
     folder = tmp_path / "m"
     folder.mkdir()
     manifests = load(folder)
-    seen: list[RetryableError] = []
 
-    async def scenario(url: str | None) -> None:
-        config = InsightsTarget(provider="insights", url=url or "embedded", timeout=5)
-        transport = None if url else asgi_transport(app)
-        provider = connect(
-            "insights",
-            config,
-            manifests,
-            environ={},
-            transport=transport,
-            base_url=url or "http://sb",
-        )
-        try:
-            for _ in range(12):
-                with pytest.raises(RetryableError) as caught:
-                    await provider.observe()
-                seen.append(caught.value)
-        finally:
-            await provider.aclose()
+    def provider(url: str, transport: Transport | None) -> InsightsProvider:
+        config = InsightsTarget(provider="insights", url=url, timeout=5)
+        return connect("insights", config, manifests, environ={}, transport=transport, base_url=url)
 
-    if over_http:
-        with served(app) as url:
-            asyncio.run(scenario(url))
-    else:
-        asyncio.run(scenario(None))
+    seen = observe_failures(app, provider, over_http=over_http)
+    assert len(seen) == 12
+    assert all(isinstance(e, RetryableError) for e in seen), seen
     messages = [str(e) for e in seen]
     assert any("injected: unavailable" in m for m in messages), messages
-    assert any(e.retry_after == 0 for e in seen), "a 429 carries its Retry-After"
+    assert any(getattr(e, "retry_after", None) == 0 for e in seen), "429 keeps Retry-After"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from reconciler.manifests import Manifests
 from reconciler.manifests.config import InsightsTarget, PachydermTarget
 from reconciler.providers import insights, pachyderm
 from reconciler.providers.base import Provider
-from reconciler.providers.http import asgi_transport
+from reconciler.providers.http import Transport, asgi_transport
 from reconciler.sandbox import SandboxOptions, create_app
 from reconciler.sandbox.app import stats_of
 from reconciler.sandbox.store import Store
@@ -177,3 +178,34 @@ def served(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def observe_failures(
+    app: Any,
+    connect: Callable[[str, Transport | None], Provider],
+    *,
+    over_http: bool,
+    times: int = 12,
+) -> list[Exception]:
+    """What `times` observations raise through the provider `connect(base_url, transport)`
+    makes, against `app` in-process (a transport) or over uvicorn (none)."""
+    seen: list[Exception] = []
+
+    async def scenario(url: str | None) -> None:
+        transport = None if url else asgi_transport(app)
+        provider = connect(url or "http://sb", transport)
+        try:
+            for _ in range(times):
+                try:
+                    await provider.observe()
+                except Exception as exc:
+                    seen.append(exc)
+        finally:
+            await provider.aclose()
+
+    if over_http:
+        with served(app) as url:
+            asyncio.run(scenario(url))
+    else:
+        asyncio.run(scenario(None))
+    return seen

@@ -14,12 +14,12 @@ from reconciler.errors import PermanentError, RetryableError
 from reconciler.manifests import LoadOptions, ResourceId, load
 from reconciler.manifests.config import PachydermTarget
 from reconciler.providers.base import Observed
-from reconciler.providers.http import asgi_transport
-from reconciler.providers.pachyderm import connect
+from reconciler.providers.http import Transport, asgi_transport
+from reconciler.providers.pachyderm import PachydermProvider, connect
 from reconciler.providers.pachyderm.policies import RULES
 from reconciler.sandbox import SandboxOptions, create_app
 from tests.conftest import run_cli
-from tests.pachyderm.helpers import Recorder, Sandbox, served
+from tests.pachyderm.helpers import Recorder, Sandbox, observe_failures, served
 
 CONFIG = "state: sqlite:///state.db\ntargets:\n  pachyderm: {provider: pachyderm, url: embedded}\n"
 
@@ -311,26 +311,14 @@ def test_an_unreachable_pachd_is_an_operational_error_naming_it(
 @pytest.mark.parametrize("over_http", [True, False], ids=["uvicorn", "in-process"])
 def test_injected_faults_and_resets_are_retryable(tmp_path: Path, over_http: bool) -> None:
     app = create_app(tmp_path / "sandbox.db", SandboxOptions(fail_rate=1.0, seed=3))
-    seen: list[str] = []
 
-    async def scenario(url: str | None) -> None:
-        config = PachydermTarget(provider="pachyderm", url=url or "embedded", timeout=5)
-        transport = None if url else asgi_transport(app)
-        provider = connect("pachyderm", config, transport=transport, base_url=url or "http://sb")
-        try:
-            for _ in range(12):
-                try:
-                    await provider.observe()
-                except RetryableError as exc:
-                    seen.append(str(exc))
-        finally:
-            await provider.aclose()
+    def provider(url: str, transport: Transport | None) -> PachydermProvider:
+        config = PachydermTarget(provider="pachyderm", url=url, timeout=5)
+        return connect("pachyderm", config, transport=transport, base_url=url)
 
-    if over_http:
-        with served(app) as url:
-            asyncio.run(scenario(url))
-    else:
-        asyncio.run(scenario(None))
+    errors = observe_failures(app, provider, over_http=over_http)
+    assert all(isinstance(e, RetryableError) for e in errors), errors
+    seen = [str(e) for e in errors]
     assert len(seen) == 12
     assert any("RemoteProtocolError" in m or "ReadError" in m for m in seen), seen
     assert any("503" in m or "unavailable" in m for m in seen), seen

@@ -145,7 +145,7 @@ def _list(answer: Any, operation: str) -> list[dict[str, Any]]:
 
 def missing(live: Any) -> list[str]:
     """The operations the provider uses that a live OpenAPI description lacks, matched by
-    method and path (placeholders and a `/packagemanager` prefix aside: a service may
+    method and path (path parameter names and a `/packagemanager` prefix aside: a service may
     describe itself from its own root)."""
     found = {_shape(op.method, op.path) for op in schemas.operations(live).values()}
     absent = []
