@@ -8,13 +8,19 @@ Planning observes every target concurrently, normalises the desired resources th
 their providers, reads the inventory, and calls the pure planner. Applying a saved plan
 first re-observes and refuses, naming each resource, when the manifests or the live
 state of anything the plan touches moved since the plan was made.
+
+Crash recovery happens here, against the observation: a create whose intent is still
+open (its run was killed between the call and the inventory record) and whose resource
+the target now shows is ours, recorded from the entry its intent carries. A plan only
+counts such resources as owned; an apply, holding the targets' locks, writes them to
+the inventory and closes the dead run's intents and run record.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal, Protocol, cast
 
@@ -24,9 +30,10 @@ from reconciler.errors import OperationalError, ReconcilerError
 from reconciler.execute import ExecuteOptions, Listener, Outcome, Work, execute
 from reconciler.manifests import Manifests, ResourceId
 from reconciler.manifests.config import InsightsTarget, PachydermTarget
-from reconciler.plan import Plan, PlanOptions, Source, make_plan
+from reconciler.plan import Action, Plan, PlanOptions, Source, make_plan
 from reconciler.providers.base import Applied, Check, Desired, Observation, Observed, Provider
-from reconciler.state import StateStore
+from reconciler.state import InventoryEntry, LockHolder, RunRecord, StateStore
+from reconciler.state.locks import LockOptions, held
 
 
 class Connector(Protocol):
@@ -64,6 +71,9 @@ class Session:
         self._connect = connect
         self._stack = AsyncExitStack()
         self.providers: dict[str, Provider] = {}
+        self.locked = False
+        self.recovered: tuple[str, ...] = ()
+        """Resources found created by a killed run and recorded in the inventory."""
 
     async def __aenter__(self) -> Session:
         settings = self.manifests.settings
@@ -81,6 +91,18 @@ class Session:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
+
+    @asynccontextmanager
+    async def lock(self, options: LockOptions, revision: str | None) -> AsyncIterator[None]:
+        """Hold the apply lock of every target of the run (see `reconciler.state.locks`)."""
+        async with held(
+            self.store, sorted(self.providers), command="apply", revision=revision, options=options
+        ):
+            self.locked = True
+            try:
+                yield
+            finally:
+                self.locked = False
 
     async def observe(self) -> dict[str, Observation]:
         """Every target at once; a target that cannot be read fails the run."""
@@ -107,9 +129,29 @@ class Session:
             for resource in self.manifests.resources
         }
 
-    def inventory(self) -> dict[ResourceId, Applied]:
+    def recover(self, observations: Mapping[str, Observation]) -> list[InventoryEntry]:
+        """Resources a killed run created but did not record, seen in `observations`;
+        written to the inventory when this session holds the locks."""
+        owned = self.store.inventory()
+        found: dict[str, InventoryEntry] = {}
+        for intent in self.store.pending_intents():
+            if intent.call != "create" or intent.entry is None or intent.resource in owned:
+                continue
+            rid = ResourceId.parse(intent.resource)
+            observation = observations.get(intent.target)
+            if rid is not None and observation is not None and rid in observation.resources:
+                found[intent.resource] = intent.entry
+        if self.locked:
+            for entry in found.values():
+                self.store.record_applied(entry)
+            self.store.abandon(tuple(sorted(self.providers)))
+            self.recovered = tuple(sorted(found))
+        return list(found.values())
+
+    def inventory(self, recovered: Sequence[InventoryEntry] = ()) -> dict[ResourceId, Applied]:
         result: dict[ResourceId, Applied] = {}
-        for entry in self.store.inventory().values():
+        entries = {**self.store.inventory(), **{e.id: e for e in recovered}}
+        for entry in entries.values():
             rid = ResourceId.parse(entry.id)
             if rid is None:
                 continue
@@ -131,7 +173,7 @@ class Session:
             graphs.check_selectors(options.select, self.graph)
         desired = self.desire()
         observations = await self.observe()
-        inventory = self.inventory()
+        inventory = self.inventory(self.recover(observations))
         plan = make_plan(
             desired,
             self.graph,
@@ -163,7 +205,7 @@ class Session:
         """A saved plan with what applying it needs now, or an error naming what moved."""
         desired = self.desire()
         observations = await self.observe()
-        planned = Planned(saved, desired, observations, self.inventory())
+        planned = Planned(saved, desired, observations, self.inventory(self.recover(observations)))
         moved = stale(saved, desired, planned.observed())
         if moved:
             raise OperationalError(
@@ -208,3 +250,62 @@ async def diagnose(manifests: Manifests, connect: Connector) -> dict[str, list[C
         finally:
             await provider.aclose()
     return results
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    """`reconciler status` for one target: what is owned, who holds the lock, the last
+    runs, and what a fresh observation finds different from the manifests."""
+
+    target: str
+    provider: str
+    url: str
+    managed: tuple[InventoryEntry, ...]
+    lock: LockHolder | None
+    runs: tuple[RunRecord, ...]
+    drift: tuple[Action, ...] | None
+    """Every action a plan would take now; None when the target could not be observed."""
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+
+
+async def status(
+    manifests: Manifests, connect: Connector, store: StateStore, *, runs: int = 5
+) -> list[TargetStatus]:
+    """Every configured target's status; an unreachable target is reported, not raised."""
+    plan: Plan | None = None
+    error: str | None = None
+    try:
+        async with Session(manifests, connect, store) as session:
+            planned = await session.plan(PlanOptions(prune=manifests.settings.prune), Source("."))
+            plan = planned.plan
+    except OperationalError as exc:
+        error = str(exc)
+    owned = store.inventory()
+    locks = store.locks()
+    result = []
+    for target, config in sorted(manifests.settings.targets.items()):
+        drift = None
+        warnings: tuple[str, ...] = ()
+        if plan is not None:
+            drift = tuple(
+                a for a in plan.actions if a.id.target == target and (a.mutates or a.adopt)
+            )
+            marks = (f"{target}:", f"target {target}", f"target '{target}'")
+            warnings = tuple(
+                w for w in (*plan.errors, *plan.warnings) if any(m in w for m in marks)
+            )
+        result.append(
+            TargetStatus(
+                target=target,
+                provider=config.provider,
+                url=config.url,
+                managed=tuple(e for e in owned.values() if e.target == target),
+                lock=locks.get(target),
+                runs=tuple(store.runs(runs, target=target)),
+                drift=drift,
+                warnings=warnings,
+                error=error,
+            )
+        )
+    return result

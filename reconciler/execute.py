@@ -6,7 +6,7 @@ the caller supplies) and never reads flags.
 An asyncio ready-queue over the plan's `depends_on` edges: an action starts as soon as
 every action it waits for has succeeded, at most `concurrency` at once. Each provider
 call is written to the intent log before it is sent and closed when it answers, retried
-with exponential backoff and jitter (tenacity) while it raises a retryable error, and
+with exponential backoff and jitter (`reconciler.retry`) while it raises a retryable error, and
 cut off after `call_timeout`. When an action fails, every action that waits on it,
 directly or not, is skipped with that reason; independent branches carry on. When
 `stop` is set (Ctrl-C), nothing new starts, the calls in flight finish, and the rest is
@@ -21,19 +21,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
-
 from reconciler.diff import digest, sealed
 from reconciler.errors import OperationalError, RetryableError
 from reconciler.manifests import ResourceId
 from reconciler.plan import Action, Plan
 from reconciler.providers.base import Applied, Desired, Observed, Provider, sealed_digests
+from reconciler.retry import Backoff
 from reconciler.state import InventoryEntry, StateStore
 from reconciler.state.base import RunResult
 
@@ -167,6 +160,7 @@ class _Runner:
             revision=self.options.revision,
             profile=self.options.profile,
             plan=plan.to_json(),
+            targets=tuple(sorted(self.work.providers)),
         )
         for forgotten in plan.forget:
             self.store.forget(str(forgotten.id))
@@ -336,14 +330,19 @@ class _Runner:
         return []  # noop: adopted, recorded by _remember
 
     async def _call(self, action: Action, name: str, call: Callable[[], Awaitable[None]]) -> int:
-        intent = self.store.open_intent(self.run_id, str(action.id), action.action, name)
-        tries = 0
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(max(1, self.options.attempts)),
-            wait=self._wait,
-            retry=retry_if_exception(lambda exc: getattr(exc, "retryable", False)),
-            reraise=True,
+        # A create's intent carries the entry it will record: killed after the platform
+        # made the resource but before `_remember`, the next run still knows it is ours.
+        desired = self.work.desired.get(action.id)
+        entry = (
+            self._entry(desired, adopted=False)
+            if name == "create" and desired is not None
+            else None
         )
+        intent = self.store.open_intent(self.run_id, str(action.id), action.action, name, entry)
+        tries = 0
+        retrying = Backoff(
+            self.options.attempts, self.options.backoff_initial, self.options.backoff_max
+        ).retrying()
         try:
             async for attempt in retrying:
                 with attempt:
@@ -365,15 +364,6 @@ class _Runner:
             raise
         self.store.close_intent(intent, ok=True)
         return tries
-
-    def _wait(self, state: RetryCallState) -> float:
-        initial = self.options.backoff_initial
-        backoff = wait_exponential_jitter(
-            multiplier=initial, max=self.options.backoff_max, jitter=initial
-        )(state)
-        error = state.outcome.exception() if state.outcome else None
-        after = getattr(error, "retry_after", None)
-        return max(backoff, float(after)) if after else backoff
 
     def _remember(self, action: Action) -> None:
         rid = action.id

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,19 @@ def run_cli(*args: str, connector: Connector | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     raise AssertionError("the command line did not exit")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    from tests.postgres import server
+
+    with server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on a real PostgreSQL server (see tests/postgres.py)."""
+    from tests.postgres import fresh_database
+
+    return fresh_database(postgres_server)

@@ -17,15 +17,25 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from reconciler import __version__, graph, schemas, targets
+from reconciler import __version__, graph, schemas
 from reconciler.cli import sandbox as sandbox_cli
+from reconciler.cli import state as state_cli
+from reconciler.cli.common import (
+    PathArg,
+    ProfileOpt,
+    ValidateFormat,
+    _connector,
+    _load,
+    confirm,
+    err,
+    out,
+)
 from reconciler.engine import Connector, Planned, Session, diagnose
-from reconciler.errors import InputError, OperationalError, Problem, ReconcilerError
+from reconciler.errors import InputError, Problem, ReconcilerError
 from reconciler.execute import ExecuteOptions, Outcome
-from reconciler.manifests import LoadOptions, Manifests, load
+from reconciler.manifests import Manifests
 from reconciler.manifests.schemas import all_schemas, dumps
 from reconciler.plan import Plan, PlanOptions, Source
 from reconciler.render import graph as graph_render
@@ -33,6 +43,7 @@ from reconciler.render import plan as plan_render
 from reconciler.render import progress as progress_render
 from reconciler.render import validation as validation_render
 from reconciler.state import open_store
+from reconciler.state.locks import LockOptions
 
 CONTRACT_FILE = "insights-package-manager-v2.openapi.yaml"
 
@@ -44,22 +55,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 app.add_typer(sandbox_cli.app, name="sandbox")
-
-PathArg = Annotated[
-    Path,
-    typer.Argument(help="A manifests folder (or one manifest file).", show_default=True),
-]
-ProfileOpt = Annotated[
-    str | None, typer.Option("--profile", "-p", help="A profile of reconciler.yaml.")
-]
-
-
-class ValidateFormat(StrEnum):
-    text = "text"
-    json = "json"
+app.add_typer(state_cli.app, name="state")
+app.command("status")(state_cli.status)
+app.command("unlock")(state_cli.unlock)
 
 
 class PlanFormat(StrEnum):
@@ -72,10 +71,6 @@ class GraphFormat(StrEnum):
     text = "text"
     dot = "dot"
     mermaid = "mermaid"
-
-
-def _load(path: Path, profile: str | None, *, variables: bool = True) -> Manifests:
-    return load(path, LoadOptions(profile=profile, resolve_variables=variables))
 
 
 @app.callback(invoke_without_command=True)
@@ -193,11 +188,6 @@ def schema(
 
 
 # --- plan and apply -----------------------------------------------------------------------
-
-
-def _connector(ctx: typer.Context) -> Connector:
-    found = ctx.find_root().obj
-    return found if found is not None else targets.Connector()
 
 
 SelectOpt = Annotated[
@@ -352,8 +342,18 @@ def apply(
     max_deletes: MaxDeletesOpt = 10,
     allow_mass_delete: MassDeleteOpt = False,
     verbose: VerboseOpt = False,
+    lock_timeout: Annotated[
+        float,
+        typer.Option(
+            "--lock-timeout",
+            min=0,
+            help="Seconds to wait while another apply holds a target's lock (default: fail"
+            " at once, naming the holder).",
+        ),
+    ] = 0.0,
 ) -> int:
-    """Make the targets match the manifests (asks first unless --yes)."""
+    """Make the targets match the manifests (asks first unless --yes). Holds the lock of
+    every target it touches for the whole run."""
     saved = _read_plan(plan_file) if plan_file is not None else None
     if saved is not None:
         if select or no_deps or prune is not None:
@@ -379,17 +379,26 @@ def apply(
     async def run() -> tuple[Planned, Outcome | None]:
         store = open_store(manifests.settings.state, manifests.root)
         try:
-            async with Session(manifests, connector, store) as session:
+            async with (
+                Session(manifests, connector, store) as session,
+                session.lock(LockOptions(timeout=lock_timeout), execute_options.revision),
+            ):
                 if saved is not None:
                     planned = await session.replan(saved)
                 else:
                     planned = await session.plan(options, source)
+                if session.recovered:
+                    err.print(
+                        f"recovered {len(session.recovered)} resource(s) that an interrupted"
+                        " run created but had not recorded: " + ", ".join(session.recovered),
+                        markup=False,
+                    )
                 if text:
                     plan_render.print_text(planned.plan, out, verbose=verbose)
                 if planned.plan.errors or not planned.plan.pending:
                     return planned, None
                 if not yes:
-                    _confirm()
+                    confirm("Apply these changes?", "apply")
                 return planned, await _execute(session, planned, execute_options, text)
         finally:
             store.close()
@@ -440,16 +449,6 @@ def doctor(
     out.print(table)
     out.print("All checks passed." if healthy else "Some checks failed: see above.")
     return 0 if healthy else 1
-
-
-def _confirm() -> None:
-    if not sys.stdin.isatty():
-        raise OperationalError(
-            "apply needs confirmation and there is no terminal to ask on: pass --yes"
-            " (nothing was changed)"
-        )
-    if not typer.confirm("Apply these changes?", default=False):
-        raise OperationalError("apply cancelled; nothing was changed")
 
 
 async def _execute(

@@ -44,6 +44,11 @@ class _Target(Model):
     ca_bundle: str | None = None
     verify_tls: bool = True
     timeout: float = 30.0
+    """Seconds one call may take before it counts as failed (and retryable)."""
+    retries: int = Field(default=4, ge=0, le=20)
+    """Further tries of a read that failed in a retryable way (5xx, 429, timeout, reset),
+    with exponential backoff from half a second, never sooner than Retry-After. (The
+    executor retries mutating calls itself, each try in the intent log.)"""
 
 
 class InsightsTarget(_Target):

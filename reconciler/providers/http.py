@@ -15,6 +15,11 @@ Every failure leaves as one of the project's errors, with the platform's own mes
                                                     sent once more with a fresh one; a
                                                     second 401 is a PermanentError
     any other status >= 400                         PermanentError
+
+Reads (`read=True`) are retried here with `reconciler.retry.Backoff`: they change
+nothing, so trying again is always safe, and an observation that gives up too early
+fails the whole run. Mutating calls are never retried here: the executor retries them,
+each try written to the intent log.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from typing import Any, Protocol
 import httpx
 
 from reconciler.errors import OperationalError, PermanentError, RetryableError
+from reconciler.retry import Backoff
 
 Transport = httpx.AsyncBaseTransport
+READS = Backoff()
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 RETRYABLE_GRPC = frozenset({4, 8, 10, 14})
 GRPC_NAMES = {
@@ -128,8 +135,10 @@ class HttpClient:
         transport: Transport | None = None,
         verify: bool | str = True,
         timeout: float = 30.0,
+        reads: Backoff = READS,
     ) -> None:
         self.platform = platform
+        self._reads = reads
         self._headers = headers
         self._auth = auth
         self._client = httpx.AsyncClient(
@@ -140,14 +149,14 @@ class HttpClient:
             headers={"content-type": "application/json", "accept": "application/json"},
         )
 
-    async def post(self, path: str, body: Any = None) -> Any:
+    async def post(self, path: str, body: Any = None, *, read: bool = False) -> Any:
         """POST a JSON body; the decoded JSON answer (None when empty)."""
-        response = await self._send(_Request("POST", path, body))
+        response = await self._send(_Request("POST", path, body), read=read)
         return _decode(response, self.platform, path)
 
-    async def post_stream(self, path: str, body: Any = None) -> list[Any]:
+    async def post_stream(self, path: str, body: Any = None, *, read: bool = False) -> list[Any]:
         """POST, for a grpc-gateway server stream: one `{"result": ...}` per line."""
-        response = await self._send(_Request("POST", path, body))
+        response = await self._send(_Request("POST", path, body), read=read)
         results = []
         for line in response.text.splitlines():
             if not line.strip():
@@ -168,13 +177,23 @@ class HttpClient:
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
         anonymous: bool = False,
+        read: bool = False,
     ) -> Any:
         """Any method; a JSON `body`, a urlencoded `form` or raw `content` (octet-stream);
-        `anonymous` leaves the credentials out (a public description of the API)."""
+        `anonymous` leaves the credentials out (a public description of the API); `read`
+        marks a call that changes nothing, retried on retryable errors."""
         request = _Request(method, path, body, form, content, params, anonymous)
-        return _decode(await self._send(request), self.platform, path)
+        return _decode(await self._send(request, read=read), self.platform, path)
 
-    async def _send(self, request: _Request) -> httpx.Response:
+    async def _send(self, request: _Request, *, read: bool) -> httpx.Response:
+        if not read:
+            return await self._answer(request)
+        async for attempt in self._reads.retrying():
+            with attempt:
+                return await self._answer(request)
+        raise AssertionError("unreachable: the last try raises or returns")
+
+    async def _answer(self, request: _Request) -> httpx.Response:
         response = await self._once(request)
         if response.status_code == 401 and self._auth is not None and not request.anonymous:
             # Tokens expire early or are revoked: one fresh token, then the refusal stands.

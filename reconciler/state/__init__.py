@@ -1,16 +1,17 @@
 """Layer 4: what the reconciler remembers between runs.
 
-Rule: imports layers 0-3 and the standard library (and psycopg, in its own module);
-never a platform client, never the command line.
+Rule: imports layers 0-3 and the standard library (and psycopg, in `postgres.py`
+alone); never a platform client, never the command line.
 
-Three things are kept, behind one interface (`StateStore`), so that a PostgreSQL
-backend can sit beside the embedded SQLite one:
+Four things are kept, behind one interface (`StateStore`), on SQLite (embedded, the
+default) or PostgreSQL (shared by many runners), with the same numbered migrations:
 - the inventory: every resource this reconciler created or adopted, with the digest of
   the spec it last applied and the revision it came from; only inventory members can
   ever be deleted;
-- runs: what each plan or apply was asked, what it did, and how long it took;
+- runs: what each apply was asked, what it did, and how long it took;
 - the intent log: each mutating call written before it is sent and closed after it
-  answers, so a run killed between the two is found and reconciled next time.
+  answers, so a run killed between the two is found and reconciled next time;
+- locks: one apply per target at a time, with a heartbeat so a dead holder is noticed.
 """
 
 from __future__ import annotations
@@ -18,25 +19,38 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.errors import InputError, Problem
-from reconciler.state.base import Intent, InventoryEntry, RunRecord, StateStore
+from reconciler.state.base import Intent, InventoryEntry, LockHolder, RunRecord, StateStore
 from reconciler.state.sqlite import SqliteStore
 
-__all__ = ["Intent", "InventoryEntry", "RunRecord", "SqliteStore", "StateStore", "open_store"]
+__all__ = [
+    "Intent",
+    "InventoryEntry",
+    "LockHolder",
+    "RunRecord",
+    "SqliteStore",
+    "StateStore",
+    "open_store",
+]
 
 
-def open_store(url: str, root: Path) -> StateStore:
+def open_store(url: str, root: Path, *, where: str = "reconciler.yaml") -> StateStore:
     """The store a `state:` URL names; relative SQLite paths start at the manifests root."""
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         return SqliteStore(path if path.is_absolute() else root / path)
+    if url.startswith(("postgresql://", "postgres://")):
+        from reconciler.state.postgres import PostgresStore  # psycopg loads only when used
+
+        return PostgresStore(url)
     raise InputError(
         [
             Problem(
-                "reconciler.yaml",
+                where,
                 0,
                 0,
                 f"state URL '{url}' is not supported",
-                "use sqlite:///path/to/state.db",
+                "use sqlite:///path/to/state.db, or postgresql://user@host/database with"
+                " the password in PGPASSWORD",
             )
         ]
     )

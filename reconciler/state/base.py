@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-IntentOutcome = Literal["pending", "ok", "failed"]
+IntentOutcome = Literal["pending", "ok", "failed", "abandoned"]
 RunResult = Literal["running", "succeeded", "failed", "partial", "interrupted"]
 
 
@@ -29,10 +30,31 @@ class InventoryEntry:
     deletion_policy: str = "Delete"
     """From the manifest as last applied: pruning needs them once the manifest is gone."""
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "target": self.target,
+            "kind": self.kind,
+            "digest": self.digest,
+            "revision": self.revision,
+            "adopted": self.adopted,
+            "updated_at": self.updated_at,
+            "spec": self.spec,
+            "fingerprints": self.fingerprints,
+            "protect": self.protect,
+            "deletion_policy": self.deletion_policy,
+        }
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> InventoryEntry:
+        return InventoryEntry(**data)
+
 
 @dataclass(frozen=True, slots=True)
 class Intent:
-    """A mutating call: written before it is sent, closed when it answers."""
+    """A mutating call: written before it is sent, closed when it answers. A create's
+    intent carries the inventory entry it will record, so that a run killed between the
+    call and the record still leaves the resource owned (see `reconciler.engine`)."""
 
     id: int
     run_id: int
@@ -43,6 +65,11 @@ class Intent:
     outcome: IntentOutcome
     finished_at: float | None = None
     error: str | None = None
+    entry: InventoryEntry | None = None
+
+    @property
+    def target(self) -> str:
+        return self.resource.split(":", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +83,39 @@ class RunRecord:
     finished_at: float | None = None
     plan: dict[str, Any] | None = None
     actions: list[dict[str, Any]] | None = None
+    targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """Who holds a target's apply lock. `token` is the holder's secret proof of holding:
+    only its holder can refresh or release the lock."""
+
+    target: str
+    token: str
+    host: str
+    pid: int
+    command: str
+    revision: str | None
+    since: float
+    heartbeat: float
+
+    def describe(self) -> str:
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.since))
+        revision = f", revision {self.revision}" if self.revision else ""
+        return f"{self.command} on host {self.host} (pid {self.pid}) since {since}{revision}"
 
 
 class StateStore(Protocol):
     """One interface for every backend. Methods are synchronous: each is one short
     transaction on a local or nearby database, and the executor calls them between
     platform calls, never during one."""
+
+    location: str
+    """Where the state lives, fit to print (no password)."""
+
+    @property
+    def schema_version(self) -> int: ...
 
     def inventory(self, target: str | None = None) -> dict[str, InventoryEntry]: ...
 
@@ -78,16 +132,53 @@ class StateStore(Protocol):
         revision: str | None,
         profile: str | None,
         plan: dict[str, Any] | None,
+        targets: tuple[str, ...] = (),
     ) -> int: ...
 
     def finish_run(self, run_id: int, result: RunResult, actions: list[dict[str, Any]]) -> None: ...
 
-    def runs(self, limit: int = 20) -> list[RunRecord]: ...
+    def runs(self, limit: int = 20, target: str | None = None) -> list[RunRecord]: ...
 
-    def open_intent(self, run_id: int, resource: str, action: str, call: str) -> int: ...
+    def open_intent(
+        self,
+        run_id: int,
+        resource: str,
+        action: str,
+        call: str,
+        entry: InventoryEntry | None = None,
+    ) -> int: ...
 
     def close_intent(self, intent_id: int, *, ok: bool, error: str | None = None) -> None: ...
 
     def pending_intents(self) -> list[Intent]: ...
+
+    def abandon(self, targets: tuple[str, ...]) -> int:
+        """Close the pending intents on `targets` as abandoned and mark the runs still
+        `running` there interrupted; the caller holds those targets' locks, so whoever
+        left them is gone. The number of intents closed."""
+        ...
+
+    # --- locks: one apply per target -------------------------------------------------
+
+    def acquire_lock(self, holder: LockHolder, *, stale_before: float) -> LockHolder:
+        """Take `holder.target`'s lock if it is free, already ours, or its holder's last
+        heartbeat is older than `stale_before`; the holder after the attempt."""
+        ...
+
+    def take_over_lock(self, holder: LockHolder, *, from_token: str) -> LockHolder:
+        """Take the lock from the holder with `from_token` (known to be dead)."""
+        ...
+
+    def heartbeat(self, token: str, now: float) -> int:
+        """Refresh every lock held with `token`; how many it still holds."""
+        ...
+
+    def release_lock(self, target: str, token: str) -> None: ...
+
+    def break_lock(self, target: str) -> LockHolder | None:
+        """Remove the lock whoever holds it (`reconciler unlock`); who held it."""
+        ...
+
+    def locks(self) -> dict[str, LockHolder]: ...
 
     def close(self) -> None: ...

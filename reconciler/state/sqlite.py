@@ -1,15 +1,18 @@
-"""The embedded state store: one SQLite file, WAL mode, versioned schema."""
+"""The embedded state store: one SQLite file, WAL mode, versioned schema.
+
+Several processes may share the file (two applies started together): SQLite serialises
+their writes, each waiting up to 30 seconds for the other's transaction."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from reconciler.errors import OperationalError
-from reconciler.state.base import Intent, IntentOutcome, InventoryEntry, RunRecord, RunResult
+from reconciler.state.sql import Row, SqlStore
 
 # Each entry moves the schema one version up; never edit one that has shipped.
 MIGRATIONS: tuple[str, ...] = (
@@ -54,15 +57,30 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE inventory ADD COLUMN protect INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE inventory ADD COLUMN deletion_policy TEXT NOT NULL DEFAULT 'Delete';
     """,
+    """
+    CREATE TABLE locks (
+        target TEXT PRIMARY KEY,
+        token TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        command TEXT NOT NULL,
+        revision TEXT,
+        since REAL NOT NULL,
+        heartbeat REAL NOT NULL
+    );
+    ALTER TABLE intents ADD COLUMN entry TEXT;
+    ALTER TABLE runs ADD COLUMN targets TEXT NOT NULL DEFAULT '[]';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class SqliteStore:
+class SqliteStore(SqlStore):
     """`StateStore` on SQLite: every write is its own committed transaction."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.location = f"sqlite:///{path}"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
@@ -74,161 +92,41 @@ class SqliteStore:
             raise OperationalError(f"cannot open the state store {path}: {exc}") from None
 
     def _migrate(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        version = self.schema_version
         if version > SCHEMA_VERSION:
             raise OperationalError(
                 f"the state store {self.path} has schema version {version}; this reconciler"
                 f" knows up to {SCHEMA_VERSION}: upgrade reconciler"
             )
         for number in range(version, SCHEMA_VERSION):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                _run_script(self._db, MIGRATIONS[number])
+            with self._transaction():
+                if self.schema_version > number:
+                    continue  # another process migrated meanwhile
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {number + 1}")
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
 
     @property
     def schema_version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
-            cursor = self._db.execute(sql, params)
+            return self._db.execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as exc:
             raise OperationalError(f"state store {self.path}: {exc}") from None
-        return int(cursor.lastrowid or 0)
 
-    # --- inventory ------------------------------------------------------------------
-
-    def inventory(self, target: str | None = None) -> dict[str, InventoryEntry]:
-        sql = (
-            "SELECT id, target, kind, digest, revision, adopted, updated_at, spec,"
-            " fingerprints, protect, deletion_policy FROM inventory"
-        )
-        rows = (
-            self._db.execute(sql + " WHERE target = ? ORDER BY id", (target,))
-            if target is not None
-            else self._db.execute(sql + " ORDER BY id")
-        )
-        return {
-            row[0]: InventoryEntry(
-                id=row[0],
-                target=row[1],
-                kind=row[2],
-                digest=row[3],
-                revision=row[4],
-                adopted=bool(row[5]),
-                updated_at=row[6],
-                spec=json.loads(row[7]),
-                fingerprints=json.loads(row[8]),
-                protect=bool(row[9]),
-                deletion_policy=row[10],
-            )
-            for row in rows
-        }
-
-    def record_applied(self, entry: InventoryEntry) -> None:
-        self._write(
-            "INSERT INTO inventory (id, target, kind, digest, revision, adopted, updated_at,"
-            " spec, fingerprints, protect, deletion_policy)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (id) DO UPDATE SET digest = excluded.digest,"
-            " revision = excluded.revision, updated_at = excluded.updated_at,"
-            " spec = excluded.spec, fingerprints = excluded.fingerprints,"
-            " protect = excluded.protect, deletion_policy = excluded.deletion_policy",
-            (
-                entry.id,
-                entry.target,
-                entry.kind,
-                entry.digest,
-                entry.revision,
-                int(entry.adopted),
-                entry.updated_at or time.time(),
-                json.dumps(entry.spec, sort_keys=True),
-                json.dumps(entry.fingerprints, sort_keys=True),
-                int(entry.protect),
-                entry.deletion_policy,
-            ),
-        )
-
-    def forget(self, resource: str) -> None:
-        self._write("DELETE FROM inventory WHERE id = ?", (resource,))
-
-    # --- runs -----------------------------------------------------------------------
-
-    def begin_run(
-        self,
-        command: str,
-        *,
-        revision: str | None,
-        profile: str | None,
-        plan: dict[str, Any] | None,
-    ) -> int:
-        return self._write(
-            "INSERT INTO runs (command, revision, profile, started_at, result, plan)"
-            " VALUES (?, ?, ?, ?, 'running', ?)",
-            (command, revision, profile, time.time(), json.dumps(plan) if plan else None),
-        )
-
-    def finish_run(self, run_id: int, result: RunResult, actions: list[dict[str, Any]]) -> None:
-        self._write(
-            "UPDATE runs SET finished_at = ?, result = ?, actions = ? WHERE id = ?",
-            (time.time(), result, json.dumps(actions), run_id),
-        )
-
-    def runs(self, limit: int = 20) -> list[RunRecord]:
-        rows = self._db.execute(
-            "SELECT id, command, revision, profile, started_at, result, finished_at, plan,"
-            " actions FROM runs ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
-        return [
-            RunRecord(
-                id=row[0],
-                command=row[1],
-                revision=row[2],
-                profile=row[3],
-                started_at=row[4],
-                result=row[5],
-                finished_at=row[6],
-                plan=json.loads(row[7]) if row[7] else None,
-                actions=json.loads(row[8]) if row[8] else None,
-            )
-            for row in rows
-        ]
-
-    # --- intents --------------------------------------------------------------------
-
-    def open_intent(self, run_id: int, resource: str, action: str, call: str) -> int:
-        return self._write(
-            "INSERT INTO intents (run_id, resource, action, call, started_at, outcome)"
-            " VALUES (?, ?, ?, ?, ?, 'pending')",
-            (run_id, resource, action, call, time.time()),
-        )
-
-    def close_intent(self, intent_id: int, *, ok: bool, error: str | None = None) -> None:
-        outcome: IntentOutcome = "ok" if ok else "failed"
-        self._write(
-            "UPDATE intents SET finished_at = ?, outcome = ?, error = ? WHERE id = ?",
-            (time.time(), outcome, error, intent_id),
-        )
-
-    def pending_intents(self) -> list[Intent]:
-        rows = self._db.execute(
-            "SELECT id, run_id, resource, action, call, started_at, outcome, finished_at, error"
-            " FROM intents WHERE outcome = 'pending' ORDER BY id"
-        )
-        return [Intent(*row) for row in rows]
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        # IMMEDIATE takes the write lock up front: two writers never deadlock upgrading.
+        self._query("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._query("COMMIT")
 
     def close(self) -> None:
         self._db.close()
-
-
-def _run_script(db: sqlite3.Connection, script: str) -> None:
-    # executescript() would commit the open transaction; run statement by statement.
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)

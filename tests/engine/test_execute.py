@@ -11,10 +11,11 @@ from tenacity import RetryCallState
 
 from reconciler.engine import Planned, Session
 from reconciler.errors import PermanentError, RetryableError
-from reconciler.execute import ActionResult, ExecuteOptions, Outcome, _Runner
+from reconciler.execute import ActionResult, ExecuteOptions, Outcome
 from reconciler.manifests import LoadOptions, Manifests, ResourceId, load
 from reconciler.plan import Action, PlanOptions, Source
 from reconciler.providers.base import Desired
+from reconciler.retry import Backoff
 from reconciler.state import SqliteStore
 from tests.fake import FakeConnector, FakePlatform
 
@@ -110,16 +111,15 @@ def test_retryable_errors_are_retried_and_permanent_ones_not(
     assert len(platform.faults[("create", "pachyderm:Repo/p/r1")]) == 1
 
 
-def test_retry_after_is_honoured_over_a_shorter_backoff(store: SqliteStore) -> None:
-    runner = _Runner.__new__(_Runner)
-    runner.options = ExecuteOptions(backoff_initial=0.01, backoff_max=0.02)
+def test_retry_after_is_honoured_over_a_shorter_backoff() -> None:
+    backoff = Backoff(attempts=5, initial=0.01, maximum=0.02)
     state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
     for error, expected in (
         (RetryableError("429", retry_after=7.5), 7.5),
         (RetryableError("503"), None),
     ):
         state.set_exception((type(error), error, None))
-        wait = runner._wait(state)
+        wait = backoff._wait(state)
         assert wait == expected if expected else wait <= 0.04
 
 

@@ -195,7 +195,7 @@ def test_injected_faults_on_the_package_manager_are_retryable(
     manifests = load(folder)
 
     def provider(url: str, transport: Transport | None) -> InsightsProvider:
-        config = InsightsTarget(provider="insights", url=url, timeout=5)
+        config = InsightsTarget(provider="insights", url=url, timeout=5, retries=0)
         return connect("insights", config, manifests, environ={}, transport=transport, base_url=url)
 
     seen = observe_failures(app, provider, over_http=over_http)

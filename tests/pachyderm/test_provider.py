@@ -301,7 +301,10 @@ def test_a_missing_token_variable_is_an_input_error_before_any_call(
 def test_an_unreachable_pachd_is_an_operational_error_naming_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = "targets:\n  pachyderm: {provider: pachyderm, url: 'http://127.0.0.1:9', timeout: 2}\n"
+    config = (
+        "targets:\n  pachyderm:"
+        " {provider: pachyderm, url: 'http://127.0.0.1:9', timeout: 2, retries: 0}\n"
+    )
     folder = write(tmp_path / "m", PROJECT, config=config)
     assert run_cli("plan", str(folder)) == 1
     err = capsys.readouterr().err
@@ -313,7 +316,7 @@ def test_injected_faults_and_resets_are_retryable(tmp_path: Path, over_http: boo
     app = create_app(tmp_path / "sandbox.db", SandboxOptions(fail_rate=1.0, seed=3))
 
     def provider(url: str, transport: Transport | None) -> PachydermProvider:
-        config = PachydermTarget(provider="pachyderm", url=url, timeout=5)
+        config = PachydermTarget(provider="pachyderm", url=url, timeout=5, retries=0)
         return connect("pachyderm", config, transport=transport, base_url=url)
 
     errors = observe_failures(app, provider, over_http=over_http)

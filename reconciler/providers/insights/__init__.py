@@ -22,6 +22,7 @@ from reconciler.providers.insights.auth import KeycloakAuth, token_paths
 from reconciler.providers.insights.client import USED, PackageManagerClient
 from reconciler.providers.insights.policies import InsightsPolicies
 from reconciler.providers.insights.provider import InsightsProvider, Waiting
+from reconciler.retry import Backoff
 
 __all__ = ["USED", "InsightsPolicies", "InsightsProvider", "connect"]
 
@@ -48,6 +49,7 @@ def connect(
         transport=transport,
         verify=verify,
         timeout=config.timeout,
+        reads=Backoff(attempts=1 + config.retries),
     )
     return InsightsProvider(
         target,

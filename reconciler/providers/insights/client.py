@@ -59,14 +59,19 @@ class PackageManagerClient:
     ) -> Any:
         op = OPERATIONS[operation]
         return await self.http.request(
-            op.method, op.url(**(path or {})), body=body, content=content, params=params
+            op.method,
+            op.url(**(path or {})),
+            body=body,
+            content=content,
+            params=params,
+            read=not op.mutates,
         )
 
     # --- reads: two calls observe a whole target ---------------------------------------
 
     async def openapi(self) -> Any:
         """The instance's own description of its API (public: no token sent)."""
-        return await self.http.request("GET", "/openapi", anonymous=True)
+        return await self.http.request("GET", "/openapi", anonymous=True, read=True)
 
     async def list_packages(self) -> list[dict[str, Any]]:
         return _list(await self._call("listPackages"), "listPackages")

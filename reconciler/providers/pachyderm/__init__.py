@@ -16,6 +16,7 @@ from reconciler.providers.http import HttpClient, Transport
 from reconciler.providers.pachyderm.client import PachdClient
 from reconciler.providers.pachyderm.policies import PachydermPolicies
 from reconciler.providers.pachyderm.provider import PachydermProvider
+from reconciler.retry import Backoff
 
 __all__ = ["PachydermPolicies", "PachydermProvider", "connect"]
 
@@ -45,5 +46,6 @@ def connect(
         transport=transport,
         verify=verify,
         timeout=config.timeout,
+        reads=Backoff(attempts=1 + config.retries),
     )
     return PachydermProvider(target, PachdClient(http))

@@ -33,11 +33,11 @@ class PachdClient:
     def __init__(self, http: HttpClient) -> None:
         self.http = http
 
-    async def _call(self, rpc: str, body: Mapping[str, Any]) -> Any:
-        return await self.http.post(f"/api/{rpc}", body)
+    async def _call(self, rpc: str, body: Mapping[str, Any], *, read: bool = False) -> Any:
+        return await self.http.post(f"/api/{rpc}", body, read=read)
 
     async def _stream(self, rpc: str, body: Mapping[str, Any]) -> list[Any]:
-        return await self.http.post_stream(f"/api/{rpc}", body)
+        return await self.http.post_stream(f"/api/{rpc}", body, read=True)
 
     # --- reads: four calls observe a whole target -------------------------------------
 
@@ -48,7 +48,7 @@ class PachdClient:
         return await self._stream("pfs_v2.API/ListRepo", {"type": "user"})
 
     async def list_secrets(self) -> list[dict[str, Any]]:
-        answer = await self._call("pps_v2.API/ListSecret", {})
+        answer = await self._call("pps_v2.API/ListSecret", {}, read=True)
         return list((answer or {}).get("secretInfo") or [])
 
     async def list_pipelines(self) -> list[dict[str, Any]]:

@@ -1,0 +1,54 @@
+"""What every command shares: the consoles, the common arguments, loading manifests,
+the providers' connector, and asking for confirmation."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from reconciler import targets
+from reconciler.engine import Connector
+from reconciler.errors import OperationalError
+from reconciler.manifests import LoadOptions, Manifests, load
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+PathArg = Annotated[
+    Path,
+    typer.Argument(help="A manifests folder (or one manifest file).", show_default=True),
+]
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", "-p", help="A profile of reconciler.yaml.")
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")]
+
+
+class ValidateFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def _load(path: Path, profile: str | None, *, variables: bool = True) -> Manifests:
+    return load(path, LoadOptions(profile=profile, resolve_variables=variables))
+
+
+def _connector(ctx: typer.Context) -> Connector:
+    found = ctx.find_root().obj
+    return found if found is not None else targets.Connector()
+
+
+def confirm(question: str, what: str) -> None:
+    """Ask on the terminal; without one, refuse and say how to go on."""
+    if not sys.stdin.isatty():
+        raise OperationalError(
+            f"{what} needs confirmation and there is no terminal to ask on: pass --yes"
+            " (nothing was changed)"
+        )
+    if not typer.confirm(question, default=False):
+        raise OperationalError(f"{what} cancelled; nothing was changed")

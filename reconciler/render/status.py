@@ -1,0 +1,124 @@
+"""`reconciler status`: per target, what is managed, the lock, the last runs, drift."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from reconciler.engine import TargetStatus
+from reconciler.state import LockHolder, RunRecord
+
+
+def _when(stamp: float | None) -> str:
+    if stamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(stamp))
+
+
+def _counts(run: RunRecord) -> dict[str, int]:
+    return dict(Counter(str(a.get("status")) for a in run.actions or ()))
+
+
+def _lock_json(lock: LockHolder | None) -> dict[str, Any] | None:
+    if lock is None:
+        return None
+    return {
+        "host": lock.host,
+        "pid": lock.pid,
+        "command": lock.command,
+        "revision": lock.revision,
+        "since": _when(lock.since),
+        "heartbeat": _when(lock.heartbeat),
+    }
+
+
+def as_json(location: str, targets: Sequence[TargetStatus]) -> str:
+    body: dict[str, Any] = {"state": location, "targets": {}}
+    for status in targets:
+        body["targets"][status.target] = {
+            "provider": status.provider,
+            "url": status.url,
+            "managed": {
+                "count": len(status.managed),
+                "by_kind": dict(sorted(Counter(e.kind for e in status.managed).items())),
+                "resources": [
+                    {
+                        "id": e.id,
+                        "kind": e.kind,
+                        "adopted": e.adopted,
+                        "revision": e.revision,
+                        "protect": e.protect,
+                        "deletion_policy": e.deletion_policy,
+                        "updated_at": _when(e.updated_at),
+                    }
+                    for e in status.managed
+                ],
+            },
+            "lock": _lock_json(status.lock),
+            "runs": [
+                {
+                    "id": r.id,
+                    "command": r.command,
+                    "result": r.result,
+                    "revision": r.revision,
+                    "started_at": _when(r.started_at),
+                    "finished_at": _when(r.finished_at),
+                    "actions": _counts(r),
+                }
+                for r in status.runs
+            ],
+            "drift": None
+            if status.drift is None
+            else [
+                {"id": str(a.id), "action": a.action, "reasons": list(a.reasons)}
+                for a in status.drift
+            ],
+            "in_sync": status.drift == (),
+            "warnings": list(status.warnings),
+            "error": status.error,
+        }
+    return json.dumps(body, indent=2)
+
+
+def print_text(location: str, targets: Sequence[TargetStatus], console: Console) -> None:
+    console.print(f"state: {escape(location)}")
+    for status in targets:
+        console.print()
+        kinds = Counter(e.kind for e in status.managed)
+        by_kind = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "nothing yet"
+        console.print(
+            f"[bold]{escape(status.target)}[/bold] ({status.provider}, {escape(status.url)}):"
+            f" manages {len(status.managed)}: {by_kind}"
+        )
+        if status.lock is not None:
+            console.print(f"  locked by {escape(status.lock.describe())}")
+        if status.drift is None:
+            console.print(f"  [red]drift unknown[/red]: {escape(status.error or '')}")
+        elif not status.drift:
+            console.print("  [green]in sync[/green] with the manifests")
+        else:
+            console.print(f"  [yellow]{len(status.drift)} resource(s) differ[/yellow]:")
+            for action in status.drift:
+                why = "; ".join(action.reasons)
+                console.print(f"    {action.action:<8} {escape(str(action.id))}: {escape(why)}")
+        for warning in status.warnings:
+            console.print(f"  [yellow]warning[/yellow]: {escape(warning)}")
+        if not status.runs:
+            console.print("  no runs yet")
+            continue
+        table = Table(show_edge=False, header_style="bold", pad_edge=False)
+        for column in ("run", "started (UTC)", "result", "revision", "actions"):
+            table.add_column(column)
+        for run in status.runs:
+            counts = ", ".join(f"{n} {s}" for s, n in sorted(_counts(run).items())) or "-"
+            table.add_row(
+                str(run.id), _when(run.started_at), run.result, run.revision or "-", counts
+            )
+        console.print(table)
