@@ -1,0 +1,238 @@
+"""Surviving faults, crashes and a second runner: the sandbox over real HTTP, the
+command line as users run it (in-process, or as a process to kill)."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.synthetic import Repository, write
+from reconciler.sandbox import SandboxOptions, create_app
+from reconciler.sandbox.app import stats_of
+from reconciler.sandbox.insights import InsightsOptions
+from reconciler.sandbox.store import Store
+from reconciler.state import SqliteStore, open_store
+from tests.conftest import run_cli
+from tests.pachyderm.helpers import served
+
+FAST = InsightsOptions(deploy_delay=0.05)
+# Nothing of the developer's may leak into the runs: no credentials, no CI settings.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("INSIGHTS_", "PACH"))}
+
+
+def stats(db: Path) -> dict[str, Any]:
+    store = Store(db)
+    try:
+        return stats_of(store)
+    finally:
+        store.close()
+
+
+def deletes(calls: dict[str, int]) -> dict[str, int]:
+    return {k: n for k, n in calls.items() if k.startswith("DELETE") or "/Delete" in k}
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "reconciler", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=CLEAN_ENV,
+    )
+
+
+@pytest.fixture
+def sandbox_url(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    options = getattr(request, "param", SandboxOptions(insights=FAST))
+    with served(create_app(tmp_path / "sandbox.db", options)) as url:
+        yield url
+
+
+def unowned(url: str, folder: Path) -> Repository:
+    """Resources someone else made on the same platforms, by another reconciler state."""
+    other = write(folder, 12, seed=99, url=url, prefix="theirs", state="sqlite:///theirs.db")
+    assert run_cli("apply", "--yes", str(folder)) == 0
+    return other
+
+
+# --- faults -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sandbox_url",
+    [SandboxOptions(latency_ms=3, fail_rate=0.2, seed=11, insights=FAST)],
+    indirect=True,
+    ids=["20% faults"],
+)
+def test_200_resources_converge_through_20_percent_faults_in_three_runs(
+    tmp_path: Path, sandbox_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    theirs = unowned(sandbox_url, tmp_path / "theirs")
+    ours = write(tmp_path / "ours", 200, seed=5, url=sandbox_url)
+    before = stats(tmp_path / "sandbox.db")
+    runs = 0
+    for runs in range(1, 4):  # noqa: B007 (the count is asserted)
+        code = run_cli("apply", "--yes", "--prune", "--concurrency", "16", str(ours.folder))
+        if code == 0 and run_cli("plan", "--detailed-exitcode", str(ours.folder)) == 0:
+            break
+    else:
+        pytest.fail("200 resources did not converge in 3 applies:\n" + capsys.readouterr().err)
+    after = stats(tmp_path / "sandbox.db")
+    # The faults were real: calls failed and were retried.
+    assert after["mutating"] - before["mutating"] > 200
+    # Nothing was deleted: neither our data nor anything of theirs.
+    assert deletes(after["calls"]) == deletes(before["calls"]) == {}
+    assert set(before["persisted_data"]) <= set(after["persisted_data"])
+    store = SqliteStore(ours.folder / "state.db")
+    assert set(store.inventory()) == set(ours.ids)
+    store.close()
+    # Their resources are untouched: their own plan still says nothing changed.
+    capsys.readouterr()
+    assert run_cli("plan", "--detailed-exitcode", str(theirs.folder)) == 0, capsys.readouterr()
+    print(f"converged in {runs} run(s)")
+
+
+class FailingReads:
+    """ASGI middleware: the sandbox, with every ListRepo answered 503 while `failing`."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.failing = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.failing and scope["type"] == "http" and scope["path"].endswith("/ListRepo"):
+            body = b'{"code": 14, "message": "injected: unavailable", "details": []}'
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def test_an_observation_failure_deletes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = FailingReads(create_app(tmp_path / "sandbox.db", SandboxOptions(insights=FAST)))
+    with served(app) as url:
+        repo = write(tmp_path / "m", 20, seed=3, url=url, target_options="retries: 1")
+        assert run_cli("apply", "--yes", str(repo.folder)) == 0
+        for manifest in sorted((repo.folder / "manifests").glob("*.yaml"))[1:]:
+            manifest.unlink()  # all but the first group leave the manifests
+        app.failing = True
+        capsys.readouterr()
+        assert run_cli("apply", "--yes", "--prune", "--allow-mass-delete", str(repo.folder)) == 1
+        err = capsys.readouterr().err
+        assert "cannot observe target 'pachyderm'" in err and "nothing was changed" in err
+        assert deletes(stats(tmp_path / "sandbox.db")["calls"]) == {}
+        store = SqliteStore(repo.folder / "state.db")
+        assert set(store.inventory()) == set(repo.ids)
+        store.close()
+        # Once the platform answers again, the prune goes ahead.
+        app.failing = False
+        assert run_cli("apply", "--yes", "--prune", "--max-deletes", "100", str(repo.folder)) == 0
+        assert deletes(stats(tmp_path / "sandbox.db")["calls"]) != {}
+
+
+# --- crashes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("first", [0, 10], ids=["trials 1-10", "trials 11-20"])
+def test_an_apply_killed_at_any_moment_is_recovered_by_the_next(
+    tmp_path: Path, first: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = SandboxOptions(latency_ms=40, insights=InsightsOptions(deploy_delay=0.1))
+    db = tmp_path / "sandbox.db"
+    with served(create_app(db, options)) as url:
+        calibration = write(tmp_path / "calibration", 24, seed=first, url=url, prefix="cal")
+        before = stats(db)["mutating"]
+        run = spawn("apply", "--yes", str(calibration.folder))
+        while stats(db)["mutating"] == before:  # interpreter start, load, plan
+            time.sleep(0.01)
+        started = time.monotonic()
+        assert run.wait(60) == 0
+        applying = time.monotonic() - started
+        chance = random.Random(first)
+        cut: list[int] = []
+        for trial in range(first, first + 10):
+            repo = write(tmp_path / f"t{trial}", 24, seed=trial, url=url, prefix=f"t{trial}")
+            before = stats(db)["mutating"]
+            run = spawn("apply", "--yes", str(repo.folder))
+            if trial % 5:  # most kills land while calls are being made
+                while stats(db)["mutating"] == before and run.poll() is None:
+                    time.sleep(0.005)
+                time.sleep(chance.uniform(0, applying * 0.6))
+            else:  # the others at any moment, start-up included
+                time.sleep(chance.uniform(0, 1.5))
+            run.kill()
+            run.wait(10)
+            cut.append(stats(db)["mutating"] - before)
+            capsys.readouterr()
+            assert run_cli("apply", "--yes", str(repo.folder)) == 0, capsys.readouterr().err
+            assert run_cli("plan", "--detailed-exitcode", str(repo.folder)) == 0
+            store = SqliteStore(repo.folder / "state.db")
+            owned = store.inventory()
+            assert store.pending_intents() == []
+            assert {r.result for r in store.runs()} <= {"succeeded", "interrupted"}
+            store.close()
+            assert set(owned) == set(repo.ids), f"trial {trial}: the inventory lost resources"
+            # Everything was created by us, killed run or not: nothing counts as adopted.
+            assert [rid for rid, e in owned.items() if e.adopted] == [], f"trial {trial}"
+    print("mutating calls made by each killed apply:", cut)
+    # The kills fell at different moments: before any call, and in the middle of applies.
+    assert any(n > 0 for n in cut), cut
+    assert len(set(cut)) > 2, cut
+
+
+# --- a second runner --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_applies_started_together_one_waits_out_and_names_the_holder(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    state = "sqlite:///state.db" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    db = tmp_path / "sandbox.db"
+    options = SandboxOptions(latency_ms=60, insights=FAST)
+    with served(create_app(db, options)) as url:
+        repo = write(tmp_path / "m", 30, seed=8, url=url, state=state)
+        runs = [spawn("apply", "--yes", str(repo.folder)) for _ in range(2)]
+        results = [(r.wait(120), *r.communicate()) for r in runs]
+        codes = sorted(code for code, _, _ in results)
+        assert codes == [0, 1], results
+        (loser_err,) = [err for code, _, err in results if code == 1]
+        assert "is locked by apply on host" in loser_err and "pid" in loser_err, loser_err
+        assert "--lock-timeout" in loser_err and "reconciler unlock" in loser_err
+        # Only one apply called the platforms: each resource was created exactly once.
+        calls = stats(db)["calls"]
+        creates = {k: n for k, n in calls.items() if "/Create" in k or k.startswith("POST /pack")}
+        assert calls.get("POST /api/pfs_v2.API/CreateProject") == sum(
+            1 for rid in repo.ids if rid.startswith("pachyderm:Project/")
+        ), creates
+    store = open_store(state, repo.folder)
+    try:
+        assert store.locks() == {}
+        assert set(store.inventory()) == set(repo.ids)
+    finally:
+        store.close()
+
+
+def test_a_second_apply_with_a_lock_timeout_waits_for_the_first(tmp_path: Path) -> None:
+    db = tmp_path / "sandbox.db"
+    with served(create_app(db, SandboxOptions(latency_ms=40, insights=FAST))) as url:
+        repo = write(tmp_path / "m", 16, seed=4, url=url)
+        first = spawn("apply", "--yes", str(repo.folder))
+        time.sleep(0.3)
+        second = spawn("apply", "--yes", "--lock-timeout", "60", str(repo.folder))
+        assert first.wait(60) == 0
+        code = second.wait(60)
+        out, err = second.communicate()
+        assert code == 0, err
+        assert "No changes" in out
