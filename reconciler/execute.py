@@ -160,7 +160,12 @@ class _Runner:
             revision=self.options.revision,
             profile=self.options.profile,
             plan=plan.to_json(),
-            targets=tuple(sorted(self.work.providers)),
+            targets=tuple(
+                sorted(
+                    {a.id.target for a in plan.actions if a.mutates or a.adopt}
+                    | {f.id.target for f in plan.forget}
+                )
+            ),
         )
         for forgotten in plan.forget:
             self.store.forget(str(forgotten.id))

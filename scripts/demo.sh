@@ -51,3 +51,6 @@ edit "$DEMO/packages/trades/src/trades-rt.q" 'Real-time ingest' 'Real-time inges
 "$R" plan "$DEMO" --detailed-exitcode || [ $? -eq 2 ]
 "$R" apply "$DEMO" --yes
 "$R" sandbox stats "$DEMO"
+
+step "status: what reconciler manages on each target, its runs, and no drift"
+"$R" status "$DEMO"

@@ -37,6 +37,9 @@ def test_the_demo_applies_the_quickstart_then_touches_exactly_what_each_change_n
     assert "All checks passed." in done.stdout
     assert "Apply complete: 8 done" in done.stdout
     assert done.stdout.count("No changes. The targets match the manifests.") == 2
+    # The closing status: both targets in sync, what each manages.
+    assert done.stdout.count("in sync with the manifests") == 2
+    assert "manages 6: 3 Pipeline, 1 Project, 2 Repo" in done.stdout
     again, image, package = _stats(done.stdout)
     assert (again["mutating"], again["restarts"]) == (0, {})
     assert image["restarts"] == {"pachyderm:Pipeline/vision/montage": 1}

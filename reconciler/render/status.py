@@ -22,8 +22,10 @@ def _when(stamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(stamp))
 
 
-def _counts(run: RunRecord) -> dict[str, int]:
-    return dict(Counter(str(a.get("status")) for a in run.actions or ()))
+def _counts(run: RunRecord, target: str) -> dict[str, int]:
+    """The run's action results on `target` alone."""
+    mine = (a for a in run.actions or () if str(a.get("id", "")).startswith(f"{target}:"))
+    return dict(Counter(str(a.get("status")) for a in mine))
 
 
 def _lock_json(lock: LockHolder | None) -> dict[str, Any] | None:
@@ -70,7 +72,7 @@ def as_json(location: str, targets: Sequence[TargetStatus]) -> str:
                     "revision": r.revision,
                     "started_at": _when(r.started_at),
                     "finished_at": _when(r.finished_at),
-                    "actions": _counts(r),
+                    "actions": _counts(r, status.target),
                 }
                 for r in status.runs
             ],
@@ -117,8 +119,9 @@ def print_text(location: str, targets: Sequence[TargetStatus], console: Console)
         for column in ("run", "started (UTC)", "result", "revision", "actions"):
             table.add_column(column)
         for run in status.runs:
-            counts = ", ".join(f"{n} {s}" for s, n in sorted(_counts(run).items())) or "-"
+            counts = _counts(run, status.target)
+            shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "-"
             table.add_row(
-                str(run.id), _when(run.started_at), run.result, run.revision or "-", counts
+                str(run.id), _when(run.started_at), run.result, run.revision or "-", shown
             )
         console.print(table)
