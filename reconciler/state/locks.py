@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from reconciler.errors import RetryableError
+from reconciler.errors import OperationalError, RetryableError
 from reconciler.state.base import LockHolder, StateStore
 
 
@@ -116,4 +116,7 @@ async def _beat(
 ) -> None:
     while True:
         await asyncio.sleep(options.heartbeat)
-        store.heartbeat(token, clock())
+        try:
+            store.heartbeat(token, clock())
+        except OperationalError:
+            continue  # the store blinked: the next beat tries again, well before staleness

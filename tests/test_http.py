@@ -1,0 +1,91 @@
+"""The HTTP client's retries: reads are retried on retryable failures, writes never
+(the executor retries those, each try in the intent log)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from reconciler.errors import PermanentError, RetryableError
+from reconciler.providers.http import HttpClient
+from reconciler.retry import Backoff
+
+T = TypeVar("T")
+QUICK = Backoff(attempts=4, initial=0.001, maximum=0.01)
+
+
+def client(answers: list[httpx.Response | Exception], seen: list[str]) -> HttpClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return HttpClient(
+        "http://platform", platform="p", transport=httpx.MockTransport(handler), reads=QUICK
+    )
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def test_a_read_survives_a_timeout_a_reset_a_503_and_a_429() -> None:
+    seen: list[str] = []
+    http = client(
+        [
+            httpx.ReadTimeout("slow"),
+            httpx.RemoteProtocolError("reset"),
+            httpx.Response(503, json={"detail": "unavailable"}),
+            httpx.Response(200, json={"items": [1]}),
+        ],
+        seen,
+    )
+    assert run(http.request("GET", "/list", read=True)) == {"items": [1]}
+    assert len(seen) == 4
+    run(http.aclose())
+
+
+def test_a_read_waits_for_retry_after() -> None:
+    seen: list[str] = []
+    http = client(
+        [httpx.Response(429, headers={"retry-after": "0.2"}), httpx.Response(200, json={})],
+        seen,
+    )
+    started = asyncio.run(_timed(http))
+    assert started >= 0.2
+    assert len(seen) == 2
+
+
+async def _timed(http: HttpClient) -> float:
+    loop = asyncio.get_running_loop()
+    begin = loop.time()
+    await http.request("GET", "/list", read=True)
+    await http.aclose()
+    return loop.time() - begin
+
+
+def test_a_read_gives_up_after_its_tries_and_a_refusal_is_not_retried() -> None:
+    seen: list[str] = []
+    http = client([httpx.Response(503, json={"detail": "down"})] * 4, seen)
+    with pytest.raises(RetryableError, match="down"):
+        run(http.request("GET", "/list", read=True))
+    assert len(seen) == 4
+    seen.clear()
+    refused = client([httpx.Response(403, json={"detail": "forbidden"})], seen)
+    with pytest.raises(PermanentError, match="forbidden"):
+        run(refused.request("GET", "/list", read=True))
+    assert len(seen) == 1
+
+
+def test_a_write_is_sent_once_whatever_the_failure() -> None:
+    seen: list[str] = []
+    http = client([httpx.Response(503, json={"detail": "unavailable"})], seen)
+    with pytest.raises(RetryableError):
+        run(http.request("POST", "/create", body={}))
+    assert seen == ["POST /create"]
