@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from reconciler.errors import InputError
 from reconciler.manifests import kinds
 from reconciler.manifests.config import CONFIG_FILE, Settings
-from reconciler.manifests.discovery import discover, display_name, inside, package_source_dirs
+from reconciler.manifests.discovery import discover, display_name, package_source_dirs
 from reconciler.manifests.documents import Document, read_documents
 from reconciler.manifests.kinds.pachyderm import DEFAULT_PROJECT
 from reconciler.manifests.merge import merge
@@ -83,11 +83,11 @@ def load(path: Path, options: LoadOptions | None = None) -> Manifests:
         except InputError as exc:
             parsed.append((file, display, exc))
 
-    sources = package_source_dirs(parsed)
+    sources = set(package_source_dirs(parsed))
     builder = _Builder(root, settings, options, report)
     used_files: list[str] = []
     for file, display, result in parsed:
-        if path.is_dir() and any(inside(file.resolve(), src) for src in sources):
+        if path.is_dir() and sources and _in_any(file.resolve(), sources):
             continue
         used_files.append(display)
         if isinstance(result, InputError):
@@ -107,6 +107,12 @@ def load(path: Path, options: LoadOptions | None = None) -> Manifests:
         files=tuple(used_files),
         package_sources=builder.package_sources,
     )
+
+
+def _in_any(path: Path, folders: set[Path]) -> bool:
+    """Whether `path` is one of `folders` or inside one: a walk up its parents, not a
+    scan of every folder (thousands of packages each have one)."""
+    return path in folders or any(parent in folders for parent in path.parents)
 
 
 # --- documents to resources ----------------------------------------------------------

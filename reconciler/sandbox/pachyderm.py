@@ -86,7 +86,8 @@ class Pachd:
             raise not_found(f"project {name} not found")
 
     def ListProject(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        return [self._projects()[name] for name in sorted(self._projects())]
+        projects = self._projects()
+        return [projects[name] for name in sorted(projects)]
 
     def CreateProject(self, body: dict[str, Any]) -> dict[str, Any]:
         name = str((body.get("project") or {}).get("name") or "")
