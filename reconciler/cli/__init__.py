@@ -23,6 +23,7 @@ from reconciler import __version__, graph, schemas
 from reconciler.cli import sandbox as sandbox_cli
 from reconciler.cli import state as state_cli
 from reconciler.cli.common import (
+    FormatOpt,
     PathArg,
     ProfileOpt,
     ValidateFormat,
@@ -86,9 +87,7 @@ def _root(
 def validate(
     path: PathArg = Path(),
     profile: ProfileOpt = None,
-    output: Annotated[
-        ValidateFormat, typer.Option("--format", "-f", help="text or json.")
-    ] = ValidateFormat.text,
+    output: FormatOpt = ValidateFormat.text,
     no_variables: Annotated[
         bool,
         typer.Option(
@@ -330,9 +329,7 @@ def apply(
         typer.Option("--plan", help="Apply exactly this saved plan (from plan --out)."),
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
-    output: Annotated[
-        ValidateFormat, typer.Option("--format", "-f", help="text or json.")
-    ] = ValidateFormat.text,
+    output: FormatOpt = ValidateFormat.text,
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, max=256, help="Calls in flight at most.")
     ] = 8,
@@ -424,9 +421,7 @@ def doctor(
     ctx: typer.Context,
     path: PathArg = Path(),
     profile: ProfileOpt = None,
-    output: Annotated[
-        ValidateFormat, typer.Option("--format", "-f", help="text or json.")
-    ] = ValidateFormat.text,
+    output: FormatOpt = ValidateFormat.text,
 ) -> int:
     """Check every target: reachable, authenticated, and for kdb Insights, whether the
     instance's /openapi has every operation the provider uses. Changes nothing."""

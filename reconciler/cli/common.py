@@ -34,6 +34,9 @@ class ValidateFormat(StrEnum):
     json = "json"
 
 
+FormatOpt = Annotated[ValidateFormat, typer.Option("--format", "-f", help="text or json.")]
+
+
 def _load(path: Path, profile: str | None, *, variables: bool = True) -> Manifests:
     return load(path, LoadOptions(profile=profile, resolve_variables=variables))
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from reconciler.cli.common import (
+    FormatOpt,
     PathArg,
     ProfileOpt,
     ValidateFormat,
@@ -33,9 +34,7 @@ def status(
     ctx: typer.Context,
     path: PathArg = Path(),
     profile: ProfileOpt = None,
-    output: Annotated[
-        ValidateFormat, typer.Option("--format", "-f", help="text or json.")
-    ] = ValidateFormat.text,
+    output: FormatOpt = ValidateFormat.text,
     runs: Annotated[int, typer.Option("--runs", min=0, help="Last runs shown per target.")] = 5,
 ) -> int:
     """Per target: the resources reconciler manages, the lock, the last runs and their

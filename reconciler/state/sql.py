@@ -1,5 +1,5 @@
 """`StateStore` in SQL that SQLite and PostgreSQL both speak; a backend supplies the
-connection, the placeholders and its migrations.
+connection, its parameter style and its migrations.
 
 Every method is one statement or one short transaction, committed before it returns:
 a run killed at any moment leaves the store as of its last completed call.
@@ -72,7 +72,7 @@ _LOCKS = "target, token, host, pid, command, revision, since, heartbeat"
 
 
 class SqlStore(ABC):
-    """The shared statements, written with `?` placeholders."""
+    """The shared statements, written with `?` for each parameter."""
 
     location: str
 
