@@ -367,7 +367,7 @@ class _Runner:
         except BaseException as exc:
             self.store.close_intent(intent, ok=False, error=str(exc) or type(exc).__name__)
             raise
-        self.store.close_intent(intent, ok=True)
+        self.store.close_intent(intent, ok=True, record=entry)
         return tries
 
     def _remember(self, action: Action) -> None:

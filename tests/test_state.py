@@ -128,6 +128,23 @@ def test_runs_and_intents(store: SqlStore, url: str, tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_finished_create_is_in_the_inventory_the_moment_its_intent_closes(
+    store: SqlStore, url: str, tmp_path: Path
+) -> None:
+    # Closing the intent and recording the entry are one transaction: a kill right after
+    # the close cannot leave a created resource that neither the intent log nor the
+    # inventory knows (the next run would call it adopted).
+    run = store.begin_run("apply", revision=None, profile=None, plan=None, targets=("p",))
+    entry = InventoryEntry("p:Repo/default/a", "p", "Repo", "sha256:1", None, False)
+    intent = store.open_intent(run, entry.id, "create", "create", entry)
+    store.close_intent(intent, ok=True, record=entry)
+    store.close()
+    store = reopen(url, tmp_path)
+    assert store.pending_intents() == []
+    assert store.inventory()[entry.id].adopted is False
+    store.close()
+
+
 def test_abandon_closes_a_dead_runs_intents_on_the_locked_targets_only(store: SqlStore) -> None:
     dead = store.begin_run("apply", revision=None, profile=None, plan=None, targets=("p",))
     other = store.begin_run("apply", revision=None, profile=None, plan=None, targets=("i",))

@@ -148,7 +148,17 @@ class StateStore(Protocol):
         entry: InventoryEntry | None = None,
     ) -> int: ...
 
-    def close_intent(self, intent_id: int, *, ok: bool, error: str | None = None) -> None: ...
+    def close_intent(
+        self,
+        intent_id: int,
+        *,
+        ok: bool,
+        error: str | None = None,
+        record: InventoryEntry | None = None,
+    ) -> None:
+        """Close an intent; with `record`, write that inventory entry in the same
+        transaction, so no kill can leave a finished create out of the inventory."""
+        ...
 
     def pending_intents(self) -> list[Intent]: ...
 

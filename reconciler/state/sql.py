@@ -200,12 +200,22 @@ class SqlStore(ABC):
         )
         return int(rows[0][0])
 
-    def close_intent(self, intent_id: int, *, ok: bool, error: str | None = None) -> None:
+    def close_intent(
+        self,
+        intent_id: int,
+        *,
+        ok: bool,
+        error: str | None = None,
+        record: InventoryEntry | None = None,
+    ) -> None:
         outcome: IntentOutcome = "ok" if ok else "failed"
-        self._query(
-            "UPDATE intents SET finished_at = ?, outcome = ?, error = ? WHERE id = ?",
-            (time.time(), outcome, error, intent_id),
-        )
+        with self._transaction():
+            self._query(
+                "UPDATE intents SET finished_at = ?, outcome = ?, error = ? WHERE id = ?",
+                (time.time(), outcome, error, intent_id),
+            )
+            if record is not None:
+                self.record_applied(record)
 
     def pending_intents(self) -> list[Intent]:
         rows = self._query(f"SELECT {_INTENTS} FROM intents WHERE outcome = 'pending' ORDER BY id")
