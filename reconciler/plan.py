@@ -309,8 +309,14 @@ def _draft(
             else "created by reconciler before, but no longer on the target (deleted"
             " outside reconciler?)"
         )
-        shown = tuple(diff(want.spec, {}, prefix="spec"))
-        return _Draft("create", [reason], shown, desired_digest=desired_digest)
+        rules = policies.rules(rid.kind)
+        # Write-only fields never show, even written in clear in a manifest.
+        hidden = tuple((path.removeprefix("spec."),) for path in rules.sealed)
+        shown = (
+            *diff(want.spec, {}, DiffRules(ignored=hidden), prefix="spec"),
+            *(Change(path, "add", None, REDACTED) for path in sealed_digests(want.spec, rules)),
+        )
+        return _Draft("create", [reason], tuple(sorted(shown)), desired_digest=desired_digest)
     changes = compare(want, observed, policies, applied)
     decision: Decision = policies.classify(want, observed, changes, applied)
     if decision.blocked:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import signal
 import sys
+import tempfile
 import threading
 from enum import StrEnum
 from pathlib import Path
@@ -19,15 +20,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from reconciler import __version__, graph, schemas
+from reconciler import __version__, checkout, graph, schemas
+from reconciler import review as review_module
+from reconciler.checkout import Checkout
 from reconciler.cli import sandbox as sandbox_cli
 from reconciler.cli import state as state_cli
 from reconciler.cli.common import (
     FormatOpt,
-    PathArg,
     ProfileOpt,
+    RefOpt,
+    SourceArg,
     ValidateFormat,
     _connector,
+    _fetch,
     _load,
     confirm,
     err,
@@ -36,13 +41,15 @@ from reconciler.cli.common import (
 from reconciler.engine import Connector, Planned, Session, diagnose
 from reconciler.errors import InputError, Problem, ReconcilerError
 from reconciler.execute import ExecuteOptions, Outcome
-from reconciler.manifests import Manifests
+from reconciler.manifests import LoadOptions, Manifests, load
 from reconciler.manifests.schemas import all_schemas, dumps
+from reconciler.manifests.snapshot import snapshot
 from reconciler.plan import Plan, PlanOptions, Source
 from reconciler.render import graph as graph_render
 from reconciler.render import plan as plan_render
 from reconciler.render import progress as progress_render
 from reconciler.render import validation as validation_render
+from reconciler.review import Review
 from reconciler.state import open_store
 from reconciler.state.locks import LockOptions
 
@@ -85,7 +92,8 @@ def _root(
 
 @app.command()
 def validate(
-    path: PathArg = Path(),
+    source: SourceArg = ".",
+    ref: RefOpt = None,
     profile: ProfileOpt = None,
     output: FormatOpt = ValidateFormat.text,
     no_variables: Annotated[
@@ -99,7 +107,7 @@ def validate(
 ) -> int:
     """Check manifests and configuration without contacting anything."""
     try:
-        manifests = _load(path, profile, variables=not no_variables)
+        manifests = _load(_fetch(source, ref).folder, profile, variables=not no_variables)
         built = graph.build(manifests.resources)
         selected: set[str] | None = None
         if manifests.settings.select:
@@ -134,7 +142,8 @@ def validate(
 
 @app.command("graph")
 def graph_command(
-    path: PathArg = Path(),
+    source: SourceArg = ".",
+    ref: RefOpt = None,
     profile: ProfileOpt = None,
     output: Annotated[
         GraphFormat, typer.Option("--format", "-f", help="text, dot or mermaid.")
@@ -145,7 +154,7 @@ def graph_command(
     ] = None,
 ) -> int:
     """Show the dependency graph, in creation order."""
-    manifests = _load(path, profile)
+    manifests = _load(_fetch(source, ref).folder, profile)
     built = graph.build(manifests.resources)
     selectors = list(select or manifests.settings.select)
     if selectors:
@@ -255,7 +264,8 @@ async def _make_plan(
 @app.command()
 def plan(
     ctx: typer.Context,
-    path: PathArg = Path(),
+    source: SourceArg = ".",
+    ref: RefOpt = None,
     profile: ProfileOpt = None,
     output: Annotated[
         PlanFormat, typer.Option("--format", "-f", help="text, markdown or json.")
@@ -267,6 +277,14 @@ def plan(
         bool,
         typer.Option("--detailed-exitcode", help="Exit 2 when there are changes to apply."),
     ] = False,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            help="A git ref (e.g. origin/main): also show what changed in the manifests"
+            " since it, resource by resource, as a pull request would.",
+        ),
+    ] = None,
     select: SelectOpt = None,
     no_deps: NoDepsOpt = False,
     prune: PruneOpt = None,
@@ -275,18 +293,25 @@ def plan(
     verbose: VerboseOpt = False,
 ) -> int:
     """Show what apply would do: reads only, changes nothing."""
-    manifests = _load(path, profile)
+    fetched = _fetch(source, ref)
+    manifests = _load(fetched.folder, profile)
     options = _plan_options(manifests, select, no_deps, prune, max_deletes, allow_mass_delete)
-    source = Source(str(path), None, manifests.settings.profile)
-    result = asyncio.run(_make_plan(manifests, _connector(ctx), options, source))
+    review = _review(fetched, base, profile) if base is not None else None
+    where = Source(fetched.origin.shown, fetched.revision, manifests.settings.profile)
+    result = asyncio.run(_make_plan(manifests, _connector(ctx), options, where))
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(result.dumps(), encoding="utf-8")
     if output is PlanFormat.json:
-        out.print(result.dumps(), markup=False, end="")
+        data = result.to_json()
+        if review is not None:
+            data["review"] = review.to_json()
+        out.print(json.dumps(data, indent=2, default=str), markup=False)
     elif output is PlanFormat.markdown:
-        out.print(plan_render.markdown(result), markup=False)
+        out.print(plan_render.markdown(result, review), markup=False)
     else:
+        if review is not None:
+            plan_render.print_review(review, out)
         plan_render.print_text(result, out, verbose=verbose)
         if out_file is not None:
             out.print(
@@ -295,6 +320,23 @@ def plan(
     if result.errors:
         return 1
     return 2 if detailed_exitcode and result.pending else 0
+
+
+def _review(head: Checkout, ref: str, profile: str | None) -> Review:
+    """The manifests at `ref` against the head's, both with references unresolved."""
+    with tempfile.TemporaryDirectory(prefix="reconciler-base-") as scratch:
+        older = checkout.base(head, ref, Path(scratch))
+        unresolved = LoadOptions(profile=profile, resolve_variables=False)
+        after = snapshot(load(head.folder, unresolved))
+        try:
+            before = snapshot(load(older.folder, unresolved))
+        except InputError as exc:
+            first = exc.problems[0].format().splitlines()[0] if exc.problems else str(exc)
+            first = first.replace(f"{Path(scratch).resolve()}/", "").replace(f"{scratch}/", "")
+            return review_module.failed(ref, older.revision, f"the base does not load: {first}")
+    return review_module.compare(
+        before, after, base_ref=ref, base_revision=older.revision, head_revision=head.revision
+    )
 
 
 def _read_plan(file: Path) -> Plan:
@@ -319,10 +361,13 @@ def _read_plan(file: Path) -> Plan:
 @app.command()
 def apply(
     ctx: typer.Context,
-    path: Annotated[
-        Path | None,
-        typer.Argument(help="A manifests folder (default: the plan's, or the current folder)."),
+    source: Annotated[
+        str | None,
+        typer.Argument(
+            help="A manifests folder, or a git URL (default: the plan's, or the current folder).",
+        ),
     ] = None,
+    ref: RefOpt = None,
     profile: ProfileOpt = None,
     plan_file: Annotated[
         Path | None,
@@ -363,13 +408,18 @@ def apply(
                     )
                 ]
             )
-        path = path if path is not None else Path(saved.source.path)
+        if source is None:
+            source = saved.source.path
+            if checkout.is_remote(source):
+                ref = ref or saved.source.revision  # the very commit the plan was made from
         profile = profile if profile is not None else saved.source.profile
-    path = path if path is not None else Path()
-    manifests = _load(path, profile)
+    fetched = _fetch(source if source is not None else ".", ref)
+    manifests = _load(fetched.folder, profile)
     options = _plan_options(manifests, select, no_deps, prune, max_deletes, allow_mass_delete)
-    source = Source(str(path), None, manifests.settings.profile)
-    execute_options = ExecuteOptions(concurrency=concurrency, profile=manifests.settings.profile)
+    where = Source(fetched.origin.shown, fetched.revision, manifests.settings.profile)
+    execute_options = ExecuteOptions(
+        concurrency=concurrency, revision=fetched.revision, profile=manifests.settings.profile
+    )
     text = output is ValidateFormat.text
     connector = _connector(ctx)
 
@@ -383,7 +433,7 @@ def apply(
                 if saved is not None:
                     planned = await session.replan(saved)
                 else:
-                    planned = await session.plan(options, source)
+                    planned = await session.plan(options, where)
                 if session.recovered:
                     err.print(
                         f"recovered {len(session.recovered)} resource(s) that an interrupted"
@@ -419,13 +469,14 @@ def apply(
 @app.command()
 def doctor(
     ctx: typer.Context,
-    path: PathArg = Path(),
+    source: SourceArg = ".",
+    ref: RefOpt = None,
     profile: ProfileOpt = None,
     output: FormatOpt = ValidateFormat.text,
 ) -> int:
     """Check every target: reachable, authenticated, and for kdb Insights, whether the
     instance's /openapi has every operation the provider uses. Changes nothing."""
-    manifests = _load(path, profile)
+    manifests = _load(_fetch(source, ref).folder, profile)
     results = asyncio.run(diagnose(manifests, _connector(ctx)))
     healthy = all(check.ok for checks in results.values() for check in checks)
     if output is ValidateFormat.json:

@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from reconciler import targets
+from reconciler import checkout, targets
+from reconciler.checkout import Checkout, Origin
 from reconciler.engine import Connector
 from reconciler.errors import OperationalError
 from reconciler.manifests import LoadOptions, Manifests, load
@@ -22,6 +23,22 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 PathArg = Annotated[
     Path,
     typer.Argument(help="A manifests folder (or one manifest file).", show_default=True),
+]
+SourceArg = Annotated[
+    str,
+    typer.Argument(
+        help="A manifests folder (or one manifest file), or a git URL; URL//folder for a"
+        " folder inside the repository.",
+        show_default=True,
+    ),
+]
+RefOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ref",
+        help="With a git URL: the branch, tag or commit to read (default: the remote's"
+        " default branch).",
+    ),
 ]
 ProfileOpt = Annotated[
     str | None, typer.Option("--profile", "-p", help="A profile of reconciler.yaml.")
@@ -39,6 +56,11 @@ FormatOpt = Annotated[ValidateFormat, typer.Option("--format", "-f", help="text 
 
 def _load(path: Path, profile: str | None, *, variables: bool = True) -> Manifests:
     return load(path, LoadOptions(profile=profile, resolve_variables=variables))
+
+
+def _fetch(location: str, ref: str | None) -> Checkout:
+    """The manifests a SOURCE argument names, on disk, with the commit they are at."""
+    return checkout.fetch(Origin.parse(location, ref))
 
 
 def _connector(ctx: typer.Context) -> Connector:

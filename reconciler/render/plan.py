@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from reconciler.diff import Change
 from reconciler.plan import Action, Plan
+from reconciler.review import ResourceChange, Review
 
 MARKDOWN_LIMIT = 65_000
 
@@ -130,9 +131,39 @@ def print_text(plan: Plan, console: Console, *, verbose: bool = False) -> None:
         console.print(f"[red]This plan cannot be applied: {count} error{'s' * (count != 1)}.[/red]")
 
 
-def markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
-    """One pull-request comment: a summary table and a collapsible diff per resource,
-    never longer than `limit` characters (a note says what was cut)."""
+COMMENT_MARKER = "<!-- reconciler-plan -->"
+"""First line of every comment body: CI finds the comment it wrote by it, and updates it."""
+
+REVIEW_SYMBOL = {"added": "+", "changed": "~", "removed": "-"}
+REVIEW_STYLE = {"added": "green", "changed": "yellow", "removed": "red"}
+
+
+def print_review(review: Review, console: Console) -> None:
+    """What the manifests changed since the base, resource by resource."""
+    since = f"{review.base_ref}" + (
+        f" ({review.base_revision[:12]})" if review.base_revision else ""
+    )
+    console.print(f"[bold]Manifest changes since {escape(since)}[/bold]")
+    if review.base_error is not None:
+        console.print(f"  [yellow]{escape(review.base_error)}[/yellow]")
+    elif not review.resources:
+        console.print("  [dim]none: the desired state is the same[/dim]")
+    for item in review.resources:
+        style = REVIEW_STYLE[item.change]
+        console.print(
+            f"  [{style}]{REVIEW_SYMBOL[item.change]} {item.change:<8}[/{style}]"
+            f" {escape(str(item.id))}"
+        )
+        for change in item.changes:
+            console.print(f"          {escape(change_line(change))}", style=style)
+    console.print()
+    console.print("[bold]Live plan for the head[/bold]")
+
+
+def markdown(plan: Plan, review: Review | None = None, *, limit: int = MARKDOWN_LIMIT) -> str:
+    """One pull-request comment: what the manifests change (with `review`), then the live
+    plan as a summary table and a collapsible diff per resource; never longer than `limit`
+    characters (a note says what was cut)."""
     summary = plan.summary()
     source = plan.source
     about = [f"`{source.path}`"]
@@ -140,9 +171,25 @@ def markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
         about.append(f"profile `{source.profile}`")
     if source.revision:
         about.append(f"revision `{source.revision[:12]}`")
-    head = [
-        "### reconciler plan",
-        "",
+    head = [COMMENT_MARKER, "### reconciler plan", ""]
+    sections: list[str] = []
+    if review is not None:
+        counts = review.counts()
+        since = f"`{review.base_ref}`" + (
+            f" (`{review.base_revision[:12]}`)" if review.base_revision else ""
+        )
+        if review.base_error is not None:
+            said = f":warning: {_md(review.base_error)}"
+        elif review.resources:
+            said = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+        else:
+            said = "none: the desired state is the same"
+        head += [f"**Manifest changes since {since}**: {said}", ""]
+        if review.resources:
+            sections.append("\n#### Manifest changes\n\n")
+            sections += [_md_review(item) for item in review.resources]
+        sections.append("\n#### Live plan\n\n")
+    head += [
         f"**{headline(plan)}** ({', '.join(about)})",
         "",
         "| action | count |",
@@ -159,7 +206,7 @@ def markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
         tail += [f"- :warning: {_md(w)}" for w in plan.warnings] + [""]
     tail += [f"<sub>plan fingerprint `{plan.fingerprint}`</sub>"]
 
-    sections = [_md_section(a) for a in plan.actions if a.mutates or a.adopt]
+    sections += [_md_section(a) for a in plan.actions if a.mutates or a.adopt]
     sections += [f"- `∅ forget` `{f.id}`: {_md(f.reason)}\n" for f in plan.forget]
     text = "\n".join(head)
     closing = "\n" + "\n".join(tail) + "\n"
@@ -170,13 +217,26 @@ def markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
         if used + len(section) > budget:
             left = len(sections) - index
             body.append(
-                f"\n> :scissors: {left} more resource{'s' * (left != 1)} not shown: a comment"
+                f"\n> :scissors: {left} more section{'s' * (left != 1)} not shown: a comment"
                 f" holds at most {limit:,} characters. Run `reconciler plan` for the whole plan.\n"
             )
             break
         body.append(section)
         used += len(section)
     return text + "".join(body) + closing
+
+
+def _md_review(item: ResourceChange) -> str:
+    lines = [
+        "<details>",
+        f"<summary><code>{REVIEW_SYMBOL[item.change]} {item.change}</code>"
+        f" <code>{item.id}</code></summary>",
+        "",
+    ]
+    if item.changes:
+        lines += ["```diff", *(_fence_safe(change_line(c)) for c in item.changes), "```"]
+    lines += ["</details>", ""]
+    return "\n".join(lines) + "\n"
 
 
 def _md_section(action: Action) -> str:

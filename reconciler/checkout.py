@@ -1,0 +1,338 @@
+"""Layer 7: where the manifests come from: a local folder, or a git URL at a ref.
+
+Rule: the only module that runs git. Credentials come from the environment and reach git
+through the environment too (never its command line, where `ps` would show them); every
+text git prints passes through `Git.scrub` before it can reach a user.
+
+- A local folder is read in place; when it lies in a git work tree its revision is the
+  commit checked out (with `+dirty` when the folder has uncommitted changes).
+- A git URL (`https://`, `ssh://`, `git@host:path`, `file://`) is fetched shallow (depth 1)
+  into a clone cached per URL under `$RECONCILER_CACHE` (default
+  `$XDG_CACHE_HOME/reconciler`), reused by the next run: a fetch brings only what
+  changed. `URL//sub/folder` reads the manifests from a folder of the repository.
+  A fetch resets every file git tracks to the commit fetched and leaves untracked files
+  alone: `.reconciler/` (the embedded sandbox, a relative SQLite state) stays.
+- `base(...)` writes the manifests as they were at another ref into a temporary folder,
+  for `plan --base`.
+
+Credentials for HTTPS: `RECONCILER_GIT_TOKEN` (sent as HTTP basic auth with the user
+`RECONCILER_GIT_USERNAME`, default `x-access-token`, which GitHub and GitLab accept) or a
+user and password in the URL itself. SSH uses the usual keys and `GIT_SSH_COMMAND`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.errors import InputError, OperationalError, Problem
+
+TOKEN_VARIABLE = "RECONCILER_GIT_TOKEN"
+USERNAME_VARIABLE = "RECONCILER_GIT_USERNAME"
+CACHE_VARIABLE = "RECONCILER_CACHE"
+
+_REMOTE = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_MISSING_REF = ("couldn't find remote ref", "not our ref", "unknown revision", "bad revision")
+
+
+def is_remote(location: str) -> bool:
+    """Whether a PATH argument names a git repository rather than a local folder."""
+    return bool(_REMOTE.match(location))
+
+
+def masked(url: str) -> str:
+    """`url` without the user and password it may carry: safe to print and store."""
+    return _USERINFO.sub("***@", url)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """A parsed source: a local folder, or a git URL, a ref and a folder inside it."""
+
+    location: str
+    ref: str | None = None
+    subdir: str = ""
+
+    @property
+    def remote(self) -> bool:
+        return is_remote(self.location)
+
+    @property
+    def shown(self) -> str:
+        """The source as plans, runs and logs record it (the commit goes beside it):
+        never a credential."""
+        if not self.remote:
+            return self.location
+        return masked(self.location) + (f"//{self.subdir}" if self.subdir else "")
+
+    @staticmethod
+    def parse(location: str, ref: str | None = None) -> Origin:
+        if not is_remote(location):
+            if ref is not None:
+                raise InputError(
+                    [
+                        Problem(
+                            "--ref",
+                            message=f"--ref needs a git URL; '{location}' is a local folder",
+                            hint="give a git URL (https://..., ssh://..., git@host:repo,"
+                            " file://...), or leave --ref out",
+                        )
+                    ]
+                )
+            return Origin(str(Path(location)))
+        scheme, sep, rest = location.partition("://")
+        head, slashes, subdir = (rest if sep else location).partition("//")
+        url = f"{scheme}{sep}{head}" if sep else head
+        return Origin(url, ref, subdir.strip("/") if slashes else "")
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """Manifests on disk and the commit they are at (None outside git)."""
+
+    folder: Path
+    revision: str | None
+    origin: Origin
+    repository: Path | None = None
+    """The work tree or cached clone the folder lies in, when it is in git."""
+
+
+class Git:
+    """The git command line, with credentials from the environment and output scrubbed."""
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        if shutil.which("git", path=self.environ.get("PATH")) is None:
+            raise OperationalError("git is not installed or not on PATH: install git")
+        self._secrets = [
+            s for s in (self.environ.get(TOKEN_VARIABLE), self.environ.get("GIT_PASSWORD")) if s
+        ]
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return masked(text)
+
+    def env(self) -> dict[str, str]:
+        env = {
+            **self.environ,
+            "GIT_TERMINAL_PROMPT": "0",  # never wait for a password nobody will type
+            "GIT_ASKPASS": "",
+            "LC_ALL": "C",  # messages we can recognise
+        }
+        token = self.environ.get(TOKEN_VARIABLE)
+        if token:
+            user = self.environ.get(USERNAME_VARIABLE, "x-access-token")
+            basic = base64.b64encode(f"{user}:{token}".encode()).decode()
+            count = int(env.get("GIT_CONFIG_COUNT", "0"))
+            env["GIT_CONFIG_COUNT"] = str(count + 1)
+            env[f"GIT_CONFIG_KEY_{count}"] = "http.extraHeader"
+            env[f"GIT_CONFIG_VALUE_{count}"] = f"Authorization: Basic {basic}"
+        return env
+
+    def run(self, args: Sequence[str], cwd: Path, *, what: str) -> str:
+        return self.output(args, cwd, what=what).decode(errors="replace")
+
+    def output(self, args: Sequence[str], cwd: Path, *, what: str) -> bytes:
+        try:
+            done = subprocess.run(
+                ["git", *args],
+                cwd=cwd,
+                env=self.env(),
+                capture_output=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            raise OperationalError(f"{what}: cannot run git: {exc.strerror}") from None
+        if done.returncode != 0:
+            message = self.scrub(done.stderr.decode(errors="replace").strip())
+            raise _GitFailed(f"{what}: {message or f'git exited {done.returncode}'}")
+        return done.stdout
+
+
+class _GitFailed(OperationalError):
+    """A git command that failed; its message is scrubbed."""
+
+
+def cache_root(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    if env.get(CACHE_VARIABLE):
+        return Path(env[CACHE_VARIABLE])
+    xdg = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "reconciler"
+
+
+def fetch(origin: Origin, git: Git | None = None, cache: Path | None = None) -> Checkout:
+    """The manifests of `origin` on disk: a local folder as it is, a git URL fetched."""
+    if not origin.remote:
+        folder = Path(origin.location)
+        return Checkout(folder, local_revision(folder, git), origin, _toplevel(folder, git))
+    git = git or Git()
+    clone = (cache or cache_root(git.environ)) / "git" / _key(origin.location)
+    with _locked(clone):
+        sha = _fetch(git, clone, origin.location, origin.ref or "HEAD")
+        git.run(["checkout", "--quiet", "--force", "--detach", sha], clone, what="git checkout")
+    folder = clone / origin.subdir if origin.subdir else clone
+    if not folder.is_dir():
+        raise InputError(
+            [
+                Problem(
+                    origin.shown,
+                    message=f"the repository has no folder '{origin.subdir}' at {sha[:12]}",
+                    hint="check the path after // in the source",
+                )
+            ]
+        )
+    return Checkout(folder, sha, origin, clone)
+
+
+def local_revision(folder: Path, git: Git | None = None) -> str | None:
+    """The commit a local folder is at, `+dirty` when it has uncommitted changes; None
+    outside a git work tree (or without git)."""
+    top = _toplevel(folder, git)
+    if top is None:
+        return None
+    git = git or Git()
+    start = folder if folder.is_dir() else folder.parent
+    try:
+        sha = git.run(["rev-parse", "--verify", "HEAD"], start, what="git rev-parse").strip()
+        changed = git.run(["status", "--porcelain", "--", "."], start, what="git status")
+    except OperationalError:
+        return None  # a repository without commits yet
+    return sha + ("+dirty" if changed.strip() else "")
+
+
+def base(checkout: Checkout, ref: str, dest: Path, git: Git | None = None) -> Checkout:
+    """The same manifests folder as it was at `ref` (at its merge base with the
+    checkout's commit when the history has one: what a pull request's "files changed"
+    compares against), written under `dest`. A folder absent at that commit comes back
+    empty."""
+    repo = checkout.repository
+    if repo is None:
+        raise InputError(
+            [
+                Problem(
+                    "--base",
+                    message=f"{checkout.folder} is not in a git work tree",
+                    hint="run plan --base inside a git checkout, or on a git URL",
+                )
+            ]
+        )
+    git = git or Git()
+    start = checkout.folder if checkout.folder.is_dir() else checkout.folder.parent
+    prefix = start.resolve().relative_to(repo.resolve()).as_posix()
+    prefix = "" if prefix == "." else prefix
+    try:
+        commit = _resolve(git, repo, ref)
+    except InputError:
+        if not checkout.origin.remote:
+            raise
+        commit = _fetch(git, repo, checkout.origin.location, ref)
+    head = checkout.revision.removesuffix("+dirty") if checkout.revision else None
+    if head:
+        # Unrelated or shallow history has none: then compare with the ref itself.
+        with contextlib.suppress(OperationalError):
+            commit = git.run(["merge-base", commit, head], repo, what="git merge-base").strip()
+    try:
+        archive = git.output(
+            ["archive", "--format=tar", commit, *([prefix] if prefix else [])],
+            repo,
+            what="git archive",
+        )
+    except OperationalError:
+        archive = b""  # the folder did not exist at that commit
+    dest.mkdir(parents=True, exist_ok=True)
+    if archive:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(dest, filter="data")
+    folder = dest / prefix if prefix else dest
+    folder.mkdir(parents=True, exist_ok=True)
+    if checkout.folder.is_file():
+        folder = folder / checkout.folder.name
+    origin = Origin(checkout.origin.location, ref, checkout.origin.subdir)
+    return Checkout(folder, commit, origin, dest)
+
+
+def _toplevel(folder: Path, git: Git | None) -> Path | None:
+    start = folder if folder.is_dir() else folder.parent
+    if not start.is_dir() or (git is None and shutil.which("git") is None):
+        return None
+    git = git or Git()
+    try:
+        return Path(git.run(["rev-parse", "--show-toplevel"], start, what="git").strip())
+    except OperationalError:
+        return None
+
+
+def _resolve(git: Git, repo: Path, ref: str) -> str:
+    try:
+        return git.run(
+            ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], repo, what="git rev-parse"
+        ).strip()
+    except OperationalError:
+        raise InputError(
+            [
+                Problem(
+                    "--base",
+                    message=f"'{ref}' is not a commit, branch or tag of the repository",
+                    hint="fetch it first (in CI: a checkout with fetch-depth: 0), or name"
+                    " another ref",
+                )
+            ]
+        ) from None
+
+
+def _fetch(git: Git, clone: Path, url: str, ref: str) -> str:
+    if not (clone / ".git").exists():
+        clone.mkdir(parents=True, exist_ok=True)
+        git.run(["init", "--quiet"], clone, what="git init")
+    try:
+        git.run(
+            ["fetch", "--quiet", "--depth", "1", "--no-tags", url, ref],
+            clone,
+            what=f"git fetch {masked(url)} {ref}",
+        )
+    except _GitFailed as exc:
+        if any(marker in str(exc) for marker in _MISSING_REF):
+            raise InputError(
+                [
+                    Problem(
+                        masked(url),
+                        message=f"no branch, tag or commit '{ref}' in the repository",
+                        hint="check --ref",
+                    )
+                ]
+            ) from None
+        raise
+    return git.run(["rev-parse", "FETCH_HEAD"], clone, what="git rev-parse").strip()
+
+
+def _key(url: str) -> str:
+    name = re.sub(r"[^\w.-]+", "-", masked(url).rsplit("/", 1)[-1]).strip("-")[:40]
+    return f"{name or 'repo'}-{hashlib.sha256(masked(url).encode()).hexdigest()[:12]}"
+
+
+@contextmanager
+def _locked(clone: Path) -> Iterator[None]:
+    """One fetch at a time per cached clone, across processes of this machine."""
+    clone.parent.mkdir(parents=True, exist_ok=True)
+    with (clone.parent / f"{clone.name}.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
