@@ -24,6 +24,7 @@ from reconciler import __version__, checkout, graph, schemas
 from reconciler import review as review_module
 from reconciler.checkout import Checkout
 from reconciler.cli import sandbox as sandbox_cli
+from reconciler.cli import serve as serve_cli
 from reconciler.cli import state as state_cli
 from reconciler.cli.common import (
     FormatOpt,
@@ -67,6 +68,7 @@ app.add_typer(sandbox_cli.app, name="sandbox")
 app.add_typer(state_cli.app, name="state")
 app.command("status")(state_cli.status)
 app.command("unlock")(state_cli.unlock)
+app.command("serve")(serve_cli.serve)
 
 
 class PlanFormat(StrEnum):

@@ -1,0 +1,103 @@
+"""`reconciler serve`: webhooks, a schedule and metrics around repeated runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from reconciler.checkout import Origin
+from reconciler.cli.common import ProfileOpt, SourceArg, _connector
+from reconciler.errors import InputError, Problem
+from reconciler.server import ServeOptions, create_app
+from reconciler.server.logs import configure
+from reconciler.server.schedule import parse_interval
+
+
+class ModeChoice(StrEnum):
+    plan = "plan"
+    apply = "apply"
+
+
+def serve(
+    ctx: typer.Context,
+    source: SourceArg = ".",
+    ref: Annotated[
+        str | None,
+        typer.Option(
+            "--ref",
+            help="With a git URL: the branch to follow (default: the remote's default branch).",
+        ),
+    ] = None,
+    branch: Annotated[
+        str | None,
+        typer.Option(
+            "--branch",
+            help="Push events to this branch trigger a run (default: --ref, or main).",
+        ),
+    ] = None,
+    profile: ProfileOpt = None,
+    mode: Annotated[
+        ModeChoice,
+        typer.Option(
+            "--mode", help="plan: find and report drift; apply: also repair it (self-heal)."
+        ),
+    ] = ModeChoice.plan,
+    interval: Annotated[
+        str, typer.Option("--interval", help="Time between scheduled runs (+-10%): 30s, 5m, 1h.")
+    ] = "5m",
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
+    prune: Annotated[
+        bool | None,
+        typer.Option("--prune/--no-prune", help="Delete owned resources that left the manifests."),
+    ] = None,
+    max_deletes: Annotated[int, typer.Option("--max-deletes", min=0)] = 10,
+    lock_timeout: Annotated[
+        float,
+        typer.Option(
+            "--lock-timeout", min=0, help="Seconds an apply run waits for a target's lock."
+        ),
+    ] = 300.0,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=256)] = 8,
+) -> int:
+    """Reconcile continuously: on webhooks (GitHub, GitLab, generic) and on a schedule,
+    one run at a time. Secrets come from the environment: RECONCILER_GITHUB_SECRET,
+    RECONCILER_GITLAB_TOKEN, RECONCILER_WEBHOOK_TOKEN (a hook without one answers 404).
+    Logs are JSON lines on stderr; SIGTERM lets the run in flight finish, then exits."""
+    try:
+        seconds = parse_interval(interval)
+    except ValueError as exc:
+        raise InputError([Problem("--interval", message=str(exc))]) from None
+    Origin.parse(source, ref)  # a bad source is input: exit 3 before serving
+    options = ServeOptions(
+        source=source,
+        ref=ref,
+        branch=branch or ref or "main",
+        profile=profile,
+        mode=mode.value,
+        interval=seconds,
+        prune=prune,
+        max_deletes=max_deletes,
+        lock_timeout=lock_timeout,
+        concurrency=concurrency,
+        github_secret=os.environ.get("RECONCILER_GITHUB_SECRET") or None,
+        gitlab_token=os.environ.get("RECONCILER_GITLAB_TOKEN") or None,
+        generic_token=os.environ.get("RECONCILER_WEBHOOK_TOKEN") or None,
+    )
+    configure()
+    app = create_app(options, _connector(ctx))
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
+    )
+    # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the handler that
+    # was there before it: make that one a no-op, so a drained shutdown exits 0.
+    for received in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(received, lambda number, frame: None)
+    asyncio.run(uvicorn.Server(config).serve())
+    return 0

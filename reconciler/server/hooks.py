@@ -1,0 +1,95 @@
+"""Webhook requests: who sent them, whether we saw them before, what they ask for.
+
+Signatures and tokens are compared with `hmac.compare_digest` (constant time); a
+delivery id is remembered only after its request authenticated, so forged requests
+cannot poison the replay log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+MAX_BODY = 1 << 20
+"""Bodies above 1 MiB are refused (413) before they are read in full."""
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Why a run is wanted."""
+
+    reason: str
+    """startup, schedule, github, gitlab or generic."""
+    revision: str | None = None
+    """The commit a push announced (the run fetches the branch's newest anyway)."""
+    delivery: str | None = None
+
+
+def github_signed(secret: str, body: bytes, header: str | None) -> bool:
+    """X-Hub-Signature-256: `sha256=` and the HMAC-SHA256 of the body under the secret."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header.removeprefix("sha256="))
+
+
+def token_matches(secret: str, given: str | None) -> bool:
+    """X-Gitlab-Token, or the token of `Authorization: Bearer ...`."""
+    return given is not None and hmac.compare_digest(secret.encode(), given.encode())
+
+
+def bearer(header: str | None) -> str | None:
+    if header is None or not header.lower().startswith("bearer "):
+        return None
+    return header[len("bearer ") :].strip()
+
+
+class Deliveries:
+    """The newest `size` delivery ids seen: a replayed one is ignored."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def first_time(self, delivery: str | None) -> bool:
+        if not delivery:
+            return True
+        if delivery in self._seen:
+            return False
+        self._seen[delivery] = None
+        if len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+        return True
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a push-like event asks for: a trigger, or why it is ignored."""
+
+    trigger: Trigger | None
+    ignored: str | None = None
+
+
+def github_event(event: str, payload: Any, branch: str, delivery: str | None) -> Verdict:
+    if event != "push":
+        return Verdict(None, f"event '{event}' does not trigger runs")
+    return _push(payload, branch, "github", "after", delivery)
+
+
+def gitlab_event(event: str, payload: Any, branch: str, delivery: str | None) -> Verdict:
+    if event != "Push Hook":
+        return Verdict(None, f"event '{event}' does not trigger runs")
+    return _push(payload, branch, "gitlab", "checkout_sha", delivery)
+
+
+def _push(payload: Any, branch: str, reason: str, sha_key: str, delivery: str | None) -> Verdict:
+    if not isinstance(payload, dict):
+        return Verdict(None, "not a push payload")
+    ref = payload.get("ref")
+    if ref != f"refs/heads/{branch}":
+        return Verdict(None, f"push to {ref}, not to the tracked branch {branch}")
+    sha = payload.get(sha_key)
+    return Verdict(Trigger(reason, sha if isinstance(sha, str) else None, delivery))

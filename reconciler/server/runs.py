@@ -1,0 +1,236 @@
+"""One run of `reconciler serve`: fetch the source, load, plan, and in apply mode apply.
+
+A run never raises: whatever happens becomes its report (`result` one of `succeeded`,
+`drift` (plan mode found changes), `failed`, `invalid`), its metrics and its log lines.
+In apply mode the run holds the targets' locks like `reconciler apply` does, waiting up
+to `lock_timeout` for a CI job that holds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from reconciler import checkout
+from reconciler.checkout import Checkout, Origin
+from reconciler.engine import Connector, Session
+from reconciler.errors import InputError, ReconcilerError
+from reconciler.execute import ExecuteOptions, Outcome
+from reconciler.manifests import LoadOptions, Manifests, load
+from reconciler.plan import Plan, PlanOptions, Source
+from reconciler.server.hooks import Trigger
+from reconciler.server.logs import event
+from reconciler.server.metrics import Metrics
+from reconciler.state import open_store
+from reconciler.state.locks import LockOptions
+
+Mode = Literal["plan", "apply"]
+Result = Literal["succeeded", "drift", "failed", "invalid"]
+
+log = logging.getLogger("reconciler.server")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    source: str
+    """A manifests folder or a git URL (URL//folder)."""
+    ref: str | None = None
+    """With a git URL: the branch to follow (default: the remote's default branch)."""
+    branch: str = "main"
+    """The branch whose push events trigger a run."""
+    profile: str | None = None
+    mode: Mode = "plan"
+    interval: float = 300.0
+    prune: bool | None = None
+    max_deletes: int = 10
+    allow_mass_delete: bool = False
+    lock_timeout: float = 300.0
+    concurrency: int = 8
+    github_secret: str | None = None
+    gitlab_token: str | None = None
+    generic_token: str | None = None
+
+
+@dataclass
+class RunReport:
+    number: int
+    trigger: Trigger
+    started_at: float
+    finished_at: float | None = None
+    revision: str | None = None
+    result: Result | None = None
+    error: str | None = None
+    planned: dict[str, int] = field(default_factory=dict)
+    executed: dict[str, int] = field(default_factory=dict)
+    drifted: dict[str, list[str]] = field(default_factory=dict)
+    run_id: int | None = None
+    """The run's record in the state store, when it applied anything."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "trigger": self.trigger.reason,
+            "announced_revision": self.trigger.revision,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "revision": self.revision,
+            "result": self.result,
+            "error": self.error,
+            "planned": self.planned,
+            "executed": self.executed,
+            "drift": {target: len(ids) for target, ids in self.drifted.items()},
+            "state_run_id": self.run_id,
+        }
+
+
+class Runner:
+    """Makes runs and remembers the last one, and the last per target."""
+
+    def __init__(self, options: ServeOptions, connect: Connector, metrics: Metrics) -> None:
+        self.options = options
+        self.connect = connect
+        self.metrics = metrics
+        self.count = 0
+        self.last: RunReport | None = None
+        self.current: RunReport | None = None
+        self.by_target: dict[str, RunReport] = {}
+        self.targets: tuple[str, ...] = ()
+
+    async def __call__(self, trigger: Trigger) -> None:
+        self.count += 1
+        report = RunReport(self.count, trigger, time.time())
+        self.current = report
+        started = time.monotonic()
+        event(
+            log,
+            "run started",
+            run=report.number,
+            trigger=trigger.reason,
+            announced_revision=trigger.revision,
+            mode=self.options.mode,
+        )
+        try:
+            await self._run(report)
+        except InputError as exc:
+            report.result = "invalid"
+            report.error = "; ".join(p.format().splitlines()[0] for p in exc.problems[:5])
+            self.metrics.errors.labels("invalid input").inc()
+        except ReconcilerError as exc:
+            report.result = "failed"
+            report.error = str(exc)
+            self.metrics.errors.labels("operational").inc()
+        except Exception as exc:  # a bug must not stop the server: report it and go on
+            report.result = "failed"
+            report.error = f"internal error: {type(exc).__name__}: {exc}"
+            self.metrics.errors.labels("internal").inc()
+            log.exception("internal error in a run")
+        report.finished_at = time.time()
+        self._record(report, time.monotonic() - started)
+
+    async def _run(self, report: RunReport) -> None:
+        options = self.options
+        fetched: Checkout = await asyncio.to_thread(
+            checkout.fetch, Origin.parse(options.source, options.ref)
+        )
+        report.revision = fetched.revision
+        manifests = await asyncio.to_thread(
+            load, fetched.folder, LoadOptions(profile=options.profile)
+        )
+        self.targets = tuple(sorted(manifests.settings.targets))
+        plan_options = PlanOptions(
+            select=tuple(manifests.settings.select),
+            prune=manifests.settings.prune if options.prune is None else options.prune,
+            max_deletes=options.max_deletes,
+            allow_mass_delete=options.allow_mass_delete,
+        )
+        where = Source(fetched.origin.shown, fetched.revision, manifests.settings.profile)
+        store = open_store(manifests.settings.state, manifests.root)
+        try:
+            async with Session(manifests, self.connect, store) as session:
+                if options.mode == "plan":
+                    planned = await session.plan(plan_options, where)
+                    self._planned(report, manifests, planned.plan, None)
+                    return
+                lock = LockOptions(timeout=options.lock_timeout)
+                async with session.lock(lock, fetched.revision):
+                    planned = await session.plan(plan_options, where)
+                    outcome = None
+                    if planned.plan.pending and not planned.plan.errors:
+                        execute = ExecuteOptions(
+                            concurrency=options.concurrency,
+                            revision=fetched.revision,
+                            profile=manifests.settings.profile,
+                        )
+                        outcome = await session.apply(planned, execute)
+                    self._planned(report, manifests, planned.plan, outcome)
+        finally:
+            store.close()
+
+    def _planned(
+        self, report: RunReport, manifests: Manifests, plan: Plan, outcome: Outcome | None
+    ) -> None:
+        report.planned = {k: n for k, n in plan.summary().items() if n and k != "noop"}
+        for kind, count in report.planned.items():
+            self.metrics.planned.labels(kind).inc(count)
+        drifted: dict[str, list[str]] = {t: [] for t in manifests.settings.targets}
+        done = {r.id for r in outcome.results if r.status == "ok"} if outcome else set()
+        for action in plan.actions:
+            if (action.mutates or action.adopt) and action.id not in done:
+                drifted.setdefault(action.id.target, []).append(str(action.id))
+        report.drifted = drifted
+        if outcome is not None:
+            report.run_id = outcome.run_id
+            for result in outcome.results:
+                report.executed[result.status] = report.executed.get(result.status, 0) + 1
+                self.metrics.actions.labels(result.action, result.status).inc()
+        if plan.errors:
+            report.result = "failed"
+            report.error = "; ".join(plan.errors)
+            self.metrics.errors.labels("plan").inc()
+        elif outcome is not None and not outcome.ok:
+            report.result = "failed"
+            failed = [f"{r.id}: {r.message}" for r in outcome.results if r.status == "failed"]
+            report.error = f"apply {outcome.result}: " + "; ".join(failed[:5])
+            self.metrics.errors.labels("apply").inc()
+        elif self.options.mode == "plan" and plan.pending:
+            report.result = "drift"
+        else:
+            report.result = "succeeded"
+
+    def _record(self, report: RunReport, seconds: float) -> None:
+        result = report.result or "failed"
+        self.metrics.runs.labels(result, report.trigger.reason).inc()
+        self.metrics.duration.observe(seconds)
+        for target, ids in report.drifted.items():
+            self.metrics.drifted.labels(target).set(len(ids))
+        if result in ("succeeded", "drift"):
+            self.metrics.last_success.set(report.finished_at or time.time())
+        self.last = report
+        self.current = None
+        for target in report.drifted or dict.fromkeys(self.targets):
+            self.by_target[target] = report
+        level = logging.INFO if result in ("succeeded", "drift") else logging.ERROR
+        event(log, "run finished", level, **report.to_json(), seconds=round(seconds, 3))
+
+    def status(self) -> dict[str, Any]:
+        """Per target: the last run that covered it, its revision, result and drift."""
+        targets: dict[str, Any] = {}
+        for target, report in sorted(self.by_target.items()):
+            ids = report.drifted.get(target)
+            targets[target] = {
+                "last_run": report.number,
+                "finished_at": report.finished_at,
+                "revision": report.revision,
+                "result": report.result,
+                "error": report.error,
+                "drift": None if ids is None else len(ids),
+                "drifted": None if ids is None else ids[:100],
+            }
+        return {
+            "last_run": self.last.to_json() if self.last else None,
+            "running": self.current.to_json() if self.current else None,
+            "targets": targets,
+        }

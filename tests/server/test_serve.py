@@ -1,0 +1,169 @@
+"""End to end: `reconciler serve` in its own process, following a git remote, applying to
+the sandbox over HTTP; a signed push makes it fetch and apply the new commit, seen in
+/status and /metrics; SIGTERM lets the run in flight finish."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler.sandbox import SandboxOptions, create_app
+from reconciler.sandbox.insights import InsightsOptions
+from tests.conftest import EXAMPLES
+from tests.gitrepo import GitRepo
+from tests.pachyderm.helpers import free_port, served
+from tests.test_resilience import CLEAN_ENV, stats
+
+SECRET = "e2e-secret"
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[str]:
+    options = SandboxOptions(latency_ms=20, insights=InsightsOptions(deploy_delay=0.05))
+    with served(create_app(tmp_path / "sandbox.db", options)) as url:
+        yield url
+
+
+def manifests_repo(root: Path, url: str) -> GitRepo:
+    repo = GitRepo(root / "git")
+    shutil.copytree(EXAMPLES / "quickstart" / "manifests", repo.work / "manifests")
+    shutil.copytree(EXAMPLES / "quickstart" / "packages", repo.work / "packages")
+    repo.write(
+        "reconciler.yaml",
+        f"manifests: [manifests/]\nstate: sqlite:///{root / 'state.db'}\ntargets:\n"
+        f"  insights: {{provider: insights, url: '{url}'}}\n"
+        f"  pachyderm: {{provider: pachyderm, url: '{url}'}}\n",
+    )
+    repo.commit("the quickstart, against the test's sandbox")
+    repo.push()
+    return repo
+
+
+def wait_for(what: str, check: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def status(base: str) -> dict[str, Any]:
+    data: dict[str, Any] = httpx.get(f"{base}/status", timeout=5).json()
+    return data
+
+
+def push_event(base: str, sha: str, delivery: str) -> httpx.Response:
+    body = json.dumps({"ref": "refs/heads/main", "after": sha}).encode()
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return httpx.post(
+        f"{base}/hooks/github",
+        content=body,
+        headers={
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": delivery,
+            "X-Hub-Signature-256": signature,
+        },
+        timeout=5,
+    )
+
+
+def up(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_a_signed_push_is_fetched_and_applied_and_sigterm_waits_for_the_run(
+    tmp_path: Path, sandbox: str
+) -> None:
+    repo = manifests_repo(tmp_path, sandbox)
+    db = tmp_path / "sandbox.db"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **CLEAN_ENV,
+        "RECONCILER_GITHUB_SECRET": SECRET,
+        "RECONCILER_CACHE": str(tmp_path / "cache"),
+    }
+    command = [sys.executable, "-m", "reconciler", "serve", repo.url, "--ref", "main"]
+    command += ["--mode", "apply", "--port", str(port), "--interval", "1h", "--concurrency", "1"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        wait_for("the server", lambda: up(base) or process.poll() is not None)
+        assert process.poll() is None, process.communicate()[1]
+        first = repo.head()
+        wait_for(
+            "the startup run", lambda: (status(base)["last_run"] or {}).get("result") is not None
+        )
+        assert status(base)["last_run"]["revision"] == first
+        assert status(base)["last_run"]["result"] == "succeeded", status(base)
+        creates = stats(db)["mutating"]
+        assert creates > 0
+
+        repo.replace("manifests/pachyderm.yaml", "alpine:3.20", "alpine:3.21")
+        second = repo.commit("newer alpine")
+        repo.push()
+        answer = push_event(base, second, "delivery-1")
+        assert answer.status_code == 202
+        wait_for("the pushed commit", lambda: status(base)["last_run"]["revision"] == second)
+        after = status(base)
+        assert after["last_run"]["trigger"] == "github"
+        assert after["last_run"]["result"] == "succeeded"
+        assert after["last_run"]["planned"] == {"patch": 1}
+        assert after["targets"]["pachyderm"] == {
+            **after["targets"]["pachyderm"],
+            "revision": second,
+            "result": "succeeded",
+            "drift": 0,
+        }
+        calls = stats(db)["calls"]
+        assert calls.get("POST /api/pps_v2.API/CreatePipelineV2", 0) == 4  # 3 creates, 1 update
+        metrics = httpx.get(f"{base}/metrics", timeout=5).text
+        assert 'reconciler_runs_total{result="succeeded",trigger="github"} 1.0' in metrics
+        assert 'reconciler_runs_total{result="succeeded",trigger="startup"} 1.0' in metrics
+        assert 'reconciler_actions_total{action="patch",result="ok"} 1.0' in metrics
+        assert 'reconciler_drifted_resources{target="pachyderm"} 0.0' in metrics
+
+        # A slow run (ten repos, one call at a time): SIGTERM while it is in flight.
+        for number in range(10):
+            repo.write(
+                f"manifests/extra-{number}.yaml",
+                f"apiVersion: pachyderm/v1\nkind: Repo\nmetadata: {{name: extra{number},"
+                " project: vision}\n",
+            )
+        third = repo.commit("ten more repos")
+        repo.push()
+        assert push_event(base, third, "delivery-2").status_code == 202
+        wait_for("the run to start", lambda: status(base)["running"] is not None)
+        process.send_signal(signal.SIGTERM)
+        _, logs = process.communicate(timeout=60)
+        assert process.returncode == 0, logs
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    messages = [line["message"] for line in lines]
+    finished = [line for line in lines if line["message"] == "run finished"]
+    assert finished[-1]["revision"] == third
+    assert finished[-1]["result"] == "succeeded"
+    assert finished[-1]["planned"] == {"create": 10}
+    # The run was in flight at SIGTERM: it finished after shutdown began, before the end.
+    last_finished = len(messages) - 1 - messages[::-1].index("run finished")
+    assert messages.index("shutting down") < last_finished < messages.index("stopped")
+    assert len(lines) == len(logs.splitlines())  # every line is structured
+    assert SECRET not in logs
