@@ -26,6 +26,7 @@ from reconciler.checkout import Checkout
 from reconciler.cli import sandbox as sandbox_cli
 from reconciler.cli import serve as serve_cli
 from reconciler.cli import state as state_cli
+from reconciler.cli import watch as watch_cli
 from reconciler.cli.common import (
     FormatOpt,
     ProfileOpt,
@@ -69,6 +70,7 @@ app.add_typer(state_cli.app, name="state")
 app.command("status")(state_cli.status)
 app.command("unlock")(state_cli.unlock)
 app.command("serve")(serve_cli.serve)
+app.command("watch")(watch_cli.watch)
 
 
 class PlanFormat(StrEnum):
