@@ -18,8 +18,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check reconciler tests bench
-	$(BIN)/ruff format --check reconciler tests bench
+	$(BIN)/ruff check reconciler tests bench examples
+	$(BIN)/ruff format --check reconciler tests bench examples
 	$(BIN)/mypy reconciler tests bench
 	$(BIN)/lint-imports
 

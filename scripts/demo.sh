@@ -3,8 +3,9 @@
 # project of three pipelines) applied to the embedded sandbox; a plan that then shows
 # "No changes."; a second apply that makes no call that changes anything; then two
 # one-line changes, each touching exactly what it must: one pipeline restarts, one
-# package component is bounced. Runs in .demo/ (a fresh copy), so it can be run again
-# and again; nothing outside .demo/ is touched.
+# package component is bounced; last, the markdown a pull request would get for a small
+# change. Runs in .demo/ (a fresh copy, made a git repository of its own), so it can be
+# run again and again; nothing outside .demo/ is touched.
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -54,3 +55,14 @@ edit "$DEMO/packages/trades/src/trades-rt.q" 'Real-time ingest' 'Real-time inges
 
 step "status: what reconciler manages on each target, its runs, and no drift"
 "$R" status "$DEMO"
+
+step "a pull request: the comment CI would post for a one-line change (plan --base main)"
+g() { git -C "$DEMO" -c user.name=demo -c user.email=demo@example.com "$@"; }
+printf '.reconciler/\n' > "$DEMO/.gitignore"
+g init -q -b main
+g add -A
+g commit -q -m "the quickstart, as applied"
+g switch -q -c faster-edges
+edit "$DEMO/manifests/pachyderm.yaml" 'image: pachyderm/opencv:1.0' 'image: pachyderm/opencv:1.1'
+g commit -q -a -m "edges: opencv 1.1"
+"$R" plan "$DEMO" --base main --format markdown

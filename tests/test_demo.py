@@ -47,3 +47,11 @@ def test_the_demo_applies_the_quickstart_then_touches_exactly_what_each_change_n
     assert package["restarts"] == {"insights:trades/pipeline:trades-rt": 1}
     assert package["events"] == {"artifact push": 1}
     assert package["mutating"] == 2  # the push and the bounce
+    # Last, the pull-request comment for a one-line change: what it changes, what it does.
+    comment = done.stdout[done.stdout.index("<!-- reconciler-plan -->") :]
+    assert "**Manifest changes since `main`" in comment and ": 1 changed" in comment
+    assert "**Plan: 1 to patch; 7 unchanged.**" in comment
+    assert (
+        comment.count('~ spec.transform.image: "pachyderm/opencv:1.0" → "pachyderm/opencv:1.1"')
+        == 2
+    )
