@@ -30,9 +30,11 @@ schemas: $(STAMP)
 	$(BIN)/reconciler schema --out specs
 
 bench: $(STAMP)
+	$(BIN)/python bench/run.py --sizes 1000,10000
 	$(BIN)/python bench/load.py --documents 10000 --files 500
 
 bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --sizes 1000 --out bench/out/quick.json
 	$(BIN)/python bench/load.py --documents 1000 --files 50
 
 clean:

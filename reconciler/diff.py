@@ -162,9 +162,16 @@ def _show(parts: Sequence[Any], prefix: str) -> str:
 def digest(value: Any) -> str:
     """A stable digest of a spec: key order never matters; a sensitive value counts by its
     own digest, so the result may be stored and shown without revealing anything."""
-    canonical = _canonical(value, DiffRules(), ())
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
+    # The same text as dumping `_canonical(value)`, in one pass: json calls `_marked` for
+    # what it cannot write itself (a Sensitive becomes its marked digest).
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=_marked)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _marked(value: Any) -> Any:
+    if isinstance(value, Sensitive):
+        return _SENSITIVE_PREFIX + value.digest
+    return str(value)
 
 
 def sealed(value: Any) -> Any:

@@ -9,10 +9,11 @@ manifest's file:line.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError as SchemaError
 
@@ -39,6 +40,16 @@ def _validator() -> Draft7Validator:
     return Draft7Validator(schemas.load(schemas.CREATE_PIPELINE_REQUEST))
 
 
+@cache
+def _accepts() -> Callable[[Any], Any]:
+    """The same schema compiled to Python (fastjsonschema): about 20 times faster than
+    walking it, and enough to tell that a spec is valid; only a refused spec goes
+    through jsonschema, for errors that say where and why."""
+    return fastjsonschema.compile(
+        schemas.load(schemas.CREATE_PIPELINE_REQUEST), detailed_exceptions=False
+    )
+
+
 def pipeline_problems(spec: PipelineSpec, project: str, name: str) -> Iterator[RuleProblem]:
     yield from _schema_problems(spec, project, name)
     yield from _server_rules(spec)
@@ -46,6 +57,11 @@ def pipeline_problems(spec: PipelineSpec, project: str, name: str) -> Iterator[R
 
 def _schema_problems(spec: PipelineSpec, project: str, name: str) -> Iterator[RuleProblem]:
     request = create_pipeline_request(spec.to_data(), project, name)
+    try:
+        _accepts()(request)
+        return
+    except fastjsonschema.JsonSchemaException:
+        pass
     errors: list[SchemaError] = sorted(
         _validator().iter_errors(request), key=lambda e: [str(p) for p in e.absolute_path]
     )

@@ -172,7 +172,7 @@ def _yaml(data: bytes | None) -> Any:
     if data is None:
         return None
     try:
-        return YAML(typ="safe", pure=True).load(data.decode("utf-8"))
+        return YAML(typ="safe", pure=False).load(data.decode("utf-8"))
     except (YAMLError, UnicodeDecodeError):
         return None
 
