@@ -57,8 +57,9 @@ BREAKAGES: list[tuple[str, Any]] = [
 
 @pytest.mark.parametrize(("field", "value"), BREAKAGES, ids=[b[0] for b in BREAKAGES])
 def test_both_refuse_the_same_breakages(field: str, value: Any) -> None:
-    request = next(r for r in requests() if agree({**r, "pipeline": {"name": "p", "project": {"name": "default"}}}))
-    request["pipeline"] = {"name": "p", "project": {"name": "default"}}
+    pipeline = {"name": "p", "project": {"name": "default"}}
+    request = next(r for r in requests() if agree({**r, "pipeline": pipeline}))
+    request["pipeline"] = pipeline
     request[field] = value
     assert not agree(request)
 
@@ -79,7 +80,7 @@ def test_both_agree_on_random_changes_to_real_specs(data: st.DataObject) -> None
     found = requests()
     request = copy.deepcopy(data.draw(st.sampled_from(found)))
     request["pipeline"] = {"name": "p", "project": {"name": "default"}}
-    keys = sorted(request) + ["transform", "input", "parallelismSpec", "datumTimeout"]
+    keys = [*sorted(request), "transform", "input", "parallelismSpec", "datumTimeout"]
     key = data.draw(st.sampled_from(keys))
     request[key] = data.draw(values)
     agree(request)
