@@ -20,8 +20,9 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -101,65 +102,67 @@ def create_app(
             await server.worker.stop()
             event(log, "stopped")
 
-    async def github(request: Request) -> Response:
-        secret = options.github_secret
-        if secret is None:
-            return _not_configured("github", "RECONCILER_GITHUB_SECRET")
-        body = await _body(request)
-        if body is None:
-            return _refuse(server, "github", 413, "body above 1 MiB")
-        if not hooks.github_signed(secret, body, request.headers.get("x-hub-signature-256")):
-            return _refuse(server, "github", 401, "bad or missing X-Hub-Signature-256")
-        delivery = request.headers.get("x-github-delivery")
+    def headed(name: str) -> Callable[[Request], str | None]:
+        return lambda request: request.headers.get(name)
+
+    def github_verdict(request: Request, payload: Any, delivery: str | None) -> Verdict:
         kind = request.headers.get("x-github-event", "")
         if kind == "ping":
-            server.metrics.webhooks.labels("github", "ping").inc()
-            return JSONResponse({"pong": True})
-        return _push(
-            server,
-            "github",
-            body,
-            delivery,
-            lambda p: hooks.github_event(kind, p, options.branch, delivery),
-        )
+            return Verdict(None, pong=True)
+        return hooks.github_event(kind, payload, options.branch, delivery)
 
-    async def gitlab(request: Request) -> Response:
-        secret = options.gitlab_token
-        if secret is None:
-            return _not_configured("gitlab", "RECONCILER_GITLAB_TOKEN")
-        body = await _body(request)
-        if body is None:
-            return _refuse(server, "gitlab", 413, "body above 1 MiB")
-        if not hooks.token_matches(secret, request.headers.get("x-gitlab-token")):
-            return _refuse(server, "gitlab", 401, "bad or missing X-Gitlab-Token")
-        delivery = request.headers.get("x-gitlab-event-uuid")
+    def gitlab_verdict(request: Request, payload: Any, delivery: str | None) -> Verdict:
         kind = request.headers.get("x-gitlab-event", "")
-        return _push(
-            server,
-            "gitlab",
-            body,
-            delivery,
-            lambda p: hooks.gitlab_event(kind, p, options.branch, delivery),
+        return hooks.gitlab_event(kind, payload, options.branch, delivery)
+
+    def generic_verdict(request: Request, payload: Any, delivery: str | None) -> Verdict:
+        revision = payload.get("revision") if isinstance(payload, dict) else None
+        return Verdict(
+            Trigger("generic", revision if isinstance(revision, str) else None, delivery)
         )
 
-    async def generic(request: Request) -> Response:
-        secret = options.generic_token
-        if secret is None:
-            return _not_configured("generic", "RECONCILER_WEBHOOK_TOKEN")
-        body = await _body(request)
-        if body is None:
-            return _refuse(server, "generic", 413, "body above 1 MiB")
-        if not hooks.token_matches(secret, hooks.bearer(request.headers.get("authorization"))):
-            return _refuse(server, "generic", 401, "bad or missing bearer token")
-        delivery = request.headers.get("idempotency-key")
-
-        def verdict(payload: Any) -> Verdict:
-            revision = payload.get("revision") if isinstance(payload, dict) else None
-            return Verdict(
-                Trigger("generic", revision if isinstance(revision, str) else None, delivery)
-            )
-
-        return _push(server, "generic", body or b"{}", delivery, verdict)
+    github = _endpoint(
+        server,
+        _Hook(
+            "github",
+            "RECONCILER_GITHUB_SECRET",
+            options.github_secret,
+            lambda secret, body, request: hooks.github_signed(
+                secret, body, request.headers.get("x-hub-signature-256")
+            ),
+            "bad or missing X-Hub-Signature-256",
+            headed("x-github-delivery"),
+            github_verdict,
+        ),
+    )
+    gitlab = _endpoint(
+        server,
+        _Hook(
+            "gitlab",
+            "RECONCILER_GITLAB_TOKEN",
+            options.gitlab_token,
+            lambda secret, body, request: hooks.token_matches(
+                secret, request.headers.get("x-gitlab-token")
+            ),
+            "bad or missing X-Gitlab-Token",
+            headed("x-gitlab-event-uuid"),
+            gitlab_verdict,
+        ),
+    )
+    generic = _endpoint(
+        server,
+        _Hook(
+            "generic",
+            "RECONCILER_WEBHOOK_TOKEN",
+            options.generic_token,
+            lambda secret, body, request: hooks.token_matches(
+                secret, hooks.bearer(request.headers.get("authorization"))
+            ),
+            "bad or missing bearer token",
+            headed("idempotency-key"),
+            generic_verdict,
+        ),
+    )
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -217,39 +220,60 @@ async def _body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def _push(
-    server: Server,
-    hook: str,
-    body: bytes,
-    delivery: str | None,
-    decide: Callable[[Any], Verdict],
-) -> Response:
-    if not server.deliveries.first_time(delivery):
-        server.metrics.webhooks.labels(hook, "replayed").inc()
-        event(log, "replayed delivery ignored", hook=hook, delivery=delivery)
-        return JSONResponse({"ignored": f"delivery {delivery} was already received"})
-    try:
-        payload = json.loads(body) if body else {}
-    except ValueError:
-        server.metrics.webhooks.labels(hook, "bad request").inc()
-        return JSONResponse({"error": "the body is not JSON"}, status_code=400)
-    verdict = decide(payload)
-    if verdict.trigger is None:
-        server.metrics.webhooks.labels(hook, "ignored").inc()
-        event(log, "webhook ignored", hook=hook, delivery=delivery, why=verdict.ignored)
-        return JSONResponse({"ignored": verdict.ignored}, status_code=202)
-    server.metrics.webhooks.labels(hook, "queued").inc()
-    server.trigger(verdict.trigger)
-    return JSONResponse({"queued": True, "revision": verdict.trigger.revision}, status_code=202)
+@dataclass(frozen=True)
+class _Hook:
+    """One webhook endpoint: its secret, how a request proves it knows it, where the
+    delivery id is, and what a payload asks for."""
+
+    name: str
+    variable: str
+    secret: str | None
+    authentic: Callable[[str, bytes, Request], bool]
+    refusal: str
+    delivery: Callable[[Request], str | None]
+    decide: Callable[[Request, Any, str | None], Verdict]
+
+
+def _endpoint(server: Server, hook: _Hook) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        if hook.secret is None:
+            return JSONResponse(
+                {"error": f"the {hook.name} hook is not configured: set {hook.variable}"},
+                status_code=404,
+            )
+        body = await _body(request)
+        if body is None:
+            return _refuse(server, hook.name, 413, "body above 1 MiB")
+        if not hook.authentic(hook.secret, body, request):
+            return _refuse(server, hook.name, 401, hook.refusal)
+        delivery = hook.delivery(request)
+        # Only an authentic request is remembered: a forgery cannot burn a delivery id.
+        if not server.deliveries.first_time(delivery):
+            server.metrics.webhooks.labels(hook.name, "replayed").inc()
+            event(log, "replayed delivery ignored", hook=hook.name, delivery=delivery)
+            return JSONResponse({"ignored": f"delivery {delivery} was already received"})
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            server.metrics.webhooks.labels(hook.name, "bad request").inc()
+            return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+        verdict = hook.decide(request, payload, delivery)
+        if verdict.pong:
+            server.metrics.webhooks.labels(hook.name, "ping").inc()
+            return JSONResponse({"pong": True})
+        if verdict.trigger is None:
+            server.metrics.webhooks.labels(hook.name, "ignored").inc()
+            event(log, "webhook ignored", hook=hook.name, delivery=delivery, why=verdict.ignored)
+            return JSONResponse({"ignored": verdict.ignored}, status_code=202)
+        server.metrics.webhooks.labels(hook.name, "queued").inc()
+        server.trigger(verdict.trigger)
+        revision = verdict.trigger.revision
+        return JSONResponse({"queued": True, "revision": revision}, status_code=202)
+
+    return endpoint
 
 
 def _refuse(server: Server, hook: str, status: int, why: str) -> Response:
     server.metrics.webhooks.labels(hook, str(status)).inc()
     event(log, "webhook refused", logging.WARNING, hook=hook, status=status, why=why)
     return JSONResponse({"error": why}, status_code=status)
-
-
-def _not_configured(hook: str, variable: str) -> Response:
-    return JSONResponse(
-        {"error": f"the {hook} hook is not configured: set {variable}"}, status_code=404
-    )

@@ -71,6 +71,8 @@ class Verdict:
 
     trigger: Trigger | None
     ignored: str | None = None
+    pong: bool = False
+    """A ping: answered, nothing run."""
 
 
 def github_event(event: str, payload: Any, branch: str, delivery: str | None) -> Verdict:
