@@ -336,7 +336,8 @@ class _Runner:
 
     async def _call(self, action: Action, name: str, call: Callable[[], Awaitable[None]]) -> int:
         # A create's intent carries the entry it will record: killed after the platform
-        # made the resource but before `_remember`, the next run still knows it is ours.
+        # made the resource but before the answer came, the next run still knows it is
+        # ours; once it answers, closing the intent records the entry in one transaction.
         desired = self.work.desired.get(action.id)
         entry = (
             self._entry(desired, adopted=False)
