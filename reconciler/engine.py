@@ -77,7 +77,7 @@ class Session:
 
     async def __aenter__(self) -> Session:
         settings = self.manifests.settings
-        inventory_targets = {entry.target for entry in self.store.inventory().values()}
+        inventory_targets = self.store.inventory_targets()
         wanted = {rid.target for rid in self.graph.resources} | inventory_targets
         try:
             for target in sorted(wanted & set(settings.targets)):
@@ -129,10 +129,11 @@ class Session:
             for resource in self.manifests.resources
         }
 
-    def recover(self, observations: Mapping[str, Observation]) -> list[InventoryEntry]:
-        """Resources a killed run created but did not record, seen in `observations`;
-        written to the inventory when this session holds the locks."""
-        owned = self.store.inventory()
+    def recover(
+        self, observations: Mapping[str, Observation], owned: Mapping[str, InventoryEntry]
+    ) -> list[InventoryEntry]:
+        """Resources a killed run created but did not record (not in `owned`), seen in
+        `observations`; written to the inventory when this session holds the locks."""
         found: dict[str, InventoryEntry] = {}
         for intent in self.store.pending_intents():
             if intent.call != "create" or intent.entry is None or intent.resource in owned:
@@ -148,9 +149,12 @@ class Session:
             self.recovered = tuple(sorted(found))
         return list(found.values())
 
-    def inventory(self, recovered: Sequence[InventoryEntry] = ()) -> dict[ResourceId, Applied]:
+    def inventory(self, observations: Mapping[str, Observation]) -> dict[ResourceId, Applied]:
+        """The inventory as the planner needs it, with what `recover` finds."""
+        owned = self.store.inventory()  # read once: 10,000 entries take a while to decode
+        recovered = self.recover(observations, owned)
         result: dict[ResourceId, Applied] = {}
-        entries = {**self.store.inventory(), **{e.id: e for e in recovered}}
+        entries = {**owned, **{e.id: e for e in recovered}}
         for entry in entries.values():
             rid = ResourceId.parse(entry.id)
             if rid is None:
@@ -173,7 +177,7 @@ class Session:
             graphs.check_selectors(options.select, self.graph)
         desired = self.desire()
         observations = await self.observe()
-        inventory = self.inventory(self.recover(observations))
+        inventory = self.inventory(observations)
         plan = make_plan(
             desired,
             self.graph,
@@ -205,7 +209,7 @@ class Session:
         """A saved plan with what applying it needs now, or an error naming what moved."""
         desired = self.desire()
         observations = await self.observe()
-        planned = Planned(saved, desired, observations, self.inventory(self.recover(observations)))
+        planned = Planned(saved, desired, observations, self.inventory(observations))
         moved = stale(saved, desired, planned.observed())
         if moved:
             raise OperationalError(

@@ -119,6 +119,10 @@ class StateStore(Protocol):
 
     def inventory(self, target: str | None = None) -> dict[str, InventoryEntry]: ...
 
+    def inventory_targets(self) -> set[str]:
+        """The targets the inventory holds resources of (without reading the entries)."""
+        ...
+
     def record_applied(self, entry: InventoryEntry) -> None:
         """Add or update an entry; an adopted resource stays marked adopted."""
         ...

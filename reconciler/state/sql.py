@@ -108,6 +108,9 @@ class SqlStore(ABC):
         )
         return {row[0]: _entry(row) for row in rows}
 
+    def inventory_targets(self) -> set[str]:
+        return {row[0] for row in self._query("SELECT DISTINCT target FROM inventory")}
+
     def record_applied(self, entry: InventoryEntry) -> None:
         self._query(
             f"INSERT INTO inventory ({_INVENTORY}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
