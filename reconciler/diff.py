@@ -12,10 +12,11 @@ change whose old and new are both `(sensitive)` and no clear value ever enters a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
@@ -53,11 +54,19 @@ class DiffRules:
     ignored: Sequence[Pattern] = ()
     """Paths never compared (server-managed, or compared some other way)."""
 
+    def __post_init__(self) -> None:
+        # Tuples throughout, so that rules are hashable and compiled once (`_compiled`).
+        for name in ("unordered", "ignored"):
+            patterns = getattr(self, name)
+            object.__setattr__(self, name, tuple(tuple(pattern) for pattern in patterns))
+
 
 def diff(
     desired: Any, observed: Any, rules: DiffRules = DiffRules(), prefix: str = ""
 ) -> list[Change]:
     """The changes that turn `observed` into `desired`, sorted by path."""
+    if _same(desired, observed, rules):
+        return []
     right, left = _both(desired, observed, rules)
     if left == right:
         return []
@@ -75,8 +84,22 @@ def diff(
 
 
 def equal(desired: Any, observed: Any, rules: DiffRules = DiffRules()) -> bool:
+    if _same(desired, observed, rules):
+        return True
     right, left = _both(desired, observed, rules)
     return bool(right == left)
+
+
+def _same(desired: Any, observed: Any, rules: DiffRules) -> bool:
+    """Equal once the rules are applied, found without copying what no rule reaches.
+
+    Most comparisons in a plan are of equal specs, so this cheap test comes first. It
+    never finds equal what the full comparison (`_both`) would not: where the desired
+    side holds a sensitive value the observed side, plain data, is never equal to it,
+    and everything else `_both` does on top is the same for both sides.
+    """
+    rules_at = (_compiled(rules),)
+    return bool(_ruled(desired, rules_at) == _ruled(observed, rules_at))
 
 
 def _both(desired: Any, observed: Any, rules: DiffRules) -> tuple[Any, Any]:
@@ -84,8 +107,9 @@ def _both(desired: Any, observed: Any, rules: DiffRules) -> tuple[Any, Any]:
     shows the clear text back (a pipeline's env); it is compared by its digest too, so
     it never enters a Change."""
     sensitive: set[PathKey] = set()
-    right = _canonical(desired, rules, (), found=sensitive)
-    left = _canonical(observed, rules, (), hashed=sensitive)
+    rules_at = (_compiled(rules),)
+    right = _canonical(desired, rules_at, (), found=sensitive)
+    left = _canonical(observed, rules_at, (), hashed=sensitive)
     return right, left
 
 
@@ -97,19 +121,82 @@ def _op(report: str) -> Op:
     return "change"
 
 
-def _matches(path: PathKey, patterns: Iterable[Pattern]) -> bool:
-    for pattern in patterns:
-        if len(pattern) == len(path) and all(
-            p == "*" or (isinstance(k, str) and fnmatchcase(k, p))
-            for p, k in zip(pattern, path, strict=True)
-        ):
-            return True
-    return False
+@dataclass(slots=True)
+class _Rule:
+    """The rules' patterns as a tree: one node per pattern prefix."""
+
+    exact: dict[str, _Rule] = field(default_factory=dict)
+    globs: list[tuple[str, _Rule]] = field(default_factory=list)
+    """`*` (any key or index) and globs of keys."""
+    ignored: bool = False
+    unordered: bool = False
+
+    def child(self, part: str) -> _Rule:
+        if not any(c in part for c in "*?["):
+            return self.exact.setdefault(part, _Rule())
+        for glob, node in self.globs:
+            if glob == part:
+                return node
+        node = _Rule()
+        self.globs.append((part, node))
+        return node
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(rules: DiffRules) -> _Rule:
+    root = _Rule()
+    for patterns, ignored in ((rules.ignored, True), (rules.unordered, False)):
+        for pattern in patterns:
+            node = root
+            for part in pattern:
+                node = node.child(part)
+            if ignored:
+                node.ignored = True
+            else:
+                node.unordered = True
+    return root
+
+
+def _step(rules_at: tuple[_Rule, ...], key: str | int) -> tuple[_Rule, ...]:
+    """The rule nodes that reach one level deeper, under `key`."""
+    found: list[_Rule] = []
+    for node in rules_at:
+        if isinstance(key, str):
+            exact = node.exact.get(key)
+            if exact is not None:
+                found.append(exact)
+        for glob, child in node.globs:
+            if glob == "*" or (isinstance(key, str) and fnmatchcase(key, glob)):
+                found.append(child)
+    return tuple(found)
+
+
+def _ruled(value: Any, rules_at: tuple[_Rule, ...]) -> Any:
+    """`value` with the rules applied where they reach; the rest shared, not copied."""
+    if not rules_at:
+        return value
+    if isinstance(value, dict):
+        result = {}
+        for key, item in value.items():
+            below = _step(rules_at, key)
+            if not any(node.ignored for node in below):
+                result[key] = _ruled(item, below)
+        return result
+    if isinstance(value, list | tuple):
+        items = [_ruled(item, _step(rules_at, index)) for index, item in enumerate(value)]
+        if any(node.unordered for node in rules_at):
+            items.sort(key=_sort_key)
+        return items
+    return value
+
+
+def _sort_key(item: Any) -> str:
+    return json.dumps(item, sort_keys=True, default=str)
 
 
 def _canonical(
     value: Any,
-    rules: DiffRules,
+    rules_at: tuple[_Rule, ...],
     path: PathKey,
     *,
     found: set[PathKey] | None = None,
@@ -122,18 +209,25 @@ def _canonical(
     if isinstance(value, str) and path in hashed:
         return _SENSITIVE_PREFIX + "sha256:" + hashlib.sha256(value.encode()).hexdigest()
     if isinstance(value, dict):
-        return {
-            key: _canonical(item, rules, (*path, key), found=found, hashed=hashed)
-            for key, item in value.items()
-            if not _matches((*path, key), rules.ignored)
-        }
+        result = {}
+        for key, item in value.items():
+            below = _step(rules_at, key) if rules_at else ()
+            if not any(node.ignored for node in below):
+                result[key] = _canonical(item, below, (*path, key), found=found, hashed=hashed)
+        return result
     if isinstance(value, list | tuple):
         items = [
-            _canonical(item, rules, (*path, index), found=found, hashed=hashed)
+            _canonical(
+                item,
+                _step(rules_at, index) if rules_at else (),
+                (*path, index),
+                found=found,
+                hashed=hashed,
+            )
             for index, item in enumerate(value)
         ]
-        if _matches(path, rules.unordered):
-            items.sort(key=lambda item: json.dumps(item, sort_keys=True, default=str))
+        if any(node.unordered for node in rules_at):
+            items.sort(key=_sort_key)
         return items
     return value
 
@@ -176,7 +270,7 @@ def _marked(value: Any) -> Any:
 
 def sealed(value: Any) -> Any:
     """`value` with every sensitive value replaced by its digest: safe to store."""
-    return _shown_digests(_canonical(value, DiffRules(), ()))
+    return _shown_digests(_canonical(value, (), ()))
 
 
 def _shown_digests(value: Any) -> Any:

@@ -55,7 +55,7 @@ FormatOpt = Annotated[ValidateFormat, typer.Option("--format", "-f", help="text 
 
 
 def _load(path: Path, profile: str | None, *, variables: bool = True) -> Manifests:
-    return load(path, LoadOptions(profile=profile, resolve_variables=variables))
+    return load(path, LoadOptions(profile=profile, resolve_variables=variables, cache=True))
 
 
 def _fetch(location: str, ref: str | None) -> Checkout:

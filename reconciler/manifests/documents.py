@@ -27,6 +27,8 @@ from ruamel.yaml import events as ev
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from reconciler.errors import InputError, Problem
+from reconciler.manifests import parse_cache
+from reconciler.manifests.parse_cache import ParseCache
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_EXPANDED_VALUES = 100_000
@@ -62,6 +64,11 @@ class Document:
 
 def read_text(path: Path, display: str) -> str:
     """The file's text, or an InputError for what makes it unreadable as a manifest."""
+    return decode(read_bytes(path, display), display)
+
+
+def read_bytes(path: Path, display: str) -> bytes:
+    """The file's bytes, refusing a file too large to be a manifest before reading it."""
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
@@ -76,11 +83,14 @@ def read_text(path: Path, display: str) -> str:
                     )
                 ]
             )
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise InputError(
             [Problem.at(display, 0, 0, f"cannot read file: {exc.strerror or exc}")]
         ) from None
+
+
+def decode(raw: bytes, display: str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -99,17 +109,27 @@ def read_text(path: Path, display: str) -> str:
         ) from None
 
 
-def read_documents(path: Path, display: str) -> list[Document]:
-    """Every non-empty document of a YAML file, or the one value of a JSON file."""
-    text = read_text(path, display)
-    references = "${" in text
-    if path.suffix.lower() == ".json":
-        return [Document(display, 0, 1, _load_json(text, display), references)]
-    return [
-        Document(display, index, line, data, references)
-        for index, line, data, _ in _Builder(display, track=False).documents(text)
-        if data is not None
-    ]
+def read_documents(path: Path, display: str, cache: ParseCache | None = None) -> list[Document]:
+    """Every non-empty document of a YAML file, or the one value of a JSON file; from
+    `cache` when these exact bytes were parsed before."""
+    raw = read_bytes(path, display)
+    references = b"${" in raw
+    as_json = path.suffix.lower() == ".json"
+    digest = parse_cache.key(raw, as_json=as_json) if cache is not None else b""
+    parsed = cache.get(digest) if cache is not None else None
+    if parsed is None:
+        text = decode(raw, display)
+        if as_json:
+            parsed = [(0, 1, _load_json(text, display))]
+        else:
+            parsed = [
+                (index, line, data)
+                for index, line, data, _ in _Builder(display, track=False).documents(text)
+                if data is not None
+            ]
+        if cache is not None:
+            cache.put(digest, parsed)
+    return [Document(display, index, line, data, references) for index, line, data in parsed]
 
 
 def _load_json(text: str, display: str) -> Any:

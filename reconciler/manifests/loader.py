@@ -26,6 +26,7 @@ from reconciler.manifests.documents import Document, read_documents
 from reconciler.manifests.kinds.pachyderm import DEFAULT_PROJECT
 from reconciler.manifests.merge import merge
 from reconciler.manifests.packages import check_package
+from reconciler.manifests.parse_cache import ParseCache
 from reconciler.manifests.profiles import load_settings
 from reconciler.manifests.reporting import (
     ProblemAt,
@@ -57,6 +58,9 @@ class LoadOptions:
     profile: str | None = None
     env: Mapping[str, str] | None = None
     resolve_variables: bool = True
+    cache: bool = False
+    """Keep parsed files in `.reconciler/cache/` beside the manifests for the next run
+    (`reconciler.manifests.parse_cache`)."""
 
 
 def load(path: Path, options: LoadOptions | None = None) -> Manifests:
@@ -74,17 +78,39 @@ def load(path: Path, options: LoadOptions | None = None) -> Manifests:
     if settings is None:
         raise InputError(report.problems)
     files = [path] if path.is_file() else discover(root, settings.manifests)
+    cache = ParseCache(cache_folder(root)) if options.cache else None
+    try:
+        return _load(path, root, config_file, settings, files, options, report, cache)
+    finally:
+        if cache is not None:
+            cache.save()
 
+
+def cache_folder(root: Path) -> Path:
+    """Where runs keep what they can reuse (parsed files, built artifacts)."""
+    return root / ".reconciler" / "cache"
+
+
+def _load(
+    path: Path,
+    root: Path,
+    config_file: Path | None,
+    settings: Settings,
+    files: list[Path],
+    options: LoadOptions,
+    report: Reporter,
+    cache: ParseCache | None,
+) -> Manifests:
     parsed: list[tuple[Path, str, list[Document] | InputError]] = []
     for file in files:
         display = display_name(file, root)
         try:
-            parsed.append((file, display, read_documents(file, display)))
+            parsed.append((file, display, read_documents(file, display, cache)))
         except InputError as exc:
             parsed.append((file, display, exc))
 
     sources = set(package_source_dirs(parsed))
-    builder = _Builder(root, settings, options, report)
+    builder = _Builder(root, settings, options, report, cache)
     used_files: list[str] = []
     for file, display, result in parsed:
         if path.is_dir() and sources and _in_any(file.resolve(), sources):
@@ -120,9 +146,15 @@ def _in_any(path: Path, folders: set[Path]) -> bool:
 
 class _Builder:
     def __init__(
-        self, root: Path, settings: Settings, options: LoadOptions, report: Reporter
+        self,
+        root: Path,
+        settings: Settings,
+        options: LoadOptions,
+        report: Reporter,
+        cache: ParseCache | None,
     ) -> None:
         self.root = root.resolve()
+        self.cache = cache
         self.settings = settings
         self.options = options
         self.report = report
@@ -286,7 +318,7 @@ class _Builder:
             ResourceId(target, kind, name), api_version, metadata, spec, origin, project, references
         )
         if kind == "Package":
-            source = check_package(resource, file, self.root, problem, self.report)
+            source = check_package(resource, file, self.root, problem, self.report, self.cache)
             if source is not None:
                 self.package_sources[resource.id] = source
         self.resources.append(resource)

@@ -9,12 +9,18 @@ from reconciler.manifests.discovery import display_name, inside
 from reconciler.manifests.documents import read_documents
 from reconciler.manifests.kinds.insights import PackageSpec
 from reconciler.manifests.package_files import PackageFileError, package_files
+from reconciler.manifests.parse_cache import ParseCache
 from reconciler.manifests.reporting import ProblemAt, Reporter
 from reconciler.manifests.resources import Resource
 
 
 def check_package(
-    resource: Resource, file: Path, root: Path, problem: ProblemAt, report: Reporter
+    resource: Resource,
+    file: Path,
+    root: Path,
+    problem: ProblemAt,
+    report: Reporter,
+    cache: ParseCache | None = None,
 ) -> Path | None:
     """Problems with a Package's source or artifact; its resolved path when there are none."""
     spec = resource.spec
@@ -73,7 +79,7 @@ def check_package(
         )
         return None
     try:
-        documents = read_documents(manifest, display_name(manifest, root))
+        documents = read_documents(manifest, display_name(manifest, root), cache)
     except InputError as exc:
         report.problems.extend(exc.problems)
         return None

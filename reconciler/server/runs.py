@@ -137,7 +137,7 @@ class Runner:
         )
         report.revision = fetched.revision
         manifests = await asyncio.to_thread(
-            load, fetched.folder, LoadOptions(profile=options.profile)
+            load, fetched.folder, LoadOptions(profile=options.profile, cache=True)
         )
         self.targets = tuple(sorted(manifests.settings.targets))
         plan_options = PlanOptions(

@@ -11,11 +11,11 @@ the contract), `policies` (what a change takes; pure), `provider` (observe and a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from reconciler.errors import InputError, Problem
 from reconciler.manifests import Manifests
 from reconciler.manifests.config import InsightsTarget
+from reconciler.manifests.loader import cache_folder
 from reconciler.manifests.values import Sensitive, VariableError, reveal
 from reconciler.providers.http import HttpClient, Transport
 from reconciler.providers.insights.auth import KeycloakAuth, token_paths
@@ -111,8 +111,3 @@ def _revealed(target: str, field: str, value: str | Sensitive, config_file: str)
         raise InputError(
             [Problem(config_file, 0, 0, f"target '{target}': auth.{field}: {exc}", exc.hint)]
         ) from None
-
-
-def cache_folder(root: Path) -> Path:
-    """Where artifacts built from package folders are kept, beside the manifests."""
-    return root / ".reconciler" / "cache"

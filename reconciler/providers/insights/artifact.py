@@ -14,6 +14,7 @@ folder and its tables (every table when its list is empty), a view's file. Anyth
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -30,6 +31,7 @@ from ruamel.yaml.error import YAMLError
 
 from reconciler.errors import InputError, Problem
 from reconciler.manifests.package_files import PackageFileError, package_files
+from reconciler.providers.insights.build_index import BuildIndex, Built
 
 FORMAT = "kxi-tar/1"
 """Part of the cache key: a change to how archives are made invalidates every build."""
@@ -66,30 +68,54 @@ class Artifact:
         return self.path.read_bytes()
 
 
-def build(folder: Path, cache: Path, label: str) -> Artifact:
+def build(folder: Path, cache: Path, label: str, index: BuildIndex | None = None) -> Artifact:
     """The artifact of a package folder, from the cache when the folder is unchanged.
-    `label` names the folder in messages."""
+    `label` names the folder in messages. With an `index`, files whose stat is unchanged
+    are not read, and an unchanged tree whose archive is in the cache is not either."""
     try:
         listed = package_files(folder)
     except PackageFileError as exc:
         raise InputError([Problem(label, message=str(exc), hint=exc.hint)]) from None
-    contents = {relative: path.read_bytes() for relative, path in listed}
-    files = {relative: hashlib.sha256(data).hexdigest() for relative, data in contents.items()}
+    if index is not None:
+        files = {relative: index.sha256(path) for relative, path in listed}
+    else:
+        files = {relative: _sha256(path.read_bytes()) for relative, path in listed}
     tree = hashlib.sha256(
         "\n".join([FORMAT, *(f"{path}\0{sha}" for path, sha in files.items())]).encode()
     ).hexdigest()
+    known = index.built(tree) if index is not None else None
+    if known is not None:
+        target = cache / f"{known.name}@{known.version}@{tree[:32]}.kxi"
+        if target.is_file():
+            os.utime(target)  # recently used: kept by _evict
+            return Artifact(
+                known.name,
+                known.version,
+                target,
+                known.sha256,
+                files,
+                known.loaded_by,
+                known.components,
+            )
+    contents = {relative: path.read_bytes() for relative, path in listed}
     manifest = _manifest(contents.get("manifest.yaml"), label)
     name, version = str(manifest.get("name")), str(manifest.get("version"))
     target = cache / f"{name}@{version}@{tree[:32]}.kxi"
     if target.is_file():
-        os.utime(target)  # recently used: kept by _evict
+        os.utime(target)
     else:
         cache.mkdir(parents=True, exist_ok=True)
         _write_atomically(target, archive(contents.items()))
         _evict(cache, f"{name}@", target)
-    sha = hashlib.sha256(target.read_bytes()).hexdigest()
+    sha = _sha256(target.read_bytes())
     loaded_by, components = _components(manifest, contents)
+    if index is not None:
+        index.remember(tree, Built(name, version, sha, loaded_by, components))
     return Artifact(name, version, target, sha, files, loaded_by, components)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _evict(cache: Path, prefix: str, current: Path) -> None:
@@ -168,11 +194,17 @@ def _write_atomically(target: Path, data: bytes) -> None:
         raise
 
 
+@functools.cache
+def _loader() -> YAML:
+    # One loader for every package: making one costs more than reading a manifest.
+    return YAML(typ="safe", pure=False)
+
+
 def _yaml(data: bytes | None) -> Any:
     if data is None:
         return None
     try:
-        return YAML(typ="safe", pure=False).load(data.decode("utf-8"))
+        return _loader().load(data.decode("utf-8"))
     except (YAMLError, UnicodeDecodeError):
         return None
 

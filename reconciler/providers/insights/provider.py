@@ -17,6 +17,7 @@ from reconciler.manifests.values import Sensitive
 from reconciler.providers.base import Applied, Check, Desired, Observation, Observed
 from reconciler.providers.http import HttpError
 from reconciler.providers.insights.artifact import Artifact, build, read_prebuilt
+from reconciler.providers.insights.build_index import BuildIndex
 from reconciler.providers.insights.client import USED, PackageManagerClient, component, missing
 from reconciler.providers.insights.policies import InsightsPolicies, redeploys
 
@@ -58,6 +59,7 @@ class InsightsProvider(InsightsPolicies):
         }
         """What the manifests want of each package: the version observation reports."""
         self._artifacts: dict[ResourceId, Artifact] = {}
+        self._index: BuildIndex | None = None
 
     @property
     def target(self) -> str:
@@ -93,7 +95,11 @@ class InsightsProvider(InsightsPolicies):
             path = self._sources[resource.id]
             label = self._labels.get(resource.id, str(path))
             if path.is_dir():
-                artifact = build(path, self._cache, f"{label}: package folder {path.name}")
+                if self._index is None:
+                    self._index = BuildIndex(self._cache, self._target)
+                artifact = build(
+                    path, self._cache, f"{label}: package folder {path.name}", self._index
+                )
             else:
                 artifact = read_prebuilt(path, f"{label}: artifact {path.name}")
             self._artifacts[resource.id] = artifact
@@ -211,6 +217,8 @@ class InsightsProvider(InsightsPolicies):
         return checks
 
     async def aclose(self) -> None:
+        if self._index is not None:
+            self._index.save()
         await self.client.aclose()
 
     # --- helpers -----------------------------------------------------------------------

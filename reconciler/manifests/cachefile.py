@@ -1,0 +1,52 @@
+"""One file of a run's cache under `.reconciler/cache/`: read whole, written whole.
+
+marshal, not JSON or pickle: it keeps plain data's types exactly (integer keys and
+bytes included) and reads about ten times faster. Every file starts with a header
+naming what it holds, its format, the reconciler version and the Python version, since
+marshal's format and what is cached may differ across them; a file with another header,
+or torn, or unreadable, reads as absent. Writes go to a scratch file renamed into place,
+so a reader never sees half a file; a folder that cannot be written (a read-only
+checkout) means no cache, never an error.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from reconciler import __version__
+
+
+def header(kind: str, version: int) -> tuple[Any, ...]:
+    return (kind, version, __version__, sys.version_info[:2])
+
+
+def read(path: Path, expected: tuple[Any, ...]) -> Any | None:
+    """What `write` stored under `expected`, or None."""
+    try:
+        with path.open("rb") as stored:
+            found, value = marshal.load(stored)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    return value if found == expected else None
+
+
+def write(path: Path, expected: tuple[Any, ...], value: Any) -> bool:
+    """Store `value` (plain data); False when the folder cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                marshal.dump((expected, value), out)
+            Path(scratch).replace(path)
+        except BaseException:
+            Path(scratch).unlink(missing_ok=True)
+            raise
+    except OSError:
+        return False
+    return True
