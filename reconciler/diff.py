@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
-from deepdiff import DeepDiff
-
 from reconciler.manifests.values import REDACTED, Sensitive
 
 Op = Literal["add", "remove", "change"]
@@ -70,6 +68,9 @@ def diff(
     right, left = _both(desired, observed, rules)
     if left == right:
         return []
+    # Imported here: most comparisons are equal, and a no-op plan never needs deepdiff.
+    from deepdiff import DeepDiff
+
     # threshold 0: always report key by key, never "the whole mapping changed".
     result = DeepDiff(left, right, view="tree", verbose_level=2, threshold_to_diff_deeper=0)
     changes: list[Change] = []

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
+import os
 import signal
 import sys
 import tempfile
 import threading
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.table import Table
@@ -572,5 +574,26 @@ def main(argv: list[str] | None = None, connector: Connector | None = None) -> N
     sys.exit(code)
 
 
+def run() -> NoReturn:
+    """The `reconciler` command: `main`, then an exit that skips the interpreter's
+    teardown. A large run holds a few hundred megabytes of small objects, and freeing
+    them one by one at exit takes longer than many commands (0.2 s of a 2 s plan);
+    every file, database and connection is closed by then, and output is flushed here."""
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            sys.stderr.write(exc.code + "\n")
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`reconciler plan | head`)
+            code = code or 1
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 
 from reconciler.errors import InputError, Problem
@@ -85,6 +84,8 @@ def serve(
     )
     sandbox = create_app(db, options)
     err.print(f"sandbox on http://{host}:{port} (state in {db}); Ctrl-C stops it", markup=False)
+    import uvicorn  # here: every other command starts faster without it
+
     uvicorn.run(sandbox, host=host, port=port, log_level="warning")
     return 0
 

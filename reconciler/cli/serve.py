@@ -9,14 +9,10 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from reconciler.checkout import Origin
 from reconciler.cli.common import ProfileOpt, SourceArg, _connector
 from reconciler.errors import InputError, Problem
-from reconciler.server import ServeOptions, create_app
-from reconciler.server.logs import configure
-from reconciler.server.schedule import parse_interval
 
 
 class ModeChoice(StrEnum):
@@ -70,6 +66,13 @@ def serve(
     one run at a time. Secrets come from the environment: RECONCILER_GITHUB_SECRET,
     RECONCILER_GITLAB_TOKEN, RECONCILER_WEBHOOK_TOKEN (a hook without one answers 404).
     Logs are JSON lines on stderr; SIGTERM lets the run in flight finish, then exits."""
+    # Imported here, not above: every other command starts faster without the server.
+    import uvicorn
+
+    from reconciler.server import ServeOptions, create_app
+    from reconciler.server.logs import configure
+    from reconciler.server.schedule import parse_interval
+
     try:
         seconds = parse_interval(interval)
     except ValueError as exc:

@@ -14,11 +14,13 @@ MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 def display_name(file: Path, root: Path) -> str:
     """How a file is named in messages: relative to the working folder where possible."""
-    absolute = Path(os.path.normpath(file.absolute()))
-    try:
-        return str(absolute.relative_to(Path.cwd()))
-    except ValueError:
-        return str(absolute)
+    # String operations: this runs for every file of every run.
+    cwd = os.getcwd()
+    absolute = os.path.normpath(os.path.join(cwd, file))
+    if absolute == cwd:
+        return "."
+    inside = cwd.rstrip(os.sep) + os.sep
+    return absolute[len(inside) :] if absolute.startswith(inside) else absolute
 
 
 def discover(root: Path, patterns: tuple[str, ...] | list[str]) -> list[Path]:

@@ -304,7 +304,8 @@ class _Builder:
             else:
                 extra.append(reference)
         if spec is not None and info.rules is not None:
-            for path, message, hint in info.rules(spec, project, metadata.name):
+            accepted = self.cache.accepted if self.cache is not None else None
+            for path, message, hint in info.rules(spec, project, metadata.name, accepted):
                 at: PathKey = ("spec", *data_path(spec_raw, path))
                 problem(at, f"{show_path(at)}: {message}{note}", hint)
                 ok = False

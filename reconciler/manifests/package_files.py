@@ -71,25 +71,24 @@ def package_files(folder: Path) -> list[tuple[str, Path]]:
     `PackageFileError` for a symbolic link that `.kxignore` does not leave out."""
     patterns = _patterns(folder)
     found: list[tuple[str, Path]] = []
-    for current, dirs, names in os.walk(folder):
-        base = PurePosixPath(Path(current).relative_to(folder).as_posix())
-        kept = []
-        for name in sorted(dirs):
-            relative = base / name
-            if _ignored(patterns, relative, is_dir=True):
+    # Plain strings and scandir's cached types, not Path objects and a stat per file: every
+    # plan lists every package folder twice (validation, artifact identity).
+    pending = [(str(folder), "")]
+    while pending:
+        directory, base = pending.pop()
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+        for entry in entries:
+            relative = f"{base}/{entry.name}" if base else entry.name
+            is_dir = entry.is_dir()
+            if patterns and _ignored(patterns, PurePosixPath(relative), is_dir=is_dir):
                 continue
-            if (Path(current) / name).is_symlink():
-                raise _link(folder, relative)
-            kept.append(name)
-        dirs[:] = kept
-        for name in names:
-            relative = base / name
-            if _ignored(patterns, relative, is_dir=False):
-                continue
-            path = Path(current) / name
-            if path.is_symlink():
-                raise _link(folder, relative)
-            found.append((str(relative), path))
+            if entry.is_symlink():
+                raise _link(folder, PurePosixPath(relative))
+            if is_dir:
+                pending.append((entry.path, relative))
+            else:
+                found.append((relative, Path(entry.path)))
     found.sort(key=lambda item: item[0])
     return found
 

@@ -157,11 +157,16 @@ class HttpClient:
     async def post_stream(self, path: str, body: Any = None, *, read: bool = False) -> list[Any]:
         """POST, for a grpc-gateway server stream: one `{"result": ...}` per line."""
         response = await self._send(_Request("POST", path, body), read=read)
+        lines = [line for line in response.text.splitlines() if line.strip()]
+        try:
+            # One decode for the whole answer (thousands of lines on a large target).
+            items = json.loads("[" + ",".join(lines) + "]")
+        except json.JSONDecodeError:
+            items = None
+        if not isinstance(items, list) or len(items) != len(lines):  # a line not one value
+            items = [_json(line, self.platform, path) for line in lines]
         results = []
-        for line in response.text.splitlines():
-            if not line.strip():
-                continue
-            item = _json(line, self.platform, path)
+        for item in items:
             if isinstance(item, dict) and item.get("error"):
                 raise _status_error(item["error"], 500, self.platform, path)
             results.append(item.get("result") if isinstance(item, dict) else item)

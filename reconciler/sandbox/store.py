@@ -66,7 +66,8 @@ class Store:
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT body FROM objects WHERE kind = ? ORDER BY key", (kind,))
-        return [json.loads(row[0]) for row in rows]
+        found: list[dict[str, Any]] = json.loads("[" + ",".join(row[0] for row in rows) + "]")
+        return found
 
     def keys(self, kind: str) -> list[str]:
         rows = self._db.execute("SELECT key FROM objects WHERE kind = ? ORDER BY key", (kind,))

@@ -17,13 +17,14 @@ from reconciler.manifests.kinds.pachyderm import (
     RepoSpec,
     SecretSpec,
 )
-from reconciler.manifests.kinds.pipeline_rules import RuleProblem, pipeline_problems
+from reconciler.manifests.kinds.pipeline_rules import Accepted, RuleProblem, pipeline_problems
 from reconciler.manifests.model import InsightsName, KubernetesName, Model, PachydermName
 from reconciler.manifests.resources import PathKey, Reference, ResourceId
 
 ReferenceFinder = Callable[[Model, str | None, str], Iterator[Reference]]
-RuleChecker = Callable[[Model, str | None, str], Iterator[RuleProblem]]
-"""The platform's own rules beyond the model: (spec path, message, hint) for each breach."""
+RuleChecker = Callable[[Model, str | None, str, Accepted | None], Iterator[RuleProblem]]
+"""The platform's own rules beyond the model: (spec path, message, hint) for each breach;
+the last argument, when given, remembers specs found valid before (see `parse_cache`)."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,10 @@ def _pipeline_references(spec: Model, project: str | None, name: str) -> Iterato
         yield Reference(("Secret",), secret, ("spec", *path), "secret", required=False)
 
 
-def _pipeline_rules(spec: Model, project: str | None, name: str) -> Iterator[RuleProblem]:
-    return pipeline_problems(cast(PipelineSpec, spec), project or DEFAULT_PROJECT, name)
+def _pipeline_rules(
+    spec: Model, project: str | None, name: str, accepted: Accepted | None
+) -> Iterator[RuleProblem]:
+    return pipeline_problems(cast(PipelineSpec, spec), project or DEFAULT_PROJECT, name, accepted)
 
 
 def _deployment_references(spec: Model, project: str | None, name: str) -> Iterator[Reference]:

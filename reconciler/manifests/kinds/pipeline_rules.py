@@ -9,22 +9,36 @@ manifest's file:line.
 
 from __future__ import annotations
 
+import hashlib
+import marshal
 from collections.abc import Callable, Iterator, Mapping
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import fastjsonschema
-from jsonschema import Draft7Validator
-from jsonschema.exceptions import ValidationError as SchemaError
 
 from reconciler import schemas
 from reconciler.manifests.kinds.pachyderm import PipelineSpec
 from reconciler.manifests.resources import PathKey
 
+if TYPE_CHECKING:
+    from jsonschema import Draft7Validator
+    from jsonschema.exceptions import ValidationError as SchemaError
+
 OURS = ("stopped", "reprocessOnUpdate")
 """Spec fields the reconciler acts on itself; never sent to pachd."""
 
 RuleProblem = tuple[PathKey, str, str]
+
+
+class Accepted(Protocol):
+    """Digests of requests pachd's schema accepted before."""
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def add(self, key: bytes) -> None: ...
+
+
 """(path in the spec, message, hint)."""
 
 
@@ -37,6 +51,9 @@ def create_pipeline_request(spec: Mapping[str, Any], project: str, name: str) ->
 
 @cache
 def _validator() -> Draft7Validator:
+    # Imported only when a spec is refused: jsonschema is slow to import and to run.
+    from jsonschema import Draft7Validator
+
     return Draft7Validator(schemas.load(schemas.CREATE_PIPELINE_REQUEST))
 
 
@@ -50,15 +67,26 @@ def _accepts() -> Callable[[Any], Any]:
     )
 
 
-def pipeline_problems(spec: PipelineSpec, project: str, name: str) -> Iterator[RuleProblem]:
-    yield from _schema_problems(spec, project, name)
+def pipeline_problems(
+    spec: PipelineSpec, project: str, name: str, accepted: Accepted | None = None
+) -> Iterator[RuleProblem]:
+    """What pachd would refuse in `spec`. `accepted` holds digests of requests its schema
+    accepted before (a persistent cache): those are not checked again."""
+    yield from _schema_problems(spec, project, name, accepted)
     yield from _server_rules(spec)
 
 
-def _schema_problems(spec: PipelineSpec, project: str, name: str) -> Iterator[RuleProblem]:
+def _schema_problems(
+    spec: PipelineSpec, project: str, name: str, accepted: Accepted | None
+) -> Iterator[RuleProblem]:
     request = create_pipeline_request(spec.to_data(), project, name)
+    key = _key(request) if accepted is not None else None
+    if key is not None and accepted is not None and key in accepted:
+        return
     try:
         _accepts()(request)
+        if key is not None and accepted is not None:
+            accepted.add(key)
         return
     except fastjsonschema.JsonSchemaException:
         pass
@@ -73,6 +101,14 @@ def _schema_problems(spec: PipelineSpec, project: str, name: str) -> Iterator[Ru
             f"pachd's schema for CreatePipelineRequest refuses this: {deepest.message}",
             "see the pipeline specification in the Pachyderm documentation",
         )
+
+
+def _key(request: dict[str, Any]) -> bytes | None:
+    # marshal: exact and fast; it refuses what is not plain data (then: no memo).
+    try:
+        return hashlib.sha256(marshal.dumps(request)).digest()
+    except ValueError:
+        return None
 
 
 def _deepest(error: SchemaError) -> SchemaError:
