@@ -75,3 +75,91 @@ def test_clear_text_shown_back_where_the_manifest_holds_a_reference_compares_by_
     changes = diff(desired, {"env": {"TOKEN": "an-old-token", "MODE": "fast"}})
     assert changes == [Change("env.TOKEN", "change", REDACTED, REDACTED)]
     assert "an-old-token" not in json.dumps([c.to_json() for c in changes])
+
+
+# --- the quick comparison never hides a change ------------------------------------------
+
+KEYS = st.sampled_from(["a", "b", "env", "secrets", "c1", "c2"])
+tree_values = st.recursive(
+    st.none()
+    | st.integers(-2, 2)
+    | st.sampled_from(["x", "y"])
+    | st.builds(lambda v: Sensitive("${env:S}", v), st.sampled_from(["x", "y"])),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.lists(children, max_size=3).map(tuple)
+        | st.dictionaries(KEYS, children, max_size=3)
+    ),
+    max_leaves=12,
+)
+RULES = DiffRules(
+    unordered=(("secrets",), ("a", "*")),
+    ignored=(("b",), ("env", "c?"), ("*", "*", "a")),
+)
+
+
+def _references(value: object, path: tuple[object, ...] = ()) -> set[tuple[object, ...]]:
+    if isinstance(value, Sensitive):
+        return {path}
+    if isinstance(value, dict):
+        return set().union(*(_references(v, (*path, k)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return set().union(*(_references(v, (*path, i)) for i, v in enumerate(value)))
+    return set()
+
+
+def _oracle(
+    value: object,
+    path: tuple[object, ...] = (),
+    hashed: frozenset[tuple[object, ...]] = frozenset(),
+) -> object:
+    """The rules applied the plain way, with no shortcut: what equality must mean. Clear
+    text where the other side holds a reference counts by its digest."""
+    from fnmatch import fnmatchcase
+
+    def matches(at: tuple[object, ...], patterns: tuple[tuple[str, ...], ...]) -> bool:
+        return any(
+            len(p) == len(at)
+            and all(
+                q == "*" or (isinstance(k, str) and fnmatchcase(k, q))
+                for q, k in zip(p, at, strict=True)
+            )
+            for p in patterns
+        )
+
+    if isinstance(value, Sensitive):
+        return ("sensitive", value.digest)
+    if isinstance(value, str) and path in hashed:
+        return ("sensitive", Sensitive("${env:S}", value).digest)
+    if isinstance(value, dict):
+        return {
+            k: _oracle(v, (*path, k), hashed)
+            for k, v in value.items()
+            if not matches((*path, k), tuple(RULES.ignored))
+        }
+    if isinstance(value, list | tuple):
+        items = [_oracle(v, (*path, i), hashed) for i, v in enumerate(value)]
+        if matches(path, tuple(RULES.unordered)):
+            items.sort(key=lambda item: json.dumps(item, sort_keys=True, default=str))
+        return items
+    return value
+
+
+def _plain(value: object) -> object:
+    """The observed side: what a platform shows back, clear text for references."""
+    if isinstance(value, Sensitive):
+        return value.reveal()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@given(tree_values, tree_values)
+def test_equal_exactly_when_equal_under_the_rules(desired: object, other: object) -> None:
+    observed = _plain(other)
+    hashed = frozenset(_references(desired))
+    expected = _oracle(desired) == _oracle(observed, hashed=hashed)
+    assert equal(desired, observed, RULES) == expected
+    assert (diff(desired, observed, RULES) == []) == expected

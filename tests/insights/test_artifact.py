@@ -14,6 +14,7 @@ import pytest
 from reconciler.errors import InputError
 from reconciler.providers.insights import artifact as artifacts
 from reconciler.providers.insights.artifact import build, read_prebuilt
+from reconciler.providers.insights.build_index import BuildIndex
 from tests.conftest import require_reference, run_cli
 from tests.insights.world import EQUITIES
 
@@ -124,3 +125,98 @@ def test_a_symbolic_link_in_a_package_is_refused_at_validation(
     err = capsys.readouterr().err
     assert "m.yaml:4" in err
     assert "equities/src/link.json is a symbolic link" in err
+
+
+# --- what a warm run reuses (build_index) --------------------------------------------
+
+
+def _reads_inside(folder: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every read of a file in `folder` from now on."""
+    reads: list[Path] = []
+    original = Path.read_bytes
+
+    def counted(self: Path) -> bytes:
+        if folder in self.parents:
+            reads.append(self)
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    return reads
+
+
+def _aged(folder: Path) -> None:
+    """Files last written a minute ago: past the index's racy window."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - 60_000_000_000))
+
+
+def test_a_warm_run_reads_no_file_of_an_unchanged_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = copy(tmp_path, "a")
+    _aged(folder)
+    cache = tmp_path / "cache"
+    index = BuildIndex(cache, "insights")
+    cold = build(folder, cache, "a", index)
+    index.save()
+    reads = _reads_inside(folder, monkeypatch)
+    warm = build(folder, cache, "a", BuildIndex(cache, "insights"))
+    assert reads == []
+    assert warm == cold
+
+
+def test_an_edit_that_keeps_size_and_time_is_still_seen(tmp_path: Path) -> None:
+    folder = copy(tmp_path, "a")
+    _aged(folder)
+    cache = tmp_path / "cache"
+    index = BuildIndex(cache, "insights")
+    before = build(folder, cache, "a", index)
+    index.save()
+    edited = folder / "views" / "analytics.yaml"
+    stat = edited.stat()
+    edited.write_text(edited.read_text().replace("a", "b", 1))
+    os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # size and mtime as before
+    assert edited.stat().st_size == stat.st_size
+    after = build(folder, cache, "a", BuildIndex(cache, "insights"))
+    relative = edited.relative_to(folder).as_posix()
+    assert after.files[relative] != before.files[relative]
+    assert after.sha256 != before.sha256
+
+
+def test_a_file_written_just_before_the_index_is_hashed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = copy(tmp_path, "a")
+    for path in folder.rglob("*"):  # written now: inside the racy window
+        if path.is_file():
+            os.utime(path)
+    cache = tmp_path / "cache"
+    index = BuildIndex(cache, "insights")
+    build(folder, cache, "a", index)
+    index.save()
+    reads = _reads_inside(folder, monkeypatch)
+    build(folder, cache, "a", BuildIndex(cache, "insights"))
+    assert folder / "manifest.yaml" in reads
+
+
+def test_an_evicted_archive_is_built_again_the_same(tmp_path: Path) -> None:
+    folder = copy(tmp_path, "a")
+    _aged(folder)
+    cache = tmp_path / "cache"
+    index = BuildIndex(cache, "insights")
+    first = build(folder, cache, "a", index)
+    index.save()
+    first.path.unlink()
+    again = build(folder, cache, "a", BuildIndex(cache, "insights"))
+    assert again.path.is_file()
+    assert again.sha256 == first.sha256
+
+
+def test_a_torn_index_is_ignored(tmp_path: Path) -> None:
+    folder = copy(tmp_path, "a")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "builds-insights.marshal").write_bytes(b"\x00torn")
+    assert build(folder, cache, "a", BuildIndex(cache, "insights")).name == "equities"
