@@ -22,6 +22,7 @@ How a plan is made:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,6 +39,7 @@ from reconciler.providers.base import (
     Bounce,
     Decision,
     Desired,
+    KindRules,
     Observation,
     Observed,
     Policies,
@@ -343,15 +345,20 @@ def compare(
 ) -> list[Change]:
     """The changes from `observed` to `want`, write-only fields by digest."""
     rules = policies.rules(want.id.kind)
-    sealed_keys = tuple((path.removeprefix("spec."),) for path in rules.sealed)
-    diff_rules = DiffRules(rules.diff.unordered, (*rules.diff.ignored, *sealed_keys))
-    changes = diff(want.spec, observed.spec, diff_rules, prefix="spec")
+    changes = diff(want.spec, observed.spec, _compared(rules), prefix="spec")
     known = applied.fingerprints if applied is not None else {}
     for path, value in sealed_digests(want.spec, rules).items():
         if known.get(path) != value:
             old = REDACTED if path in known else "(not known)"
             changes.append(Change(path, "change", old, REDACTED))
     return sorted(changes)
+
+
+@functools.lru_cache(maxsize=64)
+def _compared(rules: KindRules) -> DiffRules:
+    """The kind's diff rules, its write-only fields left out (they compare by digest)."""
+    sealed_keys = tuple((path.removeprefix("spec."),) for path in rules.sealed)
+    return DiffRules(rules.diff.unordered, (*rules.diff.ignored, *sealed_keys))
 
 
 def _propagate_bounces(

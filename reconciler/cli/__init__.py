@@ -540,12 +540,14 @@ def main(argv: list[str] | None = None, connector: Connector | None = None) -> N
     each target's `provider` picks the platform subpackage.
     """
     command = typer.main.get_command(app)
-    # A run builds hundreds of thousands of small, acyclic objects (documents, specs,
-    # observations) and keeps them all until it ends: with the default thresholds the
-    # cyclic collector scans them again and again, a third of a 10,000-resource plan.
-    # Young collections every 100,000 allocations keep it to a few percent.
-    thresholds = gc.get_threshold()
-    gc.set_threshold(100_000, 20, 20)
+    # A run builds hundreds of thousands of small objects (documents, specs,
+    # observations), nearly all acyclic and kept until it ends: the cyclic collector
+    # would scan them again and again (a third of a 10,000-resource plan with the default
+    # thresholds, 7% with rare ones) to free almost nothing; reference counting frees the
+    # rest. A command ends within minutes, so it runs without; `serve` and `watch`, which
+    # run for days, switch it back on (`long_running`).
+    enabled = gc.isenabled()
+    gc.disable()
     try:
         result = command.main(
             args=argv, prog_name="reconciler", standalone_mode=False, obj=connector
@@ -570,7 +572,8 @@ def main(argv: list[str] | None = None, connector: Connector | None = None) -> N
         exc.show()  # type: ignore[attr-defined]
         code = InputError.exit_code
     finally:
-        gc.set_threshold(*thresholds)
+        if enabled:
+            gc.enable()
     sys.exit(code)
 
 

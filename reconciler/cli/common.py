@@ -3,6 +3,7 @@ the providers' connector, and asking for confirmation."""
 
 from __future__ import annotations
 
+import gc
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -77,3 +78,9 @@ def confirm(question: str, what: str) -> None:
         )
     if not typer.confirm(question, default=False):
         raise OperationalError(f"{what} cancelled; nothing was changed")
+
+
+def long_running() -> None:
+    """For commands that run for days (`serve`, `watch`, `sandbox serve`): the cyclic
+    garbage collector back on, which `main` leaves off for commands that end soon."""
+    gc.enable()

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from reconciler.cli.common import long_running
 from reconciler.errors import InputError, Problem
 from reconciler.sandbox import SandboxOptions, create_app
 from reconciler.sandbox.app import stats_of
@@ -85,6 +86,8 @@ def serve(
     sandbox = create_app(db, options)
     err.print(f"sandbox on http://{host}:{port} (state in {db}); Ctrl-C stops it", markup=False)
     import uvicorn  # here: every other command starts faster without it
+
+    long_running()
 
     uvicorn.run(sandbox, host=host, port=port, log_level="warning")
     return 0

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from reconciler.checkout import Origin
-from reconciler.cli.common import ProfileOpt, SourceArg, _connector
+from reconciler.cli.common import ProfileOpt, SourceArg, _connector, long_running
 from reconciler.errors import InputError, Problem
 
 
@@ -66,6 +66,7 @@ def serve(
     one run at a time. Secrets come from the environment: RECONCILER_GITHUB_SECRET,
     RECONCILER_GITLAB_TOKEN, RECONCILER_WEBHOOK_TOKEN (a hook without one answers 404).
     Logs are JSON lines on stderr; SIGTERM lets the run in flight finish, then exits."""
+    long_running()
     # Imported here, not above: every other command starts faster without the server.
     import uvicorn
 

@@ -11,7 +11,7 @@ import typer
 from watchfiles import DefaultFilter, awatch
 
 from reconciler.checkout import local_revision
-from reconciler.cli.common import ProfileOpt, _connector, _load, err, out
+from reconciler.cli.common import ProfileOpt, _connector, _load, err, long_running, out
 from reconciler.engine import Connector, Session
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.execute import ExecuteOptions
@@ -57,6 +57,7 @@ def watch(
 ) -> int:
     """Re-validate and re-plan on every change under PATH (with --apply: apply it), showing
     the result in place. Ctrl-C stops."""
+    long_running()
     connector = _connector(ctx)
     root = path if path.is_dir() else path.parent
     try:

@@ -29,7 +29,7 @@ def load(relative: str) -> Any:
     """The parsed file at `relative`: JSON, or YAML for `.yaml` files."""
     text = (HERE / relative).read_text(encoding="utf-8")
     if relative.endswith((".yaml", ".yml")):
-        return YAML(typ="safe", pure=True).load(text)
+        return YAML(typ="safe", pure=False).load(text)  # the C parser where installed
     return json.loads(text)
 
 
