@@ -50,3 +50,23 @@ def write(path: Path, expected: tuple[Any, ...], value: Any) -> bool:
     except OSError:
         return False
     return True
+
+
+Stat = tuple[int, int, int, int]
+"""What tells a file changed without reading it: size, modification and change times in
+nanoseconds, inode (git's index keeps the same)."""
+
+RACY_NS = 2_000_000_000
+"""A file modified this close before a cache was written may change again within the same
+clock tick without its stat changing (git's "racily clean" files): never trusted."""
+
+
+def stat_of(path: Path) -> Stat:
+    info = path.stat()
+    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+
+
+def unchanged(now: Stat, recorded: Stat, written_ns: int) -> bool:
+    """Whether a file whose stat was `recorded` in a cache written at `written_ns` still
+    holds what it held then."""
+    return now == recorded and now[1] < written_ns - RACY_NS

@@ -27,9 +27,6 @@ from typing import Any, TypeGuard
 from reconciler.manifests import cachefile
 
 HEADER = cachefile.header("builds", 1)
-RACY_NS = 2_000_000_000
-
-Stat = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +45,19 @@ class BuildIndex:
         self.path = folder / f"builds-{target}.marshal"
         stored = cachefile.read(self.path, HEADER)
         files, trees, written = stored if _valid(stored) else ({}, {}, 0)
-        self._files: dict[str, tuple[Stat, str]] = files
+        self._files: dict[str, tuple[cachefile.Stat, str]] = files
         self._trees: dict[str, tuple[Any, ...]] = trees
-        self._trusted_before = written - RACY_NS
-        self._used_files: dict[str, tuple[Stat, str]] = {}
+        self._written = written
+        self._used_files: dict[str, tuple[cachefile.Stat, str]] = {}
         self._used_trees: dict[str, tuple[Any, ...]] = {}
         self._changed = False
 
     def sha256(self, path: Path) -> str:
         """The file's content digest, read only when its stat is not the one recorded."""
         key = str(path)
-        info = path.stat()
-        stat = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+        stat = cachefile.stat_of(path)
         known = self._files.get(key)
-        if known is not None and known[0] == stat and info.st_mtime_ns < self._trusted_before:
+        if known is not None and cachefile.unchanged(stat, known[0], self._written):
             self._used_files[key] = known
             return known[1]
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -94,7 +90,7 @@ class BuildIndex:
         written = time.time_ns()
         if cachefile.write(self.path, HEADER, (self._used_files, self._used_trees, written)):
             self._files, self._trees = dict(self._used_files), dict(self._used_trees)
-            self._trusted_before = written - RACY_NS
+            self._written = written
             self._changed = False
 
 
