@@ -1,8 +1,10 @@
 """Layer 1: manifest files to typed resources.
 
 Rule: imports only `reconciler.errors` and libraries; no I/O beyond reading the files it
-is given (manifests, reconciler.yaml, package folders, `${file:...}` values). Nothing
-here knows about platforms' APIs, state or the command line.
+is given (manifests, reconciler.yaml, package folders, `${file:...}` values) and, when
+asked (`LoadOptions(cache=True)`), its own cache files under `.reconciler/cache/`
+(`cachefile`, `parse_cache`). Nothing here knows about platforms' APIs, state or the
+command line.
 """
 
 from reconciler.manifests.config import Settings
