@@ -144,42 +144,44 @@ def _reads_inside(folder: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     return reads
 
 
-def _aged(folder: Path) -> None:
-    """Files last written a minute ago: past the index's racy window."""
+def _built_once(tmp_path: Path, *, aged: bool = True) -> tuple[Path, Path, artifacts.Artifact]:
+    """A package folder built once with an index, the index saved: (folder, cache, build)."""
+    folder = copy(tmp_path, "a")
     for path in folder.rglob("*"):
         if path.is_file():
-            stat = path.stat()
-            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - 60_000_000_000))
+            if aged:  # last written a minute ago: past the index's racy window
+                stat = path.stat()
+                os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - 60_000_000_000))
+            else:  # written now: inside it
+                os.utime(path)
+    cache = tmp_path / "cache"
+    index = BuildIndex(cache, "insights")
+    first = build(folder, cache, "a", index)
+    index.save()
+    return folder, cache, first
+
+
+def _again(folder: Path, cache: Path) -> artifacts.Artifact:
+    return build(folder, cache, "a", BuildIndex(cache, "insights"))
 
 
 def test_a_warm_run_reads_no_file_of_an_unchanged_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = copy(tmp_path, "a")
-    _aged(folder)
-    cache = tmp_path / "cache"
-    index = BuildIndex(cache, "insights")
-    cold = build(folder, cache, "a", index)
-    index.save()
+    folder, cache, cold = _built_once(tmp_path)
     reads = _reads_inside(folder, monkeypatch)
-    warm = build(folder, cache, "a", BuildIndex(cache, "insights"))
+    assert _again(folder, cache) == cold
     assert reads == []
-    assert warm == cold
 
 
 def test_an_edit_that_keeps_size_and_time_is_still_seen(tmp_path: Path) -> None:
-    folder = copy(tmp_path, "a")
-    _aged(folder)
-    cache = tmp_path / "cache"
-    index = BuildIndex(cache, "insights")
-    before = build(folder, cache, "a", index)
-    index.save()
+    folder, cache, before = _built_once(tmp_path)
     edited = folder / "views" / "analytics.yaml"
     stat = edited.stat()
     edited.write_text(edited.read_text().replace("a", "b", 1))
     os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # size and mtime as before
     assert edited.stat().st_size == stat.st_size
-    after = build(folder, cache, "a", BuildIndex(cache, "insights"))
+    after = _again(folder, cache)
     relative = edited.relative_to(folder).as_posix()
     assert after.files[relative] != before.files[relative]
     assert after.sha256 != before.sha256
@@ -188,28 +190,16 @@ def test_an_edit_that_keeps_size_and_time_is_still_seen(tmp_path: Path) -> None:
 def test_a_file_written_just_before_the_index_is_hashed_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = copy(tmp_path, "a")
-    for path in folder.rglob("*"):  # written now: inside the racy window
-        if path.is_file():
-            os.utime(path)
-    cache = tmp_path / "cache"
-    index = BuildIndex(cache, "insights")
-    build(folder, cache, "a", index)
-    index.save()
+    folder, cache, _ = _built_once(tmp_path, aged=False)
     reads = _reads_inside(folder, monkeypatch)
-    build(folder, cache, "a", BuildIndex(cache, "insights"))
+    _again(folder, cache)
     assert folder / "manifest.yaml" in reads
 
 
 def test_an_evicted_archive_is_built_again_the_same(tmp_path: Path) -> None:
-    folder = copy(tmp_path, "a")
-    _aged(folder)
-    cache = tmp_path / "cache"
-    index = BuildIndex(cache, "insights")
-    first = build(folder, cache, "a", index)
-    index.save()
+    folder, cache, first = _built_once(tmp_path)
     first.path.unlink()
-    again = build(folder, cache, "a", BuildIndex(cache, "insights"))
+    again = _again(folder, cache)
     assert again.path.is_file()
     assert again.sha256 == first.sha256
 
