@@ -11,6 +11,7 @@ together as one InputError. References between resources are checked by
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,9 @@ class Manifests:
     resources: tuple[Resource, ...]
     files: tuple[str, ...]
     package_sources: Mapping[ResourceId, Path]
+    package_files: Mapping[Path, list[tuple[str, Path]]] = dataclasses.field(default_factory=dict)
+    """The files of each package source folder, as listed while validating it (an
+    artifact build lists them again only for a folder not here)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ def _load(
         resources=tuple(builder.resources),
         files=tuple(used_files),
         package_sources=builder.package_sources,
+        package_files=builder.package_files,
     )
 
 
@@ -160,6 +165,7 @@ class _Builder:
         self.report = report
         self.resources: list[Resource] = []
         self.package_sources: dict[ResourceId, Path] = {}
+        self.package_files: dict[Path, list[tuple[str, Path]]] = {}
 
     def document(self, file: Path, document: Document) -> None:
         display, index, data = document.file, document.index, document.data
@@ -319,7 +325,9 @@ class _Builder:
             ResourceId(target, kind, name), api_version, metadata, spec, origin, project, references
         )
         if kind == "Package":
-            source = check_package(resource, file, self.root, problem, self.report, self.cache)
+            source = check_package(
+                resource, file, self.root, problem, self.report, self.cache, self.package_files
+            )
             if source is not None:
                 self.package_sources[resource.id] = source
         self.resources.append(resource)

@@ -21,6 +21,7 @@ def check_package(
     problem: ProblemAt,
     report: Reporter,
     cache: ParseCache | None = None,
+    listings: dict[Path, list[tuple[str, Path]]] | None = None,
 ) -> Path | None:
     """Problems with a Package's source or artifact; its resolved path when there are none."""
     spec = resource.spec
@@ -106,7 +107,9 @@ def check_package(
             "make the two versions the same",
         )
     try:
-        package_files(resolved)
+        listed = package_files(resolved)
+        if listings is not None:
+            listings[resolved] = listed
     except PackageFileError as exc:
         problem(where, f"spec.source '{relative}': {exc}", exc.hint)
         return None

@@ -68,14 +68,22 @@ class Artifact:
         return self.path.read_bytes()
 
 
-def build(folder: Path, cache: Path, label: str, index: BuildIndex | None = None) -> Artifact:
+def build(
+    folder: Path,
+    cache: Path,
+    label: str,
+    index: BuildIndex | None = None,
+    listed: list[tuple[str, Path]] | None = None,
+) -> Artifact:
     """The artifact of a package folder, from the cache when the folder is unchanged.
     `label` names the folder in messages. With an `index`, files whose stat is unchanged
-    are not read, and an unchanged tree whose archive is in the cache is not either."""
-    try:
-        listed = package_files(folder)
-    except PackageFileError as exc:
-        raise InputError([Problem(label, message=str(exc), hint=exc.hint)]) from None
+    are not read, and an unchanged tree whose archive is in the cache is not either.
+    `listed`: the folder's files as validation listed them moments ago."""
+    if listed is None:
+        try:
+            listed = package_files(folder)
+        except PackageFileError as exc:
+            raise InputError([Problem(label, message=str(exc), hint=exc.hint)]) from None
     if index is not None:
         files = {relative: index.sha256(path) for relative, path in listed}
     else:

@@ -51,6 +51,7 @@ class InsightsProvider(InsightsPolicies):
         self._waiting = waiting
         self._clock = clock
         self._sources = dict(manifests.package_sources)
+        self._listed = manifests.package_files
         self._labels = {r.id: r.origin.file for r in manifests.resources}
         self._versions = {
             r.name: str(r.spec.spec_data()["version"])
@@ -98,7 +99,11 @@ class InsightsProvider(InsightsPolicies):
                 if self._index is None:
                     self._index = BuildIndex(self._cache, self._target)
                 artifact = build(
-                    path, self._cache, f"{label}: package folder {path.name}", self._index
+                    path,
+                    self._cache,
+                    f"{label}: package folder {path.name}",
+                    self._index,
+                    self._listed.get(path),
                 )
             else:
                 artifact = read_prebuilt(path, f"{label}: artifact {path.name}")
