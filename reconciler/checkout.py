@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler import redact
 from reconciler.errors import InputError, OperationalError, Problem
 
 TOKEN_VARIABLE = "RECONCILER_GIT_TOKEN"
@@ -44,7 +45,6 @@ USERNAME_VARIABLE = "RECONCILER_GIT_USERNAME"
 CACHE_VARIABLE = "RECONCILER_CACHE"
 
 _REMOTE = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _MISSING_REF = ("couldn't find remote ref", "not our ref", "unknown revision", "bad revision")
 
 
@@ -54,8 +54,8 @@ def is_remote(location: str) -> bool:
 
 
 def masked(url: str) -> str:
-    """`url` without the user and password it may carry: safe to print and store."""
-    return _USERINFO.sub("***@", url)
+    """`url` without the user and password it may carry: safe to print."""
+    return redact.masked(url)
 
 
 @dataclass(frozen=True)
@@ -72,14 +72,26 @@ class Origin:
 
     @property
     def shown(self) -> str:
-        """The source as plans, runs and logs record it (the commit goes beside it):
-        never a credential."""
+        """The source as messages and logs name it: never a credential."""
         if not self.remote:
             return self.location
         return masked(self.location) + (f"//{self.subdir}" if self.subdir else "")
 
+    @property
+    def recorded(self) -> str:
+        """The source as a saved plan records it, to be found again by `apply --plan`: a
+        local folder's absolute path; a URL without credentials (they come from the
+        environment at apply: RECONCILER_GIT_TOKEN), with its //folder."""
+        if not self.remote:
+            return str(Path(self.location).resolve())
+        url = redact.without_credentials(self.location)
+        return url + (f"//{self.subdir}" if self.subdir else "")
+
     @staticmethod
     def parse(location: str, ref: str | None = None) -> Origin:
+        _refuse_option("the source", location)
+        if ref is not None:
+            _refuse_option("--ref", ref)
         if not is_remote(location):
             if ref is not None:
                 raise InputError(
@@ -108,6 +120,26 @@ class Checkout:
     origin: Origin
     repository: Path | None = None
     """The work tree or cached clone the folder lies in, when it is in git."""
+
+
+COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?\Z")
+"""A full commit id (SHA-1 or SHA-256): the only revision a saved plan may carry."""
+
+
+def _refuse_option(what: str, value: str) -> None:
+    """git reads an argument that starts with `-` as an option (`--upload-pack=CMD` runs
+    CMD): a source or ref from a flag, a plan file or a webhook never may."""
+    if value.startswith("-") or any(ch in value for ch in "\0\n\r"):
+        raise InputError(
+            [
+                Problem(
+                    what,
+                    message=f"'{value}' is not a usable {what}: it starts with '-' or holds"
+                    " a control character, which git would read as an option",
+                    hint="name a branch, tag or commit (or a URL) without a leading '-'",
+                )
+            ]
+        )
 
 
 class Git:
@@ -185,6 +217,7 @@ def fetch(origin: Origin, git: Git | None = None, cache: Path | None = None) -> 
     clone = (cache or cache_root(git.environ)) / "git" / _key(origin.location)
     with _locked(clone):
         sha = _fetch(git, clone, origin.location, origin.ref or "HEAD")
+        # `sha` is what rev-parse printed (hex), never an argument from outside.
         git.run(["checkout", "--quiet", "--force", "--detach", sha], clone, what="git checkout")
     folder = clone / origin.subdir if origin.subdir else clone
     if not folder.is_dir():
@@ -232,6 +265,7 @@ def base(checkout: Checkout, ref: str, dest: Path, git: Git | None = None) -> Ch
                 )
             ]
         )
+    _refuse_option("--base", ref)
     git = git or Git()
     start = checkout.folder if checkout.folder.is_dir() else checkout.folder.parent
     prefix = start.resolve().relative_to(repo.resolve()).as_posix()
@@ -246,10 +280,12 @@ def base(checkout: Checkout, ref: str, dest: Path, git: Git | None = None) -> Ch
     if head:
         # Unrelated or shallow history has none: then compare with the ref itself.
         with contextlib.suppress(OperationalError):
-            commit = git.run(["merge-base", commit, head], repo, what="git merge-base").strip()
+            commit = git.run(
+                ["merge-base", "--end-of-options", commit, head], repo, what="git merge-base"
+            ).strip()
     try:
         archive = git.output(
-            ["archive", "--format=tar", commit, *([prefix] if prefix else [])],
+            ["archive", "--format=tar", "--end-of-options", commit, *([prefix] if prefix else [])],
             repo,
             what="git archive",
         )
@@ -281,7 +317,9 @@ def _toplevel(folder: Path, git: Git | None) -> Path | None:
 def _resolve(git: Git, repo: Path, ref: str) -> str:
     try:
         return git.run(
-            ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], repo, what="git rev-parse"
+            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
+            repo,
+            what="git rev-parse",
         ).strip()
     except OperationalError:
         raise InputError(
@@ -302,7 +340,7 @@ def _fetch(git: Git, clone: Path, url: str, ref: str) -> str:
         git.run(["init", "--quiet"], clone, what="git init")
     try:
         git.run(
-            ["fetch", "--quiet", "--depth", "1", "--no-tags", url, ref],
+            ["fetch", "--quiet", "--depth", "1", "--no-tags", "--", url, ref],
             clone,
             what=f"git fetch {masked(url)} {ref}",
         )
@@ -322,8 +360,11 @@ def _fetch(git: Git, clone: Path, url: str, ref: str) -> str:
 
 
 def _key(url: str) -> str:
-    name = re.sub(r"[^\w.-]+", "-", masked(url).rsplit("/", 1)[-1]).strip("-")[:40]
-    return f"{name or 'repo'}-{hashlib.sha256(masked(url).encode()).hexdigest()[:12]}"
+    # Without credentials: the same clone whether the token is in the URL or in the
+    # environment (`apply --plan` of a plan made from a URL with credentials).
+    bare = redact.without_credentials(url)
+    name = re.sub(r"[^\w.-]+", "-", bare.rsplit("/", 1)[-1]).strip("-")[:40]
+    return f"{name or 'repo'}-{hashlib.sha256(bare.encode()).hexdigest()[:12]}"
 
 
 @contextmanager

@@ -19,18 +19,18 @@ the inventory and closes the dead run's intents and run record.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol, cast
 
 from reconciler import graph as graphs
 from reconciler.diff import digest
-from reconciler.errors import OperationalError, ReconcilerError
+from reconciler.errors import InputError, OperationalError, Problem, ReconcilerError
 from reconciler.execute import ExecuteOptions, Listener, Outcome, Work, execute
 from reconciler.manifests import Manifests, ResourceId
 from reconciler.manifests.config import InsightsTarget, PachydermTarget
-from reconciler.plan import Action, Plan, PlanOptions, Source, make_plan
+from reconciler.plan import Action, Binding, Plan, PlanOptions, Source, make_plan
 from reconciler.providers.base import Applied, Check, Desired, Observation, Observed, Provider
 from reconciler.state import InventoryEntry, LockHolder, RunRecord, StateStore
 from reconciler.state.locks import LockOptions, held
@@ -74,6 +74,8 @@ class Session:
         self.locked = False
         self.recovered: tuple[str, ...] = ()
         """Resources found created by a killed run and recorded in the inventory."""
+        self.inventory_digest = ""
+        """Of the inventory as the last observation read it, before any recovery."""
 
     async def __aenter__(self) -> Session:
         settings = self.manifests.settings
@@ -152,6 +154,7 @@ class Session:
     def inventory(self, observations: Mapping[str, Observation]) -> dict[ResourceId, Applied]:
         """The inventory as the planner needs it, with what `recover` finds."""
         owned = self.store.inventory()  # read once: 10,000 entries take a while to decode
+        self.inventory_digest = inventory_digest(owned.values())
         recovered = self.recover(observations, owned)
         result: dict[ResourceId, Applied] = {}
         entries = {**owned, **{e.id: e for e in recovered}}
@@ -187,6 +190,9 @@ class Session:
             options,
             source,
         )
+        identity = self.store.identity()
+        binding = Binding(identity.lineage, self.inventory_digest, tuple(sorted(self.providers)))
+        plan = replace(plan, binding=binding).signed(identity.key)
         return Planned(plan, desired, observations, inventory)
 
     async def apply(
@@ -206,17 +212,93 @@ class Session:
         return await execute(work, self.store, options, listener, stop)
 
     async def replan(self, saved: Plan) -> Planned:
-        """A saved plan with what applying it needs now, or an error naming what moved."""
+        """A saved plan with what applying it needs now, or an error naming why not.
+
+        A plan file is untrusted (it can be swapped between the plan job and the apply
+        job), so it is applied only when it was signed by this state, was made against
+        this state as it is now, spans the targets this session has, and when planning
+        afresh with the options it records gives the very same actions: every guard
+        (ownership, protect, --max-deletes, the mass-delete guard) runs again here."""
+        identity = self.store.identity()
+        if saved.binding.lineage != identity.lineage:
+            raise _refused(
+                f"the plan was made against another state (lineage {saved.binding.lineage},"
+                f" this state is {identity.lineage}): make a new plan against this state"
+            )
+        if not saved.verify(identity.key):
+            raise _refused(
+                "the plan's signature does not match its content under this state's key:"
+                " it was edited or forged after `reconciler plan --out` wrote it"
+            )
+        if tuple(sorted(self.providers)) != saved.binding.targets:
+            raise _refused(
+                f"the plan spans targets {', '.join(saved.binding.targets) or '(none)'}; this"
+                f" run spans {', '.join(sorted(self.providers)) or '(none)'}: make a new plan"
+            )
+        if saved.options.select:
+            graphs.check_selectors(saved.options.select, self.graph)
         desired = self.desire()
         observations = await self.observe()
-        planned = Planned(saved, desired, observations, self.inventory(observations))
-        moved = stale(saved, desired, planned.observed())
+        inventory = self.inventory(observations)
+        planned = Planned(saved, desired, observations, inventory)
+        moved = list(stale(saved, desired, planned.observed()))
+        if self.inventory_digest != saved.binding.inventory:
+            moved.append("the state's inventory changed since (another apply ran)")
+        fresh = make_plan(
+            desired, self.graph, observations, self.providers, inventory, saved.options
+        )
+        if not moved:
+            moved.extend(_differences(saved, fresh))
         if moved:
             raise OperationalError(
                 "the saved plan is stale; make a new plan. Moved since it was made:\n"
                 + "\n".join(f"  {line}" for line in moved)
             )
+        if fresh.errors:
+            raise OperationalError(
+                "the saved plan cannot be applied now:\n"
+                + "\n".join(f"  {e}" for e in fresh.errors)
+            )
         return planned
+
+
+def _refused(message: str) -> InputError:
+    """A saved plan that belongs to another state or was altered: input that must not
+    be applied, refused before any platform call."""
+    return InputError(
+        [Problem("--plan", message=message, hint="make a new plan: reconciler plan --out FILE")]
+    )
+
+
+def inventory_digest(entries: Iterable[InventoryEntry]) -> str:
+    """What a saved plan records of the inventory it read: any entry added, removed or
+    changed since gives another digest."""
+    return digest(
+        sorted(
+            (e.id, e.digest, e.protect, e.deletion_policy, e.adopted, e.fingerprints)
+            for e in entries
+        )
+    )
+
+
+def _differences(saved: Plan, fresh: Plan) -> list[str]:
+    """Where planning again now gives other actions than the saved plan holds."""
+
+    def shape(action: Action) -> tuple[object, ...]:
+        components = action.bounce.components if action.bounce else None
+        return (action.action, action.adopt, action.restarts, components)
+
+    before = {a.id: shape(a) for a in saved.actions if a.mutates or a.adopt}
+    after = {a.id: shape(a) for a in fresh.actions if a.mutates or a.adopt}
+    lines = []
+    for rid in sorted(before.keys() | after.keys(), key=str):
+        if before.get(rid) != after.get(rid):
+            was = before[rid][0] if rid in before else "nothing"
+            now = after[rid][0] if rid in after else "nothing"
+            lines.append(f"{rid}: the plan says {was}, planning now says {now}")
+    forgotten = {f.id for f in saved.forget} ^ {f.id for f in fresh.forget}
+    lines.extend(f"{rid}: what the inventory drops changed" for rid in sorted(forgotten, key=str))
+    return lines
 
 
 def stale(

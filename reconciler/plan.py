@@ -23,7 +23,10 @@ How a plan is made:
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -56,6 +59,11 @@ class Source:
     profile: str | None = None
 
 
+REVISION = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?(?:\+dirty)?\Z")
+"""What a saved plan may carry as its revision: a full commit id (SHA-1 or SHA-256),
+`+dirty` for a local folder with uncommitted changes."""
+
+
 @dataclass(frozen=True, slots=True)
 class PlanOptions:
     select: tuple[str, ...] = ()
@@ -64,6 +72,68 @@ class PlanOptions:
     prune: bool = False
     max_deletes: int = 10
     allow_mass_delete: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "select": list(self.select),
+            "with_dependencies": self.with_dependencies,
+            "prune": self.prune,
+            "max_deletes": self.max_deletes,
+            "allow_mass_delete": self.allow_mass_delete,
+        }
+
+    @staticmethod
+    def from_json(data: Any) -> PlanOptions:
+        if not isinstance(data, Mapping):
+            raise ValueError("its options are not a mapping")
+        select = data.get("select", [])
+        if not isinstance(select, list) or not all(isinstance(s, str) for s in select):
+            raise ValueError("options.select is not a list of text")
+        flags = {k: data.get(k) for k in ("with_dependencies", "prune", "allow_mass_delete")}
+        if not all(isinstance(v, bool) for v in flags.values()):
+            raise ValueError("options hold a flag that is not true/false")
+        limit = data.get("max_deletes")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise ValueError("options.max_deletes is not a whole number >= 0")
+        return PlanOptions(
+            tuple(select),
+            bool(flags["with_dependencies"]),
+            bool(flags["prune"]),
+            limit,
+            bool(flags["allow_mass_delete"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """What a saved plan may be applied to: the state it was made against (its lineage
+    and the digest of the inventory it read) and the targets it observed."""
+
+    lineage: str | None = None
+    inventory: str | None = None
+    targets: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lineage": self.lineage,
+            "inventory": self.inventory,
+            "targets": list(self.targets),
+        }
+
+    @staticmethod
+    def from_json(data: Any) -> Binding:
+        if not isinstance(data, Mapping):
+            raise ValueError("it records no state (was it made by an older reconciler?)")
+        lineage, inventory, targets = (
+            data.get("lineage"),
+            data.get("inventory"),
+            data.get("targets"),
+        )
+        if not isinstance(lineage, str) or not isinstance(inventory, str):
+            raise ValueError("it records no state identity")
+        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+            raise ValueError("state.targets is not a list of target names")
+        return Binding(lineage, inventory, tuple(targets))
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +226,11 @@ class Plan:
     warnings: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     """Why this plan must not be applied (protect, guards, immutable fields)."""
+    options: PlanOptions = PlanOptions()
+    binding: Binding = Binding()
     fingerprint: str = field(default="", compare=False)
+    """`hmac-sha256:...` under the state's key once signed (`signed`); until then the
+    unkeyed digest of the content, which tells nothing about who wrote it."""
 
     def summary(self) -> dict[str, int]:
         counts: dict[str, int] = dict.fromkeys(ACTIONS, 0)
@@ -185,6 +259,8 @@ class Plan:
                 "revision": self.source.revision,
                 "profile": self.source.profile,
             },
+            "options": self.options.to_json(),
+            "state": self.binding.to_json(),
             "summary": self.summary(),
             "actions": [a.to_json() for a in self.actions],
             "forget": [{"id": str(f.id), "reason": f.reason} for f in self.forget],
@@ -192,27 +268,50 @@ class Plan:
             "errors": list(self.errors),
         }
 
+    def signed(self, key: bytes) -> Plan:
+        """This plan with an HMAC of its content under the state's `key`."""
+        return replace(self, fingerprint=_signature(self._body(), key))
+
+    def verify(self, key: bytes) -> bool:
+        """Whether `fingerprint` is this content's HMAC under `key` (constant time)."""
+        return hmac.compare_digest(self.fingerprint, _signature(self._body(), key))
+
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
 
     @staticmethod
     def from_json(data: Mapping[str, Any]) -> Plan:
         """A plan read back from a file; raises ValueError (with what is wrong) when the
-        file is not a plan of this format or was edited since it was written."""
+        file is not a plan of this format, or holds anything its content does not say
+        the same way when written again. Whether it was signed by the state it is
+        applied to is `verify`'s question: that needs the state's key."""
         if not isinstance(data, Mapping) or data.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"not a plan of format_version {FORMAT_VERSION}")
-        body = {k: v for k, v in data.items() if k != "fingerprint"}
-        if data.get("fingerprint") != _fingerprint(body):
-            raise ValueError("its fingerprint does not match its content (was it edited?)")
         source = data["source"]
+        if not isinstance(source, Mapping) or not isinstance(source.get("path"), str):
+            raise ValueError("its source is not recorded")
+        revision, profile = source.get("revision"), source.get("profile")
+        if revision is not None and not (isinstance(revision, str) and REVISION.match(revision)):
+            raise ValueError("its revision is not a full commit id (40 or 64 hex digits)")
+        if profile is not None and not isinstance(profile, str):
+            raise ValueError("its profile is not text")
+        fingerprint = data.get("fingerprint")
+        if not isinstance(fingerprint, str):
+            raise ValueError("it has no fingerprint")
         plan = Plan(
-            source=Source(source["path"], source.get("revision"), source.get("profile")),
+            source=Source(source["path"], revision, profile),
             actions=tuple(Action.from_json(a) for a in data["actions"]),
             forget=tuple(Forget(_parse_id(f["id"]), f["reason"]) for f in data.get("forget", ())),
             warnings=tuple(data.get("warnings", ())),
             errors=tuple(data.get("errors", ())),
+            options=PlanOptions.from_json(data.get("options")),
+            binding=Binding.from_json(data.get("state")),
+            fingerprint=fingerprint,
         )
-        return replace(plan, fingerprint=str(data["fingerprint"]))
+        body = {k: v for k, v in data.items() if k != "fingerprint"}
+        if json.dumps(plan._body(), sort_keys=True) != json.dumps(body, sort_keys=True):
+            raise ValueError("its content is not what reconciler writes (was it edited?)")
+        return plan
 
     def with_fingerprint(self) -> Plan:
         return replace(self, fingerprint=_fingerprint(self._body()))
@@ -220,6 +319,11 @@ class Plan:
 
 def _fingerprint(body: Mapping[str, Any]) -> str:
     return digest(dict(body))
+
+
+def _signature(body: Mapping[str, Any], key: bytes) -> str:
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return "hmac-sha256:" + hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
 
 def _parse_id(text: str) -> ResourceId:
@@ -290,7 +394,9 @@ def make_plan(
     deletes, forget = _prunes(desired, observations, inventory, options, warnings, errors)
     actions = _order(in_scope, drafts, deletes, graph, observations)
     _protect(actions, desired, errors)
-    plan = Plan(source, tuple(actions), tuple(forget), tuple(warnings), tuple(errors))
+    plan = Plan(
+        source, tuple(actions), tuple(forget), tuple(warnings), tuple(errors), options=options
+    )
     return plan.with_fingerprint()
 
 
@@ -472,13 +578,23 @@ def _prunes(
             f" {options.max_deletes}: check the manifests, or raise --max-deletes"
         )
     if not options.allow_mass_delete:
+        # What would still be owned once the plan ran: what the manifests keep, and what
+        # the inventory keeps besides deletes and forgets. Nothing left while something
+        # is deleted is a mass delete, however many resources were orphaned or already
+        # gone (a target whose manifests all vanished: a wrong folder, a bad merge).
+        released = {f.id for f in forget}
         for target in sorted({rid.target for rid, _ in deletes}):
-            owned = {rid for rid in inventory if rid.target == target}
             doomed = {rid for rid, _ in deletes if rid.target == target}
-            if owned and owned == doomed:
+            kept = {rid for rid in desired if rid.target == target} | {
+                rid
+                for rid in inventory
+                if rid.target == target and rid not in doomed and rid not in released
+            }
+            if not kept:
                 errors.append(
-                    f"this plan deletes every resource reconciler owns on target '{target}'"
-                    f" ({len(doomed)}): if that is meant, pass --allow-mass-delete"
+                    f"this plan deletes every resource reconciler still owns on target"
+                    f" '{target}' ({len(doomed)}) and keeps none: if that is meant, pass"
+                    " --allow-mass-delete"
                 )
     return deletes, forget
 

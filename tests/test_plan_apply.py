@@ -60,9 +60,15 @@ def test_plan_json_has_the_documented_shape(
     assert run_cli("plan", str(quickstart), "--format", "json", connector=FakeConnector()) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["format_version"] == "1"
-    assert plan["source"] == {"path": str(quickstart), "revision": None, "profile": None}
+    assert plan["source"] == {
+        "path": str(quickstart.resolve()),
+        "revision": None,
+        "profile": None,
+    }
     assert list(plan["summary"]) == ["create", "patch", "bounce", "replace", "delete", "noop"]
-    assert plan["fingerprint"].startswith("sha256:")
+    assert plan["fingerprint"].startswith("hmac-sha256:")
+    assert plan["state"]["targets"] == ["insights", "pachyderm"]
+    assert plan["options"]["max_deletes"] == 10
     assert plan["warnings"] == []
     required = {
         "id",
@@ -142,7 +148,7 @@ def test_edited_or_foreign_plan_files_are_input_errors(
     data["actions"][0]["action"] = "delete"
     plan_file.write_text(json.dumps(data))
     assert run_cli("apply", "--plan", str(plan_file), "--yes", connector=fake) == 3
-    assert "fingerprint does not match" in capsys.readouterr().err
+    assert "was it edited?" in capsys.readouterr().err
     plan_file.write_text("{}")
     assert run_cli("apply", "--plan", str(plan_file), "--yes", connector=fake) == 3
     assert run_cli("apply", "--plan", str(quickstart / "nope.json"), connector=fake) == 3

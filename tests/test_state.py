@@ -272,7 +272,7 @@ def test_a_sqlite_state_is_copied_into_postgres_whole(postgres_url: str, tmp_pat
     source.finish_run(run, "succeeded", [])
     destination = reopen(postgres_url, tmp_path)
     counts = copy_state(source, destination)
-    assert counts == {"inventory": 1, "runs": 1, "intents": 1}
+    assert counts == {"inventory": 1, "runs": 1, "intents": 1, "meta": 0}
     assert destination.inventory() == source.inventory()
     assert destination.runs() == source.runs()
     # Ids carry on after the copied ones.

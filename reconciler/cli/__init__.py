@@ -44,12 +44,13 @@ from reconciler.cli.common import (
     out,
 )
 from reconciler.engine import Connector, Planned, Session, diagnose
-from reconciler.errors import InputError, Problem, ReconcilerError
+from reconciler.errors import InputError, OperationalError, Problem, ReconcilerError
 from reconciler.execute import ExecuteOptions, Outcome
 from reconciler.manifests import LoadOptions, Manifests, load
 from reconciler.manifests.schemas import all_schemas, dumps
 from reconciler.manifests.snapshot import snapshot
 from reconciler.plan import Plan, PlanOptions, Source
+from reconciler.redact import masked
 from reconciler.render import graph as graph_render
 from reconciler.render import plan as plan_render
 from reconciler.render import progress as progress_render
@@ -220,6 +221,7 @@ PruneOpt = Annotated[
     bool | None,
     typer.Option("--prune/--no-prune", help="Delete owned resources that left the manifests."),
 ]
+DEFAULT_MAX_DELETES = 10
 MaxDeletesOpt = Annotated[
     int, typer.Option("--max-deletes", min=0, help="Refuse a plan that deletes more.")
 ]
@@ -235,7 +237,7 @@ def _plan_options(
     select: list[str] | None,
     no_deps: bool,
     prune: bool | None,
-    max_deletes: int,
+    max_deletes: int | None,
     allow_mass_delete: bool,
 ) -> PlanOptions:
     selectors = tuple(select or manifests.settings.select)
@@ -251,7 +253,7 @@ def _plan_options(
         select=selectors,
         with_dependencies=not no_deps,
         prune=manifests.settings.prune if prune is None else prune,
-        max_deletes=max_deletes,
+        max_deletes=DEFAULT_MAX_DELETES if max_deletes is None else max_deletes,
         allow_mass_delete=allow_mass_delete,
     )
 
@@ -304,7 +306,7 @@ def plan(
     manifests = _load(fetched.folder, profile)
     options = _plan_options(manifests, select, no_deps, prune, max_deletes, allow_mass_delete)
     review = _review(fetched, base, profile) if base is not None else None
-    where = Source(fetched.origin.shown, fetched.revision, manifests.settings.profile)
+    where = Source(fetched.origin.recorded, fetched.revision, manifests.settings.profile)
     result = asyncio.run(_make_plan(manifests, _connector(ctx), options, where))
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -346,6 +348,73 @@ def _review(head: Checkout, ref: str, profile: str | None) -> Review:
     )
 
 
+def _refuse_overrides(**given: object) -> None:
+    """A saved plan fixes what it was made with: another value now would apply a plan
+    nobody reviewed (a staging plan to prod, a pruning plan with other guards)."""
+    named = [
+        "--" + name.replace("_", "-")
+        for name, value in given.items()
+        if value not in (None, False, [], ())
+    ]
+    if named:
+        raise InputError(
+            [
+                Problem(
+                    "--plan",
+                    message=f"{', '.join(named)} cannot be given with --plan: the saved plan"
+                    " fixes its source, revision, profile, selection and guards",
+                    hint="leave them out, or make a new plan with them (reconciler plan --out)",
+                )
+            ]
+        )
+
+
+def _saved_origin(saved: Plan, source: str | None) -> checkout.Origin:
+    """Where a saved plan's manifests are: the source it records. A SOURCE given as
+    well must be that same one (a plan made in folder A never applies in folder B)."""
+    recorded = saved.source.path
+    if source is None:
+        location = recorded
+    else:
+        location = source
+        given = checkout.Origin.parse(source).recorded
+        if given != recorded:
+            raise InputError(
+                [
+                    Problem(
+                        "--plan",
+                        message=f"the plan was made from {recorded}, not from {masked(given)}",
+                        hint="apply it where it was made (leave SOURCE out), or make a new plan"
+                        " here",
+                    )
+                ]
+            )
+    if checkout.is_remote(location):
+        parsed = checkout.Origin.parse(location)
+        revision = saved.source.revision
+        if revision is None or not checkout.COMMIT.match(revision):
+            raise InputError(
+                [Problem("--plan", message="the plan records no commit of its git source")]
+            )
+        return checkout.Origin(parsed.location, revision, parsed.subdir)
+    return checkout.Origin.parse(location)
+
+
+def _same_revision(saved: Plan, fetched: Checkout) -> None:
+    if fetched.origin.remote or saved.source.revision == fetched.revision:
+        return
+    raise InputError(
+        [
+            Problem(
+                "--plan",
+                message=f"{fetched.origin.recorded} is at {fetched.revision or 'no commit'};"
+                f" the plan was made at {saved.source.revision or 'no commit'}",
+                hint="check out the commit the plan was made at, or make a new plan",
+            )
+        ]
+    )
+
+
 def _read_plan(file: Path) -> Plan:
     try:
         return Plan.from_json(json.loads(file.read_text(encoding="utf-8")))
@@ -353,7 +422,7 @@ def _read_plan(file: Path) -> Plan:
         raise InputError(
             [Problem(str(file), message=f"cannot read the plan: {exc.strerror}")]
         ) from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise InputError(
             [
                 Problem(
@@ -388,7 +457,10 @@ def apply(
     select: SelectOpt = None,
     no_deps: NoDepsOpt = False,
     prune: PruneOpt = None,
-    max_deletes: MaxDeletesOpt = 10,
+    max_deletes: Annotated[
+        int | None,
+        typer.Option("--max-deletes", min=0, help="Refuse a plan that deletes more (default 10)."),
+    ] = None,
     allow_mass_delete: MassDeleteOpt = False,
     verbose: VerboseOpt = False,
     lock_timeout: Annotated[
@@ -405,25 +477,33 @@ def apply(
     every target it touches for the whole run."""
     saved = _read_plan(plan_file) if plan_file is not None else None
     if saved is not None:
-        if select or no_deps or prune is not None:
-            raise InputError(
-                [
-                    Problem(
-                        "--plan",
-                        message="--select, --no-deps and --prune are fixed by the saved plan",
-                        hint="leave them out, or make a new plan with them",
-                    )
-                ]
-            )
-        if source is None:
-            source = saved.source.path
-            if checkout.is_remote(source):
-                ref = ref or saved.source.revision  # the very commit the plan was made from
-        profile = profile if profile is not None else saved.source.profile
-    fetched = _fetch(source if source is not None else ".", ref)
-    manifests = _load(fetched.folder, profile)
-    options = _plan_options(manifests, select, no_deps, prune, max_deletes, allow_mass_delete)
-    where = Source(fetched.origin.shown, fetched.revision, manifests.settings.profile)
+        _refuse_overrides(
+            ref=ref,
+            profile=profile,
+            select=select,
+            no_deps=no_deps,
+            prune=prune,
+            max_deletes=max_deletes,
+            allow_mass_delete=allow_mass_delete,
+        )
+        origin = _saved_origin(saved, source)
+        try:
+            fetched = checkout.fetch(origin)
+        except OperationalError as exc:
+            if not origin.remote:
+                raise
+            raise OperationalError(
+                f"{exc}\n  the plan records its git source without credentials: put the"
+                f" token in {checkout.TOKEN_VARIABLE}, or give the URL with them as SOURCE"
+            ) from exc
+        _same_revision(saved, fetched)
+        manifests = _load(fetched.folder, saved.source.profile)
+        options = saved.options
+    else:
+        fetched = _fetch(source if source is not None else ".", ref)
+        manifests = _load(fetched.folder, profile)
+        options = _plan_options(manifests, select, no_deps, prune, max_deletes, allow_mass_delete)
+    where = Source(fetched.origin.recorded, fetched.revision, manifests.settings.profile)
     execute_options = ExecuteOptions(
         concurrency=concurrency, revision=fetched.revision, profile=manifests.settings.profile
     )
@@ -557,10 +637,10 @@ def main(argv: list[str] | None = None, connector: Connector | None = None) -> N
         err.print("aborted")
         code = 1
     except InputError as exc:
-        err.print(validation_render.problems_text(exc.problems), markup=False)
+        err.print(masked(validation_render.problems_text(exc.problems)), markup=False)
         code = exc.exit_code
     except ReconcilerError as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(masked(f"error: {exc}"), markup=False)
         code = exc.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")

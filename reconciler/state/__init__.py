@@ -19,7 +19,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.errors import InputError, Problem
-from reconciler.state.base import Intent, InventoryEntry, LockHolder, RunRecord, StateStore
+from reconciler.state.base import (
+    Intent,
+    InventoryEntry,
+    LockHolder,
+    RunRecord,
+    StateIdentity,
+    StateStore,
+)
 from reconciler.state.sqlite import SqliteStore
 
 __all__ = [
@@ -28,6 +35,7 @@ __all__ = [
     "LockHolder",
     "RunRecord",
     "SqliteStore",
+    "StateIdentity",
     "StateStore",
     "open_store",
 ]

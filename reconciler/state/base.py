@@ -106,6 +106,17 @@ class LockHolder:
         return f"{self.command} on host {self.host} (pid {self.pid}) since {since}{revision}"
 
 
+@dataclass(frozen=True, slots=True)
+class StateIdentity:
+    """Which state this is (as Terraform's lineage): made once, kept by `state migrate`.
+    `key` signs saved plans (HMAC), so that a plan file edited after it was written, or
+    made against another state, is refused; whoever can read the state can sign, which
+    is who may apply anyway."""
+
+    lineage: str
+    key: bytes = field(repr=False)
+
+
 class StateStore(Protocol):
     """One interface for every backend. Methods are synchronous: each is one short
     transaction on a local or nearby database, and the executor calls them between
@@ -194,5 +205,9 @@ class StateStore(Protocol):
         ...
 
     def locks(self) -> dict[str, LockHolder]: ...
+
+    def identity(self) -> StateIdentity:
+        """This state's lineage and plan-signing key, made on first use."""
+        ...
 
     def close(self) -> None: ...

@@ -12,13 +12,13 @@ transaction-scoped advisory lock, so runners that start together migrate once.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 
+from reconciler import redact
 from reconciler.errors import OperationalError, RetryableError
 from reconciler.state.sql import Row, SqlStore
 
@@ -79,14 +79,20 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE intents ADD COLUMN entry TEXT;
     ALTER TABLE runs ADD COLUMN targets TEXT NOT NULL DEFAULT '[]'
     """,
+    """
+    CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _MIGRATION_LOCK = 0x7265636F  # any constant, the same for every reconciler
 
 
 def masked(url: str) -> str:
-    """The URL fit to print: a password in it replaced by ***."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """The URL fit to print: its credentials replaced by ***."""
+    return redact.masked(url)
 
 
 class PostgresStore(SqlStore):

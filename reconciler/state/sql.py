@@ -8,7 +8,9 @@ a run killed at any moment leaves the store as of its last completed call.
 from __future__ import annotations
 
 import json
+import secrets
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -21,6 +23,7 @@ from reconciler.state.base import (
     LockHolder,
     RunRecord,
     RunResult,
+    StateIdentity,
 )
 
 Row = tuple[Any, ...]
@@ -64,6 +67,7 @@ TABLES: dict[str, tuple[str, ...]] = {
         "error",
         "entry",
     ),
+    "meta": ("name", "value"),
 }
 _INVENTORY = ", ".join(TABLES["inventory"])
 _RUNS = "id, command, revision, profile, started_at, result, finished_at, plan, actions, targets"
@@ -284,6 +288,19 @@ class SqlStore(ABC):
     def locks(self) -> dict[str, LockHolder]:
         rows = self._query(f"SELECT {_LOCKS} FROM locks ORDER BY target")
         return {row[0]: LockHolder(*row) for row in rows}
+
+    # --- identity: which state a saved plan was made against -------------------------
+
+    def identity(self) -> StateIdentity:
+        values = {}
+        fresh = {"lineage": str(uuid.uuid4()), "plan_key": secrets.token_hex(32)}
+        for name, value in fresh.items():
+            self._query(
+                "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, value),
+            )
+            values[name] = self._query("SELECT value FROM meta WHERE name = ?", (name,))[0][0]
+        return StateIdentity(values["lineage"], bytes.fromhex(values["plan_key"]))
 
     # --- copying a whole state (`reconciler state migrate`) -------------------------
 

@@ -71,6 +71,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE intents ADD COLUMN entry TEXT;
     ALTER TABLE runs ADD COLUMN targets TEXT NOT NULL DEFAULT '[]';
     """,
+    """
+    CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

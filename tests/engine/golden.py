@@ -127,7 +127,7 @@ def adjust(live: dict[str, Any], targets: dict[str, FakePlatform], store: Sqlite
 
 
 def trim(plan: dict[str, Any]) -> dict[str, Any]:
-    plan = {k: v for k, v in plan.items() if k not in ("fingerprint", "source")}
+    plan = {k: v for k, v in plan.items() if k not in ("fingerprint", "source", "state")}
     plan["actions"] = [{k: v for k, v in a.items() if k not in TRIMMED} for a in plan["actions"]]
     return plan
 
