@@ -26,7 +26,7 @@ from reconciler.errors import OperationalError, RetryableError
 from reconciler.manifests import ResourceId
 from reconciler.plan import Action, Plan
 from reconciler.providers.base import Applied, Desired, Observed, Provider, sealed_digests
-from reconciler.retry import Backoff
+from reconciler.retry import Backoff, waited_too_long
 from reconciler.state import InventoryEntry, StateStore
 from reconciler.state.base import RunResult
 
@@ -346,9 +346,7 @@ class _Runner:
         )
         intent = self.store.open_intent(self.run_id, str(action.id), action.action, name, entry)
         tries = 0
-        retrying = Backoff(
-            self.options.attempts, self.options.backoff_initial, self.options.backoff_max
-        ).retrying()
+        retrying = self._backoff.retrying()
         try:
             async for attempt in retrying:
                 with attempt:
@@ -364,12 +362,24 @@ class _Runner:
         except OperationalError as exc:
             self.store.close_intent(intent, ok=False, error=str(exc))
             gave_up = f" (gave up after {tries} tries)" if tries > 1 else ""
-            raise type(exc)(f"{name}: {exc}{gave_up}") from exc
+            # The same error, its message prefixed: its class and what it carries (an
+            # HTTP status, a gRPC code, Retry-After) stay as the platform gave them.
+            exc.args = (f"{name}: {exc}{gave_up}{waited_too_long(exc, self._backoff)}",)
+            raise
         except BaseException as exc:
             self.store.close_intent(intent, ok=False, error=str(exc) or type(exc).__name__)
             raise
         self.store.close_intent(intent, ok=True, record=entry)
         return tries
+
+    @property
+    def _backoff(self) -> Backoff:
+        return Backoff(
+            self.options.attempts,
+            self.options.backoff_initial,
+            self.options.backoff_max,
+            longest_wait=self.options.call_timeout,
+        )
 
     def _remember(self, action: Action) -> None:
         rid = action.id

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from reconciler.manifests.model import Model, Value
+from reconciler.manifests.values import DEFAULT_MAX_BYTES, FileAccess
 
 CONFIG_FILE = "reconciler.yaml"
 DEFAULT_STATE = "sqlite:///.reconciler/state.db"
@@ -43,8 +45,20 @@ class _Target(Model):
     """`embedded` (the in-process sandbox) or the platform's https:// address."""
     ca_bundle: str | None = None
     verify_tls: bool = True
-    timeout: float = 30.0
+    timeout: float = Field(default=30.0, gt=0)
     """Seconds one call may take before it counts as failed (and retryable)."""
+
+    @field_validator("url")
+    @classmethod
+    def _http_or_embedded(cls, url: str) -> str:
+        scheme, sep, rest = url.partition("://")
+        if url == EMBEDDED or (sep and scheme.lower() in ("http", "https") and rest.strip("/")):
+            return url
+        raise ValueError(
+            f"'{url}' is neither 'embedded' nor an http:// or https:// address"
+            " (write https://host[:port])"
+        )
+
     retries: int = Field(default=4, ge=0, le=20)
     """Further tries of a read that failed in a retryable way (5xx, 429, timeout, reset),
     with exponential backoff from half a second, never sooner than Retry-After. (The
@@ -117,9 +131,23 @@ def _default_targets() -> dict[str, InsightsTarget | PachydermTarget]:
     }
 
 
+class Files(Model):
+    """Where `${file:...}` references may read besides the manifests folder."""
+
+    allow: list[str] = Field(default_factory=list)
+    """Folders outside the manifests folder that may be read (a CI secrets mount):
+    absolute, or relative to reconciler.yaml. None by default."""
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, gt=0)
+    """The largest file a reference may read."""
+
+    def access(self, root: Path) -> FileAccess:
+        return FileAccess(root, tuple(root / folder for folder in self.allow), self.max_bytes)
+
+
 class Config(Model):
     manifests: list[str] = Field(default_factory=lambda: ["."])
     """Folders (searched for *.yaml and *.yml) or globs, relative to this file."""
+    files: Files = Field(default_factory=Files)
     state: str = DEFAULT_STATE
     prune: bool = False
     targets: dict[str, Target] = Field(default_factory=_default_targets)
@@ -137,6 +165,8 @@ class Settings:
     select: tuple[str, ...]
     patches: tuple[PatchRule, ...]
     profile: str | None
+    files: FileAccess | None = None
+    """Where `${file:...}` may read (None: the manifests folder alone)."""
 
 
 def profile_chain(profiles: dict[str, Profile], name: str) -> list[str] | list[list[str]]:

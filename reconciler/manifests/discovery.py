@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from reconciler.errors import InputError
+from reconciler.errors import InputError, Problem
 from reconciler.manifests.config import CONFIG_FILE
 from reconciler.manifests.documents import Document
 
@@ -23,25 +25,99 @@ def display_name(file: Path, root: Path) -> str:
     return absolute[len(inside) :] if absolute.startswith(inside) else absolute
 
 
-def discover(root: Path, patterns: tuple[str, ...] | list[str]) -> list[Path]:
-    """Manifest files below `root`: folders searched for YAML, or globs; hidden folders skipped."""
+Complaint = Callable[[int, str, str], None]
+"""Reports a problem with the `manifests:` entry at an index: message, hint."""
+
+
+def discover(
+    root: Path, patterns: tuple[str, ...] | list[str], complain: Complaint | None = None
+) -> list[Path]:
+    """Manifest files below `root`: folders searched for YAML, or globs; hidden folders
+    skipped. Every entry must name something inside `root`: an entry that matches
+    nothing (a typo, a renamed folder) would otherwise plan "No changes" or, pruning,
+    delete everything it used to hold; a symlink that leads outside would read files the
+    repository does not hold; a symlinked folder is not followed, and said so."""
     found: set[Path] = set()
-    for pattern in patterns:
+    real_root = Path(os.path.realpath(root))
+
+    def problem(index: int, message: str, hint: str) -> None:
+        if complain is None:
+            raise InputError([Problem(CONFIG_FILE, message=message, hint=hint)])
+        complain(index, message, hint)
+
+    def outside(path: Path) -> bool:
+        real = Path(os.path.realpath(path))
+        return not (real == real_root or real_root in real.parents)
+
+    for index, pattern in enumerate(patterns):
+        if Path(pattern).is_absolute() or pattern.startswith("~"):
+            problem(
+                index,
+                f"manifests entry '{pattern}' is an absolute path",
+                "write folders and globs relative to reconciler.yaml",
+            )
+            continue
         candidate = root / pattern
+        matched: list[Path] = []
         if any(ch in pattern for ch in "*?["):
-            for match in root.glob(pattern):
-                if match.is_file() and not _hidden(match.relative_to(root)):
-                    found.add(match)
+            try:
+                matched = [m for m in root.glob(pattern) if m.is_file()]
+            except (ValueError, NotImplementedError) as exc:
+                problem(index, f"manifests entry '{pattern}' is not a usable glob: {exc}", "")
+                continue
+            matched = [m for m in matched if not _hidden(m.relative_to(root))]
         elif candidate.is_file():
-            found.add(candidate)
+            matched = [candidate]
         elif candidate.is_dir():
-            for folder, dirs, names in os.walk(candidate):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in names:
-                    if name.endswith(MANIFEST_SUFFIXES) and not name.startswith("."):
-                        found.add(Path(folder) / name)
+            if outside(candidate):
+                problem(
+                    index,
+                    f"manifests entry '{pattern}' leads outside the manifests folder",
+                    "name a folder inside the repository",
+                )
+                continue
+            matched = _walk(candidate, root, functools.partial(problem, index))
+        else:
+            problem(
+                index,
+                f"manifests entry '{pattern}' names no file or folder",
+                "fix the path (relative to reconciler.yaml), or remove the entry",
+            )
+            continue
+        for file in matched:
+            if outside(file):
+                problem(
+                    index,
+                    f"{file.relative_to(root)} is a symlink to a file outside the manifests folder",
+                    "keep manifests inside the repository; replace the link by the file",
+                )
+            else:
+                found.add(file)
     config = root / CONFIG_FILE
     return sorted(f for f in found if f != config)
+
+
+def _walk(folder: Path, root: Path, problem: Callable[[str, str], None]) -> list[Path]:
+    files = []
+    for current, dirs, names in os.walk(folder):
+        kept = []
+        for name in sorted(dirs):
+            if name.startswith("."):
+                continue
+            if Path(current, name).is_symlink():
+                link = Path(current, name).relative_to(root)
+                problem(
+                    f"{link} is a symlinked folder, which reconciler does not follow",
+                    "list the folder it leads to in `manifests:`, or replace the link by"
+                    " the folder",
+                )
+                continue
+            kept.append(name)
+        dirs[:] = kept
+        for name in names:
+            if name.endswith(MANIFEST_SUFFIXES) and not name.startswith("."):
+                files.append(Path(current) / name)
+    return files
 
 
 def _hidden(relative: Path) -> bool:

@@ -37,7 +37,7 @@ from reconciler.manifests.reporting import (
     show_path,
 )
 from reconciler.manifests.resources import Metadata, Origin, PathKey, Resource, ResourceId
-from reconciler.manifests.values import Resolver, resolve_tree
+from reconciler.manifests.values import FileAccess, Resolver, resolve_tree
 
 ENVELOPE_FIELDS = ("apiVersion", "kind", "metadata", "spec")
 
@@ -81,7 +81,19 @@ def load(path: Path, options: LoadOptions | None = None) -> Manifests:
     settings = load_settings(root, config_file, options.profile, options.env, report)
     if settings is None:
         raise InputError(report.problems)
-    files = [path] if path.is_file() else discover(root, settings.manifests)
+    if path.is_file():
+        files = [path]
+    else:
+        display = display_name(config_file, root) if config_file else CONFIG_FILE
+
+        def complain(index: int, message: str, hint: str) -> None:
+            if config_file is None:
+                report.file(display, message, hint or None)
+            else:
+                where = ("manifests", index)
+                report.at(display, config_file, 0, where, message, hint or None)
+
+        files = discover(root, settings.manifests, complain)
     cache = ParseCache(cache_folder(root)) if options.cache else None
     try:
         return _load(path, root, config_file, settings, files, options, report, cache)
@@ -193,6 +205,7 @@ class _Builder:
         if document.references:
             resolver = Resolver(
                 base=file.parent,
+                files=self.settings.files or FileAccess(self.root),
                 env=self.options.env,
                 check_only=not self.options.resolve_variables,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from reconciler.errors import InputError
 from reconciler.manifests.config import (
     CONFIG_FILE,
     Config,
+    Files,
     Profile,
     Settings,
     Target,
@@ -21,7 +23,7 @@ from reconciler.manifests.discovery import display_name
 from reconciler.manifests.documents import read_documents
 from reconciler.manifests.merge import merge
 from reconciler.manifests.reporting import Reporter, did_you_mean
-from reconciler.manifests.values import Resolver, resolve_tree
+from reconciler.manifests.values import FileAccess, Resolver, resolve_tree
 
 
 def load_settings(
@@ -49,7 +51,7 @@ def load_settings(
             )
             return None
         raw = documents[0].data
-        resolver = Resolver(base=root, env=env, defer=True)
+        resolver = Resolver(base=root, env=env, defer=True, files=_files(raw, root))
         for path, failure in resolve_tree(raw, resolver):
             report.at(display, config_file, 0, path, failure.message, failure.hint)
         try:
@@ -67,8 +69,19 @@ def load_settings(
             select=(),
             patches=(),
             profile=None,
+            files=config.files.access(root),
         )
-    return _apply_profile(config, raw, profile, display, config_file, report)
+    settings = _apply_profile(config, raw, profile, display, config_file, report)
+    return replace(settings, files=config.files.access(root)) if settings else None
+
+
+def _files(raw: dict[str, Any], root: Path) -> FileAccess:
+    """The file policy of the configuration itself, read before it is validated (its
+    own references need it); a malformed `files` is reported by validation."""
+    try:
+        return Files.model_validate(raw.get("files") or {}).access(root)
+    except ValidationError:
+        return FileAccess(root)
 
 
 def _apply_profile(

@@ -8,6 +8,12 @@ a subclass would leak through `json.dumps`, `+` and `%`.
 
 `$${` writes a literal `${`. Other `${...}` forms (shell's `${HOME}`, `${X:-y}`) are left
 alone: only the `env` and `file` schemes are ours.
+
+`${file:...}` reads only regular files inside the manifests root (after resolving every
+symlink), or inside folders that `reconciler.yaml` allows by name (`files.allow`, for a
+CI secrets mount), and no more than `files.maxBytes` (1 MiB by default): a pull request
+can change any manifest, so a reference must not copy `/proc/self/environ` or
+`~/.ssh/id_rsa` into a platform secret, nor block on a FIFO or read `/dev/zero` forever.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -166,6 +173,62 @@ def reveal(value: str | Sensitive) -> str:
     return value.reveal() if isinstance(value, Sensitive) else value
 
 
+DEFAULT_MAX_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FileAccess:
+    """Where `${file:...}` may read: inside `root` or an `allowed` folder, after
+    resolving symlinks; regular files of at most `max_bytes`."""
+
+    root: Path
+    allowed: tuple[Path, ...] = ()
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    def check(self, path: Path, shown: str) -> Path:
+        """The real path of `path` if it may be read; a VariableError otherwise."""
+        real = Path(os.path.realpath(path))
+        folders = [Path(os.path.realpath(f)) for f in (self.root, *self.allowed)]
+        if not any(real == f or f in real.parents for f in folders):
+            raise VariableError(
+                f"{shown} is outside the manifests folder {self.root}",
+                "reference a file inside the repository, or allow its folder in"
+                " reconciler.yaml (files: {allow: [/path/to/folder]})",
+            )
+        return real
+
+    def read(self, path: Path, shown: str) -> str:
+        real = self.check(path, shown)
+        try:
+            # O_NONBLOCK: a FIFO opens without waiting for a writer, then is refused below.
+            handle = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as exc:
+            raise VariableError(
+                f"cannot read {shown}: {exc.strerror or exc}",
+                "create the file, or fix the path (relative paths start at the manifest's folder)",
+            ) from None
+        with os.fdopen(handle, "rb") as file:
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise VariableError(
+                    f"{shown} is not a regular file (a folder, device, FIFO or socket)",
+                    "reference a regular file",
+                )
+            data = file.read(self.max_bytes + 1)
+        if len(data) > self.max_bytes:
+            raise VariableError(
+                f"{shown} is larger than {self.max_bytes} bytes",
+                "reference a smaller file, or raise files.maxBytes in reconciler.yaml",
+            )
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise VariableError(
+                f"{shown} is not UTF-8 text",
+                "store the value as text (base64 it if it is binary)",
+            ) from None
+
+
 @dataclass(frozen=True)
 class Resolver:
     """Resolves references for one manifest file.
@@ -180,6 +243,8 @@ class Resolver:
     env: Mapping[str, str] | None = None
     check_only: bool = False
     defer: bool = False
+    files: FileAccess | None = field(default=None)
+    """Where files may be read from; default: only below `base`."""
 
     def text(self, text: str) -> str | Sensitive:
         """`text` itself, with `$${` unescaped, or a Sensitive if it holds a reference."""
@@ -224,21 +289,16 @@ class Resolver:
                     f"export {arg} before running, or set it in your CI secrets",
                 )
             return env[arg]
-        path = Path(arg).expanduser()
+        shown = f"{arg} (referenced as ${{file:{arg}}})"
+        if arg.startswith("~"):
+            raise VariableError(
+                f"{shown}: paths in a home folder are not read",
+                "reference a file inside the repository",
+            )
+        path = Path(arg)
         if not path.is_absolute():
             path = self.base / path
-        try:
-            return path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise VariableError(
-                f"file {arg} (referenced as ${{file:{arg}}}) is not UTF-8 text",
-                "store the value as text (base64 it if it is binary)",
-            ) from None
-        except OSError as exc:
-            raise VariableError(
-                f"cannot read {arg} (referenced as ${{file:{arg}}}): {exc.strerror or exc}",
-                f"create the file, or fix the path (relative paths start at {self.base})",
-            ) from None
+        return (self.files or FileAccess(self.base)).read(path, shown)
 
 
 def resolve_tree(

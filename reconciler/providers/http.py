@@ -25,14 +25,17 @@ each try written to the intent log.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import httpx
 
 from reconciler.errors import OperationalError, PermanentError, RetryableError
-from reconciler.retry import Backoff
+from reconciler.retry import Backoff, waited_too_long
 
 Transport = httpx.AsyncBaseTransport
 READS = Backoff()
@@ -193,9 +196,13 @@ class HttpClient:
     async def _send(self, request: _Request, *, read: bool) -> httpx.Response:
         if not read:
             return await self._answer(request)
-        async for attempt in self._reads.retrying():
-            with attempt:
-                return await self._answer(request)
+        try:
+            async for attempt in self._reads.retrying():
+                with attempt:
+                    return await self._answer(request)
+        except OperationalError as exc:
+            exc.args = (f"{exc}{waited_too_long(exc, self._reads)}",)
+            raise
         raise AssertionError("unreachable: the last try raises or returns")
 
     async def _answer(self, request: _Request) -> httpx.Response:
@@ -296,10 +303,22 @@ def _status_error(
     return HttpError(full, status, code)
 
 
-def _retry_after(value: str | None) -> float | None:
+def _retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds a `Retry-After` asks for: delay-seconds or an HTTP-date (RFC 9110
+    section 10.2.3); None when absent or unreadable."""
     if value is None:
         return None
+    value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
+        pass
+    else:
+        return None if math.isnan(seconds) else max(0.0, seconds)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

@@ -49,7 +49,7 @@ def connect(
         transport=transport,
         verify=verify,
         timeout=config.timeout,
-        reads=Backoff(attempts=1 + config.retries),
+        reads=Backoff(attempts=1 + config.retries, longest_wait=config.timeout),
     )
     return InsightsProvider(
         target,

@@ -46,6 +46,6 @@ def connect(
         transport=transport,
         verify=verify,
         timeout=config.timeout,
-        reads=Backoff(attempts=1 + config.retries),
+        reads=Backoff(attempts=1 + config.retries, longest_wait=config.timeout),
     )
     return PachydermProvider(target, PachdClient(http))
