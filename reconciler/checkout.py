@@ -39,10 +39,11 @@ from pathlib import Path
 
 from reconciler import redact
 from reconciler.errors import InputError, OperationalError, Problem
+from reconciler.manifests import cachefile
 
 TOKEN_VARIABLE = "RECONCILER_GIT_TOKEN"
 USERNAME_VARIABLE = "RECONCILER_GIT_USERNAME"
-CACHE_VARIABLE = "RECONCILER_CACHE"
+CACHE_VARIABLE = cachefile.CACHE_VARIABLE
 
 _REMOTE = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")
 _MISSING_REF = ("couldn't find remote ref", "not our ref", "unknown revision", "bad revision")
@@ -201,11 +202,7 @@ class _GitFailed(OperationalError):
 
 
 def cache_root(environ: dict[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    if env.get(CACHE_VARIABLE):
-        return Path(env[CACHE_VARIABLE])
-    xdg = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "reconciler"
+    return cachefile.cache_home(environ)
 
 
 def fetch(origin: Origin, git: Git | None = None, cache: Path | None = None) -> Checkout:
@@ -217,6 +214,7 @@ def fetch(origin: Origin, git: Git | None = None, cache: Path | None = None) -> 
     clone = (cache or cache_root(git.environ)) / "git" / _key(origin.location)
     with _locked(clone):
         sha = _fetch(git, clone, origin.location, origin.ref or "HEAD")
+        _refuse_tracked_state(git, clone, sha, origin)
         # `sha` is what rev-parse printed (hex), never an argument from outside.
         git.run(["checkout", "--quiet", "--force", "--detach", sha], clone, what="git checkout")
     folder = clone / origin.subdir if origin.subdir else clone
@@ -231,6 +229,42 @@ def fetch(origin: Origin, git: Git | None = None, cache: Path | None = None) -> 
             ]
         )
     return Checkout(folder, sha, origin, clone)
+
+
+STATE_FOLDER = ".reconciler"
+
+
+def _refuse_tracked_state(git: Git, clone: Path, sha: str, origin: Origin) -> None:
+    """A commit that tracks `.reconciler/` would, once checked out, put its own files
+    where the embedded sandbox and a relative SQLite state live (an inventory that
+    claims what we do not own, a sandbox that says what is there): refused unread."""
+    folder = f"{origin.subdir}/{STATE_FOLDER}" if origin.subdir else STATE_FOLDER
+    listed = git.run(["ls-tree", "--name-only", sha, "--", folder], clone, what="git ls-tree")
+    if listed.strip():
+        raise InputError(
+            [
+                Problem(
+                    origin.shown,
+                    message=f"commit {sha[:12]} tracks {folder}/, where reconciler keeps its"
+                    " local state and sandbox: it is not read",
+                    hint=f"remove it from git (git rm -r --cached {folder}) and add"
+                    f" {STATE_FOLDER}/ to .gitignore",
+                )
+            ]
+        )
+
+
+def tracked_state(checkout: Checkout, git: Git | None = None) -> list[str]:
+    """Files under the manifests folder's `.reconciler/` that git tracks (a local work
+    tree): `validate` warns of them."""
+    if checkout.repository is None or checkout.origin.remote:
+        return []
+    folder = checkout.folder if checkout.folder.is_dir() else checkout.folder.parent
+    try:
+        listed = (git or Git()).run(["ls-files", "--", STATE_FOLDER], folder, what="git ls-files")
+    except OperationalError:
+        return []
+    return [line for line in listed.splitlines() if line.strip()]
 
 
 def local_revision(folder: Path, git: Git | None = None) -> str | None:

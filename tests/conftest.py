@@ -24,6 +24,13 @@ def require_reference() -> Path:
     return REFERENCE
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test its own cache folder (git clones, parsed files, builds), outside the
+    folders it plans: tests never share or leave caches."""
+    monkeypatch.setenv("RECONCILER_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
 def run_cli(*args: str, connector: Connector | None = None) -> int:
     """Run the command line in-process (with fake providers, if given); its exit code."""
     try:

@@ -115,7 +115,18 @@ def validate(
 ) -> int:
     """Check manifests and configuration without contacting anything."""
     try:
-        manifests = _load(_fetch(source, ref).folder, profile, variables=not no_variables)
+        fetched = _fetch(source, ref)
+        tracked = checkout.tracked_state(fetched)
+        if tracked:
+            err.print(
+                f"warning: git tracks {len(tracked)} file(s) under {checkout.STATE_FOLDER}/"
+                f" ({tracked[0]}{', ...' if len(tracked) > 1 else ''}): that folder holds"
+                " local state and the sandbox, and a clone of this repository will refuse"
+                f" it; run: git rm -r --cached {checkout.STATE_FOLDER} and add it to"
+                " .gitignore",
+                markup=False,
+            )
+        manifests = _load(fetched.folder, profile, variables=not no_variables)
         built = graph.build(manifests.resources)
         selected: set[str] | None = None
         if manifests.settings.select:

@@ -1,4 +1,9 @@
-"""One file of a run's cache under `.reconciler/cache/`: read whole, written whole.
+"""One file of a run's cache: read whole, written whole; and where caches live.
+
+Caches live outside the source tree, in the user's cache folder (`$RECONCILER_CACHE`,
+else `$XDG_CACHE_HOME/reconciler`, else `~/.cache/reconciler`), one folder per manifests
+root: never in a folder the repository controls, since a committed cache file would
+override what the YAML says (and marshal must never read bytes an author chose).
 
 marshal, not JSON or pickle: it keeps plain data's types exactly (integer keys and
 bytes included) and reads about ten times faster. Every file starts with a header
@@ -11,14 +16,39 @@ checkout) means no cache, never an error.
 
 from __future__ import annotations
 
+import hashlib
 import marshal
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from reconciler import __version__
+
+CACHE_VARIABLE = "RECONCILER_CACHE"
+
+
+def cache_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The folder every reconciler cache lives under (git clones, run caches)."""
+    env = os.environ if environ is None else environ
+    if env.get(CACHE_VARIABLE):
+        return Path(env[CACHE_VARIABLE])
+    xdg = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "reconciler"
+
+
+def run_cache(root: Path, environ: Mapping[str, str] | None = None) -> Path | None:
+    """Where runs over the manifests at `root` keep what the next run can reuse; None
+    when that would be inside `root` itself (a cache folder set inside the repository):
+    then nothing is cached."""
+    real = Path(os.path.realpath(root))
+    home = Path(os.path.realpath(cache_home(environ)))
+    if home == real or real in home.parents:
+        return None
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in real.name)[:40] or "root"
+    return home / "runs" / f"{name}-{hashlib.sha256(str(real).encode()).hexdigest()[:16]}"
 
 
 def header(kind: str, version: int) -> tuple[Any, ...]:

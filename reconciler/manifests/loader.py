@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler.errors import InputError
-from reconciler.manifests import kinds
+from reconciler.manifests import cachefile, kinds
 from reconciler.manifests.config import CONFIG_FILE, Settings
 from reconciler.manifests.discovery import discover, display_name, package_source_dirs
 from reconciler.manifests.documents import Document, read_documents
@@ -63,8 +63,8 @@ class LoadOptions:
     env: Mapping[str, str] | None = None
     resolve_variables: bool = True
     cache: bool = False
-    """Keep parsed files in `.reconciler/cache/` beside the manifests for the next run
-    (`reconciler.manifests.parse_cache`)."""
+    """Keep parsed files in the run cache for the next run (`cache_folder`,
+    `reconciler.manifests.parse_cache`)."""
 
 
 def load(path: Path, options: LoadOptions | None = None) -> Manifests:
@@ -94,7 +94,8 @@ def load(path: Path, options: LoadOptions | None = None) -> Manifests:
                 report.at(display, config_file, 0, where, message, hint or None)
 
         files = discover(root, settings.manifests, complain)
-    cache = ParseCache(cache_folder(root)) if options.cache else None
+    folder = cache_folder(root) if options.cache else None
+    cache = ParseCache(folder) if folder is not None else None
     try:
         return _load(path, root, config_file, settings, files, options, report, cache)
     finally:
@@ -102,9 +103,10 @@ def load(path: Path, options: LoadOptions | None = None) -> Manifests:
             cache.save()
 
 
-def cache_folder(root: Path) -> Path:
-    """Where runs keep what they can reuse (parsed files, built artifacts)."""
-    return root / ".reconciler" / "cache"
+def cache_folder(root: Path) -> Path | None:
+    """Where runs keep what they can reuse (parsed files, built artifacts): outside the
+    source tree (`reconciler.manifests.cachefile.run_cache`); None: cache nothing."""
+    return cachefile.run_cache(root)
 
 
 def _load(

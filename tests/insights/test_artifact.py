@@ -62,13 +62,33 @@ def test_an_unchanged_folder_is_never_archived_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = copy(tmp_path, "a")
-    first = build(folder, tmp_path / "cache", "a")
+    cache = tmp_path / "cache"
+    index = BuildIndex(cache, "t")
+    first = build(folder, cache, "a", index)
+    index.save()
 
     def refuse(entries: object) -> bytes:
         raise AssertionError("rebuilt an unchanged folder")
 
     monkeypatch.setattr(artifacts, "archive", refuse)
-    assert build(folder, tmp_path / "cache", "a").sha256 == first.sha256
+    assert build(folder, cache, "a", BuildIndex(cache, "t")).sha256 == first.sha256
+
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["indexed", "plain"])
+def test_a_replaced_cached_archive_is_built_again_not_pushed(tmp_path: Path, indexed: bool) -> None:
+    """A cache file that is not what the folder builds (replaced by anyone) never
+    stands in for the folder's artifact."""
+    folder = copy(tmp_path, "a")
+    cache = tmp_path / "cache"
+    index = BuildIndex(cache, "t") if indexed else None
+    first = build(folder, cache, "a", index)
+    if index is not None:
+        index.save()
+        index = BuildIndex(cache, "t")
+    first.path.write_bytes(b"not what the folder holds")
+    again = build(folder, cache, "a", index)
+    assert again.sha256 == first.sha256
+    assert again.read() != b"not what the folder holds"
 
 
 def test_old_builds_are_evicted(tmp_path: Path) -> None:

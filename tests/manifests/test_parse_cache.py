@@ -16,6 +16,7 @@ from reconciler.errors import InputError
 from reconciler.manifests import LoadOptions, Manifests, load
 from reconciler.manifests import documents as documents_module
 from reconciler.manifests.kinds import pipeline_rules
+from reconciler.manifests.loader import cache_folder
 from reconciler.manifests.parse_cache import FILE_NAME
 
 EXAMPLE = Path(__file__).parent.parent / "data" / "plans" / "01-create-everything" / "manifests"
@@ -27,6 +28,12 @@ def folder(tmp_path: Path) -> Path:
     target = tmp_path / "repo"
     shutil.copytree(EXAMPLE, target)
     return target
+
+
+def cache_of(folder: Path) -> Path:
+    found = cache_folder(folder)
+    assert found is not None
+    return found
 
 
 def specs(manifests: Manifests) -> dict[str, Any]:
@@ -44,7 +51,7 @@ def test_a_second_load_parses_nothing_and_loads_the_same(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = load(folder, CACHED)
-    assert (folder / ".reconciler" / "cache" / FILE_NAME).is_file()
+    assert (cache_of(folder) / FILE_NAME).is_file()
     no_parsing(monkeypatch)
     second = load(folder, CACHED)
     assert specs(second) == specs(first)
@@ -100,7 +107,7 @@ def test_a_refused_pipeline_is_reported_on_every_run_an_accepted_one_checked_onc
 
 def test_a_broken_cache_is_ignored_and_replaced(folder: Path) -> None:
     expected = specs(load(folder))
-    cache = folder / ".reconciler" / "cache" / FILE_NAME
+    cache = cache_of(folder) / FILE_NAME
     cache.parent.mkdir(parents=True)
     cache.write_bytes(b"\x00 not a cache")
     assert specs(load(folder, CACHED)) == expected
@@ -109,8 +116,8 @@ def test_a_broken_cache_is_ignored_and_replaced(folder: Path) -> None:
 
 
 def test_a_cache_that_cannot_be_written_is_done_without(folder: Path) -> None:
-    (folder / ".reconciler").mkdir()
-    (folder / ".reconciler" / "cache").write_text("a file where the folder would be")
+    cache_of(folder).parent.mkdir(parents=True)
+    cache_of(folder).write_text("a file where the folder would be")
     assert specs(load(folder, CACHED)) == specs(load(folder))
 
 
@@ -118,8 +125,33 @@ def test_the_cache_keeps_only_the_files_of_the_last_run(folder: Path) -> None:
     extra = folder / "extra.yaml"
     extra.write_text("apiVersion: pachyderm/v1\nkind: Project\nmetadata: {name: extra}\nspec: {}\n")
     load(folder, CACHED)
-    cache = folder / ".reconciler" / "cache" / FILE_NAME
+    cache = cache_of(folder) / FILE_NAME
     with_extra = cache.stat().st_size
     extra.unlink()
     load(folder, CACHED)
     assert cache.stat().st_size < with_extra
+
+
+def test_a_cache_committed_in_the_repository_changes_nothing(folder: Path) -> None:
+    """A cache file in the source tree (a pull request can commit one) is never read:
+    what loads is what the YAML says."""
+    expected = specs(load(folder))
+    load(folder, CACHED)
+    planted = folder / ".reconciler" / "cache" / FILE_NAME
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(cache_of(folder).joinpath(FILE_NAME).read_bytes())
+    cache_of(folder).joinpath(FILE_NAME).unlink()
+    file = folder / "all.yaml"
+    file.write_text(file.read_text().replace("python:3.12", "python:3.13"))
+    loaded = specs(load(folder, CACHED))
+    assert loaded != expected
+    assert "python:3.13" in str(loaded)
+
+
+def test_no_cache_inside_the_manifests_folder(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECONCILER_CACHE", str(folder / "cache-here"))
+    assert cache_folder(folder) is None
+    assert specs(load(folder, CACHED)) == specs(load(folder))
+    assert not (folder / "cache-here").exists()

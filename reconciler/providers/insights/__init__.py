@@ -10,7 +10,9 @@ the contract), `policies` (what a change takes; pure), `provider` (observe and a
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 
 from reconciler.errors import InputError, Problem
 from reconciler.manifests import Manifests
@@ -55,7 +57,8 @@ def connect(
         target,
         PackageManagerClient(http),
         manifests,
-        cache_folder(manifests.root),
+        # No cache folder (it would lie inside the repository): builds go to scratch.
+        cache_folder(manifests.root) or Path(tempfile.mkdtemp(prefix="reconciler-builds-")),
         Waiting(timeout=config.deploy_timeout),
     )
 

@@ -94,7 +94,9 @@ def build(
     known = index.built(tree) if index is not None else None
     if known is not None:
         target = cache / f"{known.name}@{known.version}@{tree[:32]}.kxi"
-        if target.is_file():
+        # The archive must still be the one built from this tree: a cache file replaced
+        # by anyone else is built again, never pushed.
+        if target.is_file() and _sha256(target.read_bytes()) == known.sha256:
             os.utime(target)  # recently used: kept by _evict
             return Artifact(
                 known.name,
@@ -109,13 +111,14 @@ def build(
     manifest = _manifest(contents.get("manifest.yaml"), label)
     name, version = str(manifest.get("name")), str(manifest.get("version"))
     target = cache / f"{name}@{version}@{tree[:32]}.kxi"
-    if target.is_file():
+    made = archive(contents.items())
+    if target.is_file() and target.read_bytes() == made:
         os.utime(target)
     else:
         cache.mkdir(parents=True, exist_ok=True)
-        _write_atomically(target, archive(contents.items()))
+        _write_atomically(target, made)
         _evict(cache, f"{name}@", target)
-    sha = _sha256(target.read_bytes())
+    sha = _sha256(made)
     loaded_by, components = _components(manifest, contents)
     if index is not None:
         index.remember(tree, Built(name, version, sha, loaded_by, components))
