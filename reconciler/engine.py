@@ -29,11 +29,11 @@ from reconciler.diff import digest
 from reconciler.errors import InputError, OperationalError, Problem, ReconcilerError
 from reconciler.execute import ExecuteOptions, Listener, Outcome, Work, execute
 from reconciler.manifests import Manifests, ResourceId
-from reconciler.manifests.config import InsightsTarget, PachydermTarget
+from reconciler.manifests.config import InsightsTarget, PachydermTarget, Settings
 from reconciler.plan import Action, Binding, Plan, PlanOptions, Source, make_plan
 from reconciler.providers.base import Applied, Check, Desired, Observation, Observed, Provider
 from reconciler.state import InventoryEntry, LockHolder, RunRecord, StateStore
-from reconciler.state.locks import LockOptions, held
+from reconciler.state.locks import Lease, LockOptions, held
 
 
 class Connector(Protocol):
@@ -71,7 +71,8 @@ class Session:
         self._connect = connect
         self._stack = AsyncExitStack()
         self.providers: dict[str, Provider] = {}
-        self.locked = False
+        self.lease: Lease | None = None
+        """The targets' locks while `lock` holds them: checked before each mutating call."""
         self.recovered: tuple[str, ...] = ()
         """Resources found created by a killed run and recorded in the inventory."""
         self.inventory_digest = ""
@@ -99,12 +100,16 @@ class Session:
         """Hold the apply lock of every target of the run (see `reconciler.state.locks`)."""
         async with held(
             self.store, sorted(self.providers), command="apply", revision=revision, options=options
-        ):
-            self.locked = True
+        ) as lease:
+            self.lease = lease
             try:
                 yield
             finally:
-                self.locked = False
+                self.lease = None
+
+    @property
+    def locked(self) -> bool:
+        return self.lease is not None
 
     async def observe(self) -> dict[str, Observation]:
         """Every target at once; a target that cannot be read fails the run."""
@@ -207,7 +212,12 @@ class Session:
                 "the plan cannot be applied:\n" + "\n".join(f"  {e}" for e in planned.plan.errors)
             )
         work = Work(
-            planned.plan, planned.desired, planned.observed(), planned.inventory, self.providers
+            planned.plan,
+            planned.desired,
+            planned.observed(),
+            planned.inventory,
+            self.providers,
+            fence=self.lease.check if self.lease is not None else None,
         )
         return await execute(work, self.store, options, listener, stop)
 
@@ -367,10 +377,24 @@ async def status(
             plan = planned.plan
     except OperationalError as exc:
         error = str(exc)
+    return stored_status(manifests.settings, store, plan, error, runs=runs)
+
+
+def stored_status(
+    settings: Settings,
+    store: StateStore,
+    plan: Plan | None,
+    error: str | None,
+    *,
+    runs: int = 5,
+) -> list[TargetStatus]:
+    """Each configured target's status from the state alone, with the drift `plan`
+    finds (None: not observed, `error` says why). Needs no manifests: `status` works
+    when they do not load (a broken commit during an incident)."""
     owned = store.inventory()
     locks = store.locks()
     result = []
-    for target, config in sorted(manifests.settings.targets.items()):
+    for target, config in sorted(settings.targets.items()):
         drift = None
         warnings: tuple[str, ...] = ()
         if plan is not None:

@@ -121,6 +121,9 @@ class Work:
     observed: Mapping[ResourceId, Observed]
     inventory: Mapping[ResourceId, Applied]
     providers: Mapping[str, Provider]
+    fence: Callable[[], None] | None = None
+    """Raises unless this run still holds its targets' locks; called before every
+    mutating call. A failure stops the run: nothing new starts."""
 
 
 async def execute(
@@ -344,6 +347,12 @@ class _Runner:
             if name == "create" and desired is not None
             else None
         )
+        if self.work.fence is not None:
+            try:
+                self.work.fence()
+            except OperationalError:
+                self.stop.set()  # nothing new starts; the calls in flight finish
+                raise
         intent = self.store.open_intent(self.run_id, str(action.id), action.action, name, entry)
         tries = 0
         retrying = self._backoff.retrying()

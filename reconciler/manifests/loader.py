@@ -103,6 +103,24 @@ def load(path: Path, options: LoadOptions | None = None) -> Manifests:
             cache.save()
 
 
+def load_configuration(path: Path, options: LoadOptions | None = None) -> tuple[Path, Settings]:
+    """The manifests root and the settings in force, without reading any manifest: for
+    commands that need only the targets and the state (`status`, `unlock`)."""
+    options = options or LoadOptions()
+    report = Reporter()
+    path = Path(path)
+    if not path.exists():
+        report.file(str(path), "no such file or folder", "check the path given to reconciler")
+        raise InputError(report.problems)
+    root = path if path.is_dir() else path.parent
+    config_path = root / CONFIG_FILE
+    config_file = config_path if config_path.is_file() else None
+    settings = load_settings(root, config_file, options.profile, options.env, report)
+    if settings is None:
+        raise InputError(report.problems)
+    return root, settings
+
+
 def cache_folder(root: Path) -> Path | None:
     """Where runs keep what they can reuse (parsed files, built artifacts): outside the
     source tree (`reconciler.manifests.cachefile.run_cache`); None: cache nothing."""

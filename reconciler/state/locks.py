@@ -6,11 +6,18 @@ it last proved alive. Another run may take it over when the holder is provably g
 its heartbeat is older than `stale_after`, or it ran on this host and its process no
 longer exists (a `kill -9` is seen at once). Targets are locked in sorted order, all or
 none, so two runs that want overlapping targets cannot deadlock.
+
+Holding is fenced: a run that was paused (SIGSTOP, a frozen VM) past `stale_after` may
+have lost its locks to another run. `Lease.check`, called before every mutating call,
+confirms the locks with a heartbeat whenever one is overdue; a heartbeat that finds
+fewer locks than were taken, or a store that stayed unreachable past `stale_after`,
+loses the lease for good, and `check` raises `LockLost` naming the new holder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import socket
@@ -21,6 +28,8 @@ from dataclasses import dataclass
 
 from reconciler.errors import OperationalError, RetryableError
 from reconciler.state.base import LockHolder, StateStore
+
+logger = logging.getLogger(__name__)
 
 
 class LockedError(RetryableError):
@@ -34,6 +43,11 @@ class LockedError(RetryableError):
             f" `reconciler unlock {holder.target}` (nothing was changed)"
         )
         self.holder = holder
+
+
+class LockLost(OperationalError):
+    """This run's locks were taken over (it was paused past their staleness, or the
+    store could not be reached for that long): it must make no further call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +70,68 @@ def alive(pid: int) -> bool:
     return True
 
 
+class Lease:
+    """The locks one run holds, and whether it still holds them."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        token: str,
+        targets: Sequence[str],
+        options: LockOptions,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.token = token
+        self.targets = tuple(targets)
+        self.options = options
+        self.clock = clock
+        self.confirmed = clock()
+        self.lost: LockLost | None = None
+
+    def check(self) -> None:
+        """Raise `LockLost` unless this run still holds its locks; before each mutating
+        call. Costs a heartbeat only when one is overdue (the run was paused)."""
+        if self.lost is not None:
+            raise self.lost
+        if self.clock() - self.confirmed > self.options.heartbeat * 1.5:
+            self.confirm()
+
+    def confirm(self) -> None:
+        """A heartbeat: refresh the locks and count them."""
+        if self.lost is not None:
+            raise self.lost
+        now = self.clock()
+        try:
+            count = self.store.heartbeat(self.token, now)
+        except OperationalError as exc:
+            if now - self.confirmed < self.options.stale_after:
+                logger.warning("lock heartbeat failed, trying again at the next: %s", exc)
+                return  # the store blinked: the locks cannot have gone stale yet
+            self._lose(f"the state store could not be reached for {now - self.confirmed:.0f}s")
+        if count < len(self.targets):
+            self._lose("they were taken over while this run was not heard from")
+        self.confirmed = now
+
+    def _lose(self, why: str) -> None:
+        holders = []
+        try:
+            locks = self.store.locks()
+            holders = [
+                f"'{t}' is now held by {locks[t].describe()}"
+                for t in self.targets
+                if t in locks and locks[t].token != self.token
+            ]
+        except OperationalError:
+            pass
+        self.lost = LockLost(
+            f"this run lost its lock on {', '.join(self.targets)}: {why}"
+            + (f"; {'; '.join(holders)}" if holders else "")
+            + ". It makes no further call: check what the other run does, then plan again"
+        )
+        raise self.lost
+
+
 @asynccontextmanager
 async def held(
     store: StateStore,
@@ -65,8 +141,8 @@ async def held(
     revision: str | None,
     options: LockOptions = LockOptions(),
     clock: Callable[[], float] = time.time,
-) -> AsyncIterator[str]:
-    """Hold the locks of `targets` for the body (which gets the locks' token); raises
+) -> AsyncIterator[Lease]:
+    """Hold the locks of `targets` for the body (which gets the `Lease`); raises
     `LockedError` naming a holder when one is still held after `options.timeout`."""
     token = secrets.token_hex(16)
     host, pid = socket.gethostname(), os.getpid()
@@ -80,9 +156,10 @@ async def held(
         for target in sorted(set(targets)):
             await _take(store, me, target, options, clock)
             taken.append(target)
-        beat = asyncio.create_task(_beat(store, token, options, clock))
+        lease = Lease(store, token, taken, options, clock)
+        beat = asyncio.create_task(_beat(lease))
         try:
-            yield token
+            yield lease
         finally:
             beat.cancel()
     finally:
@@ -111,12 +188,11 @@ async def _take(
         await asyncio.sleep(min(options.poll, max(0.0, options.timeout - waited)))
 
 
-async def _beat(
-    store: StateStore, token: str, options: LockOptions, clock: Callable[[], float]
-) -> None:
+async def _beat(lease: Lease) -> None:
     while True:
-        await asyncio.sleep(options.heartbeat)
+        await asyncio.sleep(lease.options.heartbeat)
         try:
-            store.heartbeat(token, clock())
-        except OperationalError:
-            continue  # the store blinked: the next beat tries again, well before staleness
+            lease.confirm()
+        except LockLost as exc:
+            logger.error("%s", exc)
+            return
