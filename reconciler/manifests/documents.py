@@ -119,17 +119,52 @@ def read_documents(path: Path, display: str, cache: ParseCache | None = None) ->
     parsed = cache.get(digest) if cache is not None else None
     if parsed is None:
         text = decode(raw, display)
-        if as_json:
-            parsed = [(0, 1, _load_json(text, display))]
-        else:
-            parsed = [
-                (index, line, data)
-                for index, line, data, _ in _Builder(display, track=False).documents(text)
-                if data is not None
-            ]
+        try:
+            if as_json:
+                parsed = [(0, 1, _load_json(text, display))]
+            else:
+                parsed = [
+                    (index, line, data)
+                    for index, line, data, _ in _Builder(display, track=False).documents(text)
+                    if data is not None
+                ]
+        except RecursionError:
+            raise InputError([_too_deep(display, 1)]) from None
+        deep = [_too_deep(display, line) for _, line, data in parsed if _deeper(data, MAX_DEPTH)]
+        if deep:
+            raise InputError(deep)
         if cache is not None:
             cache.put(digest, parsed)
     return [Document(display, index, line, data, references) for index, line, data in parsed]
+
+
+MAX_DEPTH = 100
+"""Mappings and lists nested deeper than this are refused: no manifest needs it (a
+pipeline spec with a pod patch reaches about 15), and what reads documents recursively
+(validation, diffs, caches) must never meet a depth that exhausts the stack."""
+
+
+def _deeper(data: Any, limit: int) -> bool:
+    """Whether `data` nests mappings and lists more than `limit` levels (no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth >= limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _too_deep(display: str, line: int) -> Problem:
+    return Problem.at(
+        display,
+        line,
+        1,
+        f"this document nests mappings and lists more than {MAX_DEPTH} levels deep",
+        "flatten it: no manifest needs that depth",
+    )
 
 
 def _load_json(text: str, display: str) -> Any:

@@ -244,9 +244,11 @@ class _Builder:
                 note = f" (after the patches of profile '{self.settings.profile}')"
             metadata_raw = data.get("metadata")
 
+        metadata: Metadata | None = None
         try:
             metadata = Metadata.model_validate(metadata_raw)
         except ValidationError as exc:
+            # Reported, and the spec is still checked: every problem of a document at once.
             self.report.validation(
                 display,
                 file,
@@ -258,7 +260,6 @@ class _Builder:
                 fallback_line=document.line,
                 note=note,
             )
-            return
 
         spec_raw = data.get("spec")
         if spec_raw is None and not info.spec_required:
@@ -289,6 +290,9 @@ class _Builder:
                 note=note,
             )
             ok = False
+        if metadata is None:
+            self._rules_without_metadata(info, spec, spec_raw, metadata_raw, note, problem)
+            return
 
         reason = info.check_name(metadata.name)
         if reason:
@@ -364,6 +368,30 @@ class _Builder:
             if source is not None:
                 self.package_sources[resource.id] = source
         self.resources.append(resource)
+
+    def _rules_without_metadata(
+        self,
+        info: kinds.KindInfo,
+        spec: Any,
+        spec_raw: Any,
+        metadata_raw: Any,
+        note: str,
+        problem: ProblemAt,
+    ) -> None:
+        """The kind's own rules for a document whose metadata is invalid, with the name
+        and project as written where they are text."""
+        raw = metadata_raw if isinstance(metadata_raw, dict) else {}
+        name, project = raw.get("name"), raw.get("project")
+        if spec is None or info.rules is None or not isinstance(name, str):
+            return
+        if info.scoped:
+            project = project if isinstance(project, str) else DEFAULT_PROJECT
+        else:
+            project = None
+        accepted = self.cache.accepted if self.cache is not None else None
+        for path, message, hint in info.rules(spec, project, name, accepted):
+            at: PathKey = ("spec", *data_path(spec_raw, path))
+            problem(at, f"{show_path(at)}: {message}{note}", hint)
 
     def _envelope(self, data: dict[str, Any], problem: ProblemAt) -> bool:
         ok = True
