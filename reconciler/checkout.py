@@ -32,6 +32,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -265,6 +266,38 @@ def tracked_state(checkout: Checkout, git: Git | None = None) -> list[str]:
     except OperationalError:
         return []
     return [line for line in listed.splitlines() if line.strip()]
+
+
+def default_branch(origin: Origin, git: Git | None = None) -> str | None:
+    """The branch a source follows when no ref is given: a remote's default branch (its
+    HEAD), or the branch a local work tree has checked out; None when there is none."""
+    git = git or Git()
+    if origin.remote:
+        with _scratch() as folder:
+            listed = git.run(
+                ["ls-remote", "--symref", "--", origin.location, "HEAD"],
+                folder,
+                what=f"git ls-remote {masked(origin.location)}",
+            )
+        for line in listed.splitlines():
+            head, _, name = line.partition("\t")
+            if name == "HEAD" and head.startswith("ref: refs/heads/"):
+                return head.removeprefix("ref: refs/heads/")
+        return None
+    folder = Path(origin.location)
+    start = folder if folder.is_dir() else folder.parent
+    if _toplevel(start, git) is None:
+        return None
+    try:
+        return git.run(["symbolic-ref", "--short", "-q", "HEAD"], start, what="git").strip() or None
+    except OperationalError:
+        return None  # a detached HEAD
+
+
+@contextmanager
+def _scratch() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="reconciler-git-") as folder:
+        yield Path(folder)
 
 
 def local_revision(folder: Path, git: Git | None = None) -> str | None:

@@ -183,10 +183,14 @@ class Session:
     async def plan(self, options: PlanOptions, source: Source) -> Planned:
         if options.select:
             graphs.check_selectors(options.select, self.graph)
-        desired = self.desire()
+        # The CPU-heavy steps run in a worker thread, so that a server's event loop
+        # (health checks, webhooks) stays responsive while 10,000 resources are planned;
+        # the state store is used from this thread only.
+        desired = await asyncio.to_thread(self.desire)
         observations = await self.observe()
         inventory = self.inventory(observations)
-        plan = make_plan(
+        plan = await asyncio.to_thread(
+            make_plan,
             desired,
             self.graph,
             observations,

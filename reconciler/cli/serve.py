@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 
-from reconciler.checkout import Origin
+from reconciler.checkout import Origin, default_branch
 from reconciler.cli.common import ProfileOpt, SourceArg, _connector, long_running
-from reconciler.errors import InputError, Problem
+from reconciler.errors import InputError, OperationalError, Problem
 
 
 class ModeChoice(StrEnum):
@@ -34,7 +35,8 @@ def serve(
         str | None,
         typer.Option(
             "--branch",
-            help="Push events to this branch trigger a run (default: --ref, or main).",
+            help="Push events to this branch trigger a run (default: --ref, else the"
+            " remote's default branch, or the local work tree's branch).",
         ),
     ] = None,
     profile: ProfileOpt = None,
@@ -78,11 +80,26 @@ def serve(
         seconds = parse_interval(interval)
     except ValueError as exc:
         raise InputError([Problem("--interval", message=str(exc))]) from None
-    Origin.parse(source, ref)  # a bad source is input: exit 3 before serving
+    origin = Origin.parse(source, ref)  # a bad source is input: exit 3 before serving
+    if branch is None:
+        branch = ref or default_branch(origin)
+        if branch is None:
+            raise InputError(
+                [
+                    Problem(
+                        "--branch",
+                        message=f"{origin.shown} has no default branch to follow",
+                        hint="name the branch whose pushes trigger runs: --branch NAME",
+                    )
+                ]
+            )
+    # Bound before anything runs: with the port taken, serve fails having done nothing
+    # (uvicorn would bind only after the startup run had applied).
+    listening = _bind(host, port)
     options = ServeOptions(
         source=source,
         ref=ref,
-        branch=branch or ref or "main",
+        branch=branch,
         profile=profile,
         mode=mode.value,
         interval=seconds,
@@ -103,5 +120,20 @@ def serve(
     # was there before it: make that one a no-op, so a drained shutdown exits 0.
     for received in (signal.SIGTERM, signal.SIGINT):
         signal.signal(received, lambda number, frame: None)
-    asyncio.run(uvicorn.Server(config).serve())
+    asyncio.run(uvicorn.Server(config).serve(sockets=[listening]))
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as exc:
+        listening.close()
+        raise OperationalError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (nothing was run)"
+        ) from None
+    listening.set_inheritable(True)
+    return listening

@@ -16,7 +16,6 @@ body above 1 MiB, 400 a body that is not JSON.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -253,10 +252,14 @@ def _endpoint(server: Server, hook: _Hook) -> Callable[[Request], Awaitable[Resp
             event(log, "replayed delivery ignored", hook=hook.name, delivery=delivery)
             return JSONResponse({"ignored": f"delivery {delivery} was already received"})
         try:
-            payload = json.loads(body) if body else {}
-        except ValueError:
+            payload = hooks.github_payload(body, request.headers.get("content-type"))
+        except (ValueError, UnicodeDecodeError) as exc:
             server.metrics.webhooks.labels(hook.name, "bad request").inc()
-            return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+            event(log, "webhook refused", logging.WARNING, hook=hook.name, status=400, why=str(exc))
+            return JSONResponse(
+                {"error": "the body is neither JSON nor a form with a JSON payload"},
+                status_code=400,
+            )
         verdict = hook.decide(request, payload, delivery)
         if verdict.pong:
             server.metrics.webhooks.labels(hook.name, "ping").inc()

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 MAX_BODY = 1 << 20
 """Bodies above 1 MiB are refused (413) before they are read in full."""
+FORM = "application/x-www-form-urlencoded"
+ZERO_COMMIT = "0" * 40
 
 
 @dataclass(frozen=True)
@@ -33,12 +37,30 @@ def github_signed(secret: str, body: bytes, header: str | None) -> bool:
     if not header or not header.startswith("sha256="):
         return False
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256="))
+    return hmac.compare_digest(expected.encode(), _bytes(header.removeprefix("sha256=")))
 
 
 def token_matches(secret: str, given: str | None) -> bool:
     """X-Gitlab-Token, or the token of `Authorization: Bearer ...`."""
-    return given is not None and hmac.compare_digest(secret.encode(), given.encode())
+    return given is not None and hmac.compare_digest(secret.encode(), _bytes(given))
+
+
+def _bytes(text: str) -> bytes:
+    # compare_digest refuses non-ASCII text (TypeError): compare bytes, so that a header
+    # with any character is simply a mismatch, answered 401.
+    return text.encode("utf-8", "surrogateescape")
+
+
+def github_payload(body: bytes, content_type: str | None) -> Any:
+    """A delivery's payload: the body as JSON, or, for a webhook set to
+    `application/x-www-form-urlencoded`, the JSON in its `payload` field. Raises
+    ValueError when it is neither."""
+    if (content_type or "").split(";")[0].strip().lower() == FORM:
+        fields = parse_qs(body.decode("utf-8"), strict_parsing=False)
+        if "payload" not in fields:
+            raise ValueError("a form delivery without a payload field")
+        return json.loads(fields["payload"][0])
+    return json.loads(body) if body else {}
 
 
 def bearer(header: str | None) -> str | None:
@@ -93,5 +115,9 @@ def _push(payload: Any, branch: str, reason: str, sha_key: str, delivery: str | 
     ref = payload.get("ref")
     if ref != f"refs/heads/{branch}":
         return Verdict(None, f"push to {ref}, not to the tracked branch {branch}")
+    # A push that deletes the branch: GitHub says `deleted`, both name the zero commit as
+    # `after` (GitLab's checkout_sha is null then). Nothing is there to reconcile.
+    if payload.get("deleted") is True or payload.get("after") == ZERO_COMMIT:
+        return Verdict(None, f"the push deleted the tracked branch {branch}: nothing to run")
     sha = payload.get(sha_key)
     return Verdict(Trigger(reason, sha if isinstance(sha, str) else None, delivery))

@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from reconciler.redact import masked
+
 _FIELDS = "reconciler_fields"
 
 
@@ -27,7 +29,8 @@ class JsonFormatter(logging.Formatter):
         data.update(getattr(record, _FIELDS, {}))
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str, sort_keys=False)
+        # The last line of defence: a URL with credentials in any message or field.
+        return masked(json.dumps(data, default=str, sort_keys=False))
 
 
 def configure(stream: IO[str] | None = None, level: int = logging.INFO) -> None:
