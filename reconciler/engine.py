@@ -32,6 +32,7 @@ from reconciler.manifests import Manifests, ResourceId
 from reconciler.manifests.config import InsightsTarget, PachydermTarget, Settings
 from reconciler.plan import Action, Binding, Plan, PlanOptions, Source, make_plan
 from reconciler.providers.base import Applied, Check, Desired, Observation, Observed, Provider
+from reconciler.redact import masked
 from reconciler.state import InventoryEntry, LockHolder, RunRecord, StateStore
 from reconciler.state.locks import Lease, LockOptions, held
 
@@ -413,7 +414,7 @@ def stored_status(
             TargetStatus(
                 target=target,
                 provider=config.provider,
-                url=config.url,
+                url=masked(config.url),
                 managed=tuple(e for e in owned.values() if e.target == target),
                 lock=locks.get(target),
                 runs=tuple(store.runs(runs, target=target)),

@@ -214,6 +214,8 @@ def data_path(data: Any, loc: tuple[int | str, ...]) -> PathKey:
         if found:
             path.append(key)
             node = child
+        elif isinstance(node, dict) and part in {v for v in node.values() if isinstance(v, str)}:
+            continue  # a discriminated union's tag: the value of its discriminator field
         elif isinstance(node, dict) and isinstance(part, str) and not _is_tag(part):
             path.append(part)  # a missing or unknown key: named, though absent
             node = None

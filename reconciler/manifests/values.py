@@ -207,13 +207,13 @@ class FileAccess:
                 f"cannot read {shown}: {exc.strerror or exc}",
                 "create the file, or fix the path (relative paths start at the manifest's folder)",
             ) from None
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            os.close(handle)
+            raise VariableError(
+                f"{shown} is not a regular file (a folder, device, FIFO or socket)",
+                "reference a regular file",
+            )
         with os.fdopen(handle, "rb") as file:
-            info = os.fstat(file.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise VariableError(
-                    f"{shown} is not a regular file (a folder, device, FIFO or socket)",
-                    "reference a regular file",
-                )
             data = file.read(self.max_bytes + 1)
         if len(data) > self.max_bytes:
             raise VariableError(

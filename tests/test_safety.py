@@ -1,0 +1,497 @@
+"""Untrusted input and every guard on every path: repository content, plan files and
+ordinary mistakes can neither run code, nor read the runner's files, nor delete what
+they should not. Each test is a case a user (or an attacker) meets at the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconciler.redact import masked
+from reconciler.sandbox.store import Store
+from reconciler.state import LockHolder, SqliteStore
+from reconciler.targets import sandbox_db
+from tests.conftest import run_cli
+from tests.gitrepo import GitRepo, git
+
+PROJECT = """\
+apiVersion: pachyderm/v1
+kind: Project
+metadata: {{name: {name}{extra}}}
+spec: {{description: "{description}"}}
+"""
+SECRET = """\
+apiVersion: pachyderm/v1
+kind: Secret
+metadata: {{name: creds}}
+spec:
+  data: {{token: "{value}"}}
+"""
+
+
+def folder_with(root: Path, *documents: str, config: str | None = None) -> Path:
+    """A manifests folder on the embedded sandbox, state beside it."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "reconciler.yaml").write_text(
+        config
+        if config is not None
+        else "manifests: [manifests/]\nstate: sqlite:///.reconciler/state.db\n"
+    )
+    manifests = root / "manifests"
+    manifests.mkdir(exist_ok=True)
+    for index, text in enumerate(documents):
+        (manifests / f"m{index}.yaml").write_text(text)
+    return root
+
+
+def project(name: str, description: str = "", extra: str = "") -> str:
+    return PROJECT.format(name=name, description=description, extra=extra)
+
+
+def sandbox_calls(folder: Path, capsys: pytest.CaptureFixture[str]) -> int:
+    capsys.readouterr()
+    assert run_cli("sandbox", "stats", str(folder)) == 0
+    return int(json.loads(capsys.readouterr().out)["mutating"])
+
+
+# --- 1. no option injection into git --------------------------------------------------
+
+
+def test_a_ref_or_url_that_git_would_read_as_an_option_runs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = GitRepo(tmp_path / "git", folder_with(tmp_path / "t", project("a")))
+    witness = tmp_path / "pwned"
+    injected = f"--upload-pack=touch {witness}; git-upload-pack"
+    assert run_cli("plan", repo.url, "--ref", injected) == 3
+    assert "starts with '-'" in capsys.readouterr().err
+    assert run_cli("plan", f"--upload-pack=touch {witness}") in (2, 3)
+    assert run_cli("plan", repo.url, "--base", "--output=/tmp/x") == 3
+    assert not witness.exists()
+
+
+def test_a_plan_file_carries_only_a_full_commit_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = GitRepo(tmp_path / "git", folder_with(tmp_path / "t", project("a")))
+    plan_file = tmp_path / "plan.json"
+    assert run_cli("plan", repo.url, "--out", str(plan_file)) == 0
+    data = json.loads(plan_file.read_text())
+    assert len(data["source"]["revision"]) == 40
+    witness = tmp_path / "pwned"
+    data["source"]["revision"] = f"--upload-pack=touch {witness}; git-upload-pack"
+    plan_file.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert run_cli("apply", "--plan", str(plan_file), "--yes") == 3
+    assert "not a full commit id" in capsys.readouterr().err
+    assert not witness.exists()
+
+
+# --- 2. ${file:...} stays inside the repository ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "/etc/hostname",
+        "../../../../../../../etc/passwd",
+        "~/.bashrc",
+        "/proc/self/environ",
+        "/dev/zero",
+        "fifo",
+        "big.txt",
+        "out-link",
+    ],
+)
+def test_file_references_read_only_regular_files_inside_the_repository(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], reference: str
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("runner secret")
+    folder = folder_with(tmp_path / "m", SECRET.format(value=f"${{file:{reference}}}"))
+    os.mkfifo(folder / "manifests" / "fifo")
+    (folder / "manifests" / "big.txt").write_text("x" * (1024 * 1024 + 1))
+    (folder / "manifests" / "out-link").symlink_to(outside)
+    assert run_cli("apply", "--yes", str(folder)) == 3
+    err = capsys.readouterr().err
+    assert "m0.yaml:5:" in err
+    assert "runner secret" not in err
+    assert not (folder / ".reconciler" / "sandbox.db").exists()  # nothing was contacted
+
+
+def test_a_folder_allowed_by_name_may_be_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mount = tmp_path / "ci-secrets"
+    mount.mkdir()
+    (mount / "token").write_text("s3cret")
+    config = (
+        "manifests: [manifests/]\nstate: sqlite:///.reconciler/state.db\n"
+        f"files: {{allow: ['{mount}']}}\n"
+    )
+    reference = f"${{file:{mount}/token}}"
+    folder = folder_with(tmp_path / "m", SECRET.format(value=reference), config=config)
+    assert run_cli("apply", "--yes", str(folder)) == 0
+    assert "s3cret" not in capsys.readouterr().out
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    parts=st.lists(
+        st.sampled_from(["..", ".", "sub", "link", "inside.txt", "outside.txt"]),
+        min_size=1,
+        max_size=6,
+    ),
+    absolute=st.booleans(),
+)
+def test_no_path_outside_the_root_is_ever_read(
+    tmp_path_factory: pytest.TempPathFactory, parts: list[str], absolute: bool
+) -> None:
+    from reconciler.manifests.values import FileAccess, Resolver, VariableError
+
+    base = tmp_path_factory.mktemp("root")
+    root = base / "repo"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "inside.txt").write_text("inside")
+    (base / "outside.txt").write_text("OUTSIDE")
+    (root / "sub" / "link").symlink_to(base)
+    path = "/".join(parts)
+    reference = str(root / "sub" / path) if absolute else path
+    resolver = Resolver(base=root / "sub", files=FileAccess(root))
+    try:
+        value = resolver.text(f"${{file:{reference}}}")
+    except VariableError:
+        return
+    try:
+        revealed = value.reveal() if not isinstance(value, str) else value
+    except VariableError:
+        return
+    assert "OUTSIDE" not in revealed
+
+
+def test_a_manifest_symlinked_from_outside_and_a_symlinked_folder_are_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "p.yaml").write_text(project("stolen"))
+    folder = folder_with(tmp_path / "m", project("a"))
+    (folder / "manifests" / "p.yaml").symlink_to(elsewhere / "p.yaml")
+    (folder / "manifests" / "more").symlink_to(elsewhere)
+    assert run_cli("validate", str(folder)) == 3
+    err = capsys.readouterr().err
+    assert "p.yaml is a symlink to a file outside the manifests folder" in err
+    assert "more is a symlinked folder, which reconciler does not follow" in err
+
+
+# --- 3. nothing in the source tree overrides what it says ------------------------------
+
+
+def test_a_commit_that_tracks_reconciler_state_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = GitRepo(tmp_path / "git", folder_with(tmp_path / "t", project("a")))
+    repo.write(".reconciler/state.db", "an inventory that claims everything")
+    git(repo.work, "add", "-f", ".reconciler/state.db")
+    repo.commit("state")
+    git(repo.work, "push", "-q", "origin", "main")
+    assert run_cli("plan", repo.url) == 3
+    assert "tracks .reconciler/" in capsys.readouterr().err
+    assert run_cli("validate", str(repo.work)) == 0
+    assert "git tracks 1 file(s) under .reconciler/" in capsys.readouterr().err
+
+
+# --- 4. the mass-delete guard holds -----------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["orphan", "deleted by hand"])
+def test_removing_a_targets_manifests_never_deletes_everything_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    orphan = ", deletionPolicy: Orphan" if how == "orphan" else ""
+    folder = folder_with(tmp_path / "m", project("a", extra=orphan), project("b"), project("c"))
+    assert run_cli("apply", "--yes", str(folder)) == 0
+    if how == "deleted by hand":
+        sandbox = Store(sandbox_db(folder))
+        assert sandbox.delete("project", "a")
+        sandbox.close()
+    for manifest in (folder / "manifests").glob("*.yaml"):
+        manifest.unlink()
+    (folder / "manifests" / "keep.txt").write_text("")
+    before = sandbox_calls(folder, capsys)
+    assert run_cli("apply", "--yes", "--prune", str(folder)) == 1
+    assert "keeps none" in capsys.readouterr().out
+    assert sandbox_calls(folder, capsys) == before
+
+
+# --- 5. a saved plan applies only where it was made -------------------------------------
+
+
+def test_a_saved_plan_applies_only_to_its_own_folder_profile_and_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = folder_with(tmp_path / "a", project("a"))
+    b = folder_with(tmp_path / "b", project("b"))
+    assert run_cli("apply", "--yes", str(b)) == 0
+    plan_a = tmp_path / "a.json"
+    assert run_cli("plan", str(a), "--out", str(plan_a)) == 0
+    capsys.readouterr()
+    assert run_cli("apply", str(b), "--plan", str(plan_a), "--yes") == 3
+    assert "the plan was made from" in capsys.readouterr().err
+    assert run_cli("apply", "--plan", str(plan_a), "--profile", "prod", "--yes") == 3
+    assert "--profile" in capsys.readouterr().err
+    assert run_cli("apply", "--plan", str(plan_a), "--prune", "--yes") == 3
+    # Another state: the same folder, its state replaced.
+    (a / ".reconciler" / "state.db").unlink()
+    assert run_cli("apply", "--plan", str(plan_a), "--yes") == 3
+    assert "another state" in capsys.readouterr().err
+
+
+def test_an_edited_plan_with_a_recomputed_fingerprint_deletes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reconciler.diff import digest
+
+    folder = folder_with(
+        tmp_path / "m", project("guarded", extra=", protect: true"), project("other")
+    )
+    assert run_cli("apply", "--yes", str(folder)) == 0
+    plan_file = tmp_path / "plan.json"
+    assert run_cli("plan", str(folder), "--out", str(plan_file)) == 0
+    data = json.loads(plan_file.read_text())
+    for action in data["actions"]:
+        if action["name"] == "guarded":
+            action["action"] = "delete"
+    data["summary"]["delete"], data["summary"]["noop"] = 1, data["summary"]["noop"] - 1
+    data.pop("fingerprint")
+    data["fingerprint"] = digest(data)
+    plan_file.write_text(json.dumps(data))
+    before = sandbox_calls(folder, capsys)
+    assert run_cli("apply", "--plan", str(plan_file), "--yes") == 3
+    assert "signature does not match" in capsys.readouterr().err
+    assert sandbox_calls(folder, capsys) == before
+
+
+# --- 6. a missing manifests folder and other configuration mistakes ---------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("manifests: [manifest/]\n", "reconciler.yaml:1:13: manifests entry 'manifest/' names"),
+        ("manifests: ['/etc/*.yaml']\n", "is an absolute path"),
+        (
+            "targets: {pachyderm: {provider: pachyderm, url: embedded, timeout: -1}}\n",
+            "timeout",
+        ),
+        (
+            "targets: {pachyderm: {provider: pachyderm, url: 'ftp://host'}}\n",
+            "neither 'embedded' nor an http:// or https:// address",
+        ),
+    ],
+)
+def test_configuration_mistakes_are_input_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config: str, expected: str
+) -> None:
+    folder = folder_with(tmp_path / "m", project("a"), config=config)
+    assert run_cli("validate", str(folder)) == 3
+    assert expected in capsys.readouterr().err
+
+
+# --- 7. the platform's own words reach the user -----------------------------------------
+
+
+def test_a_refusal_shows_the_platforms_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = """\
+apiVersion: pachyderm/v1
+kind: Repo
+metadata: {{name: {name}}}
+"""
+    pipeline = """\
+apiVersion: pachyderm/v1
+kind: Pipeline
+metadata: {name: edges}
+spec:
+  transform: {image: "python:3.12", cmd: [python, x.py]}
+  input: {pfs: {repo: images, glob: "/*"}}
+"""
+    folder = folder_with(tmp_path / "m", repo.format(name="images"), repo.format(name="edges"))
+    assert run_cli("apply", "--yes", str(folder)) == 0
+    (folder / "manifests" / "m1.yaml").write_text(pipeline)  # repo edges stays, unmanaged
+    capsys.readouterr()
+    assert run_cli("apply", "--yes", str(folder)) == 1
+    printed = capsys.readouterr()
+    text = printed.out + printed.err
+    assert "repo default/edges already exists" in text
+    assert "TypeError" not in text and "Traceback" not in text
+
+
+# --- 8. a lock holder that lost its lock stops ------------------------------------------
+
+
+def test_a_run_whose_lock_was_taken_over_makes_no_further_call(tmp_path: Path) -> None:
+    import asyncio
+
+    from reconciler.state.locks import LockLost, LockOptions, held
+
+    store = SqliteStore(tmp_path / "state.db")
+    now = [1000.0]
+
+    async def scenario() -> str:
+        options = LockOptions(heartbeat=10, stale_after=60)
+        async with held(
+            store,
+            ["pachyderm"],
+            command="apply",
+            revision=None,
+            options=options,
+            clock=lambda: now[0],
+        ) as lease:
+            lease.check()  # held
+            now[0] += 65  # paused (SIGSTOP) past staleness; another run takes over
+            other = LockHolder("pachyderm", "other", "host-b", 4242, "apply", None, now[0], now[0])
+            store.acquire_lock(other, stale_before=now[0] - 60)
+            with pytest.raises(LockLost) as lost:
+                lease.check()
+            with pytest.raises(LockLost):
+                lease.check()  # and stays lost
+            return str(lost.value)
+
+    message = asyncio.run(scenario())
+    assert "is now held by apply on host host-b (pid 4242)" in message
+    assert store.locks()["pachyderm"].token == "other"  # its lock was not released by us
+
+
+def test_unlock_refuses_a_live_holder_on_this_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = folder_with(tmp_path / "m", project("a"))
+    store = SqliteStore(folder / ".reconciler" / "state.db")
+    me = LockHolder("pachyderm", "t", socket.gethostname(), os.getpid(), "apply", None, 1.0, 1.0)
+    store.acquire_lock(me, stale_before=0)
+    assert run_cli("unlock", "pachyderm", str(folder), "--yes") == 1
+    assert f"(pid {os.getpid()}) is alive on this host" in capsys.readouterr().err
+    assert "pachyderm" in store.locks()
+    assert run_cli("unlock", "pachyderm", str(folder), "--yes", "--force") == 0
+    assert "it was held by apply on host" in capsys.readouterr().out
+    assert store.locks() == {}
+
+
+# --- 9. credentials never printed -------------------------------------------------------
+
+
+def test_status_unlock_and_migrate_never_print_credentials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = (
+        "manifests: [manifests/]\nstate: sqlite:///.reconciler/state.db\n"
+        "targets: {pachyderm: {provider: pachyderm, url: 'http://robot:t0ken@127.0.0.1:9',"
+        " retries: 0, timeout: 2}}\n"
+    )
+    folder = folder_with(tmp_path / "m", project("a"), config=config)
+    assert run_cli("status", str(folder)) == 1
+    assert (
+        run_cli("state", "migrate", str(folder), "--to", "postgresql://u:pw0rd@127.0.0.1:9/x") == 1
+    )
+    printed = capsys.readouterr()
+    assert "t0ken" not in printed.out + printed.err
+    assert "pw0rd" not in printed.out + printed.err
+
+
+@given(
+    user=st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=8),
+    password=st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=6, max_size=20),
+    scheme=st.sampled_from(["https", "http", "postgresql", "ssh", "git+https"]),
+    before=st.text(max_size=20),
+)
+def test_masking_hides_every_password(user: str, password: str, scheme: str, before: str) -> None:
+    text = f"{before} {scheme}://{user}:{password}@host.example:5/path?q=1 failed"
+    assert f":{password}@" not in masked(text)
+
+
+# --- 10. bounded waits ------------------------------------------------------------------
+
+
+def test_a_day_long_retry_after_is_not_obeyed_in_silence() -> None:
+    import asyncio
+
+    import httpx
+
+    from reconciler.errors import RetryableError
+    from reconciler.providers.http import HttpClient, _retry_after
+    from reconciler.retry import Backoff
+
+    calls = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(429, headers={"retry-after": "86400"}, json={"message": "slow"})
+
+    async def read() -> None:
+        client = HttpClient(
+            "http://x",
+            platform="p",
+            transport=httpx.MockTransport(answer),
+            reads=Backoff(attempts=5, longest_wait=30),
+        )
+        try:
+            await client.post("/a", read=True)
+        finally:
+            await client.aclose()
+
+    with pytest.raises(RetryableError) as raised:
+        asyncio.run(read())
+    assert len(calls) == 1
+    assert "asked to wait 86400s" in str(raised.value)
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
+    assert _retry_after("Tue, 01 Dec 2026 10:00:30 GMT", now) == 30.0
+
+
+# --- 11. every problem of a document at once; no crash on deep input -------------------
+
+
+def test_metadata_errors_do_not_hide_spec_errors_and_deep_input_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = "apiVersion: pachyderm/v1\nkind: Project\nmetadata: {name: 7}\nspec: {nonsense: 1}\n"
+    deep = project("d").replace('""', "[" * 2000 + "]" * 2000)
+    folder = folder_with(tmp_path / "m", bad, deep)
+    assert run_cli("validate", str(folder)) == 3
+    err = capsys.readouterr().err
+    assert "m0.yaml:3:" in err and "metadata.name" in err
+    assert "m0.yaml:4:" in err and "nonsense" in err
+    assert "m1.yaml:1:1: this document nests" in err
+    assert "Traceback" not in err
+
+
+# --- 15. status and unlock work when the manifests do not load ---------------------------
+
+
+def test_status_and_unlock_work_with_manifests_that_do_not_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = folder_with(tmp_path / "m", project("a"))
+    assert run_cli("apply", "--yes", str(folder)) == 0
+    store = SqliteStore(folder / ".reconciler" / "state.db")
+    dead = LockHolder("pachyderm", "t", "elsewhere", 1, "apply", None, 1.0, 1.0)
+    store.acquire_lock(dead, stale_before=0)
+    (folder / "manifests" / "m0.yaml").write_text("kind: [broken\n")
+    capsys.readouterr()
+    assert run_cli("status", str(folder)) == 1
+    out = capsys.readouterr().out
+    assert "the manifests do not load" in out and "elsewhere" in out
+    assert run_cli("unlock", "pachyderm", str(folder), "--yes") == 0
+    assert store.locks() == {}
