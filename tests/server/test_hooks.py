@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from starlette.testclient import TestClient
@@ -182,3 +183,55 @@ def test_health_readiness_and_status(client: TestClient) -> None:
     text = json.dumps(status)
     for secret in (SECRET, GITLAB, BEARER):
         assert secret not in text
+
+
+# --- safety (issue: serve) ------------------------------------------------------------
+
+
+def test_a_form_encoded_github_delivery_is_read(client: TestClient) -> None:
+    """GitHub sends `payload=<json>` when the webhook's content type is form-encoded;
+    the signature covers the form body."""
+    body = urlencode({"payload": json.dumps({**PUSH, "after": "f" * 40})}).encode()
+    answer = client.post(
+        "/hooks/github",
+        content=body,
+        headers={
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": "form-1",
+            "X-Hub-Signature-256": signed(body),
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    assert answer.status_code == 202, answer.text
+    wait_runs(client, 2)
+    assert last_revision(client) == "f" * 40
+
+
+def test_a_non_ascii_signature_or_token_is_refused_not_a_crash(client: TestClient) -> None:
+    body = json.dumps(PUSH).encode()
+    for signature in ("sha256=é" + "0" * 63, "sha256=☃"):
+        answer = client.post(
+            "/hooks/github",
+            content=body,
+            headers={
+                "X-GitHub-Event": "push",
+                "X-Hub-Signature-256": signature.encode(),
+            },
+        )
+        assert answer.status_code == 401
+    answer = client.post(
+        "/hooks/gitlab",
+        content=b"{}",
+        headers={"X-Gitlab-Token": "tökén".encode(), "X-Gitlab-Event": "x"},
+    )
+    assert answer.status_code == 401
+
+
+def test_a_push_that_deletes_the_tracked_branch_runs_nothing(client: TestClient) -> None:
+    before = server(client).runner.count
+    status, answer = github(
+        client, "push", {"ref": "refs/heads/main", "after": "0" * 40, "deleted": True}, "del-1"
+    )
+    assert status == 202 and "deleted the tracked branch" in str(answer["ignored"])
+    time.sleep(0.2)
+    assert server(client).runner.count == before

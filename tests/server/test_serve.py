@@ -9,8 +9,10 @@ import hmac
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ import pytest
 from reconciler.sandbox import SandboxOptions, create_app
 from reconciler.sandbox.insights import InsightsOptions
 from tests.conftest import EXAMPLES
-from tests.gitrepo import GitRepo
+from tests.gitrepo import GitRepo, git
 from tests.pachyderm.helpers import free_port, served
 from tests.test_resilience import CLEAN_ENV, stats
 
@@ -167,3 +169,92 @@ def test_a_signed_push_is_fetched_and_applied_and_sigterm_waits_for_the_run(
     assert messages.index("shutting down") < last_finished < messages.index("stopped")
     assert len(lines) == len(logs.splitlines())  # every line is structured
     assert SECRET not in logs
+
+
+def test_serve_with_its_port_taken_fails_before_any_run(tmp_path: Path, sandbox: str) -> None:
+    repo = manifests_repo(tmp_path, sandbox)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        env = {**CLEAN_ENV, "RECONCILER_CACHE": str(tmp_path / "cache")}
+        command = [sys.executable, "-m", "reconciler", "serve", repo.url, "--mode", "apply"]
+        done = subprocess.run(
+            [*command, "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        taken.close()
+    assert done.returncode == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert stats(tmp_path / "sandbox.db")["mutating"] == 0
+
+
+def test_without_ref_serve_follows_the_remotes_default_branch(tmp_path: Path, sandbox: str) -> None:
+    repo = manifests_repo(tmp_path, sandbox)
+    git(repo.bare, "branch", "-m", "main", "trunk")
+    git(repo.bare, "symbolic-ref", "HEAD", "refs/heads/trunk")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**CLEAN_ENV, "RECONCILER_GITHUB_SECRET": SECRET, "RECONCILER_CACHE": str(tmp_path)}
+    command = [sys.executable, "-m", "reconciler", "serve", repo.url, "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--interval", "1h"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        wait_for("the server", lambda: up(base) or process.poll() is not None)
+        assert process.poll() is None, process.communicate()[1]
+        assert status(base)["branch"] == "trunk"
+        wait_for("the startup run", lambda: status(base)["last_run"] is not None)
+        body = json.dumps({"ref": "refs/heads/trunk", "after": repo.head()}).encode()
+        headers = {
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": "trunk-1",
+            "X-Hub-Signature-256": "sha256="
+            + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
+        }
+        answer = httpx.post(f"{base}/hooks/github", content=body, headers=headers, timeout=10)
+        assert answer.status_code == 202 and answer.json().get("queued") is True, answer.text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+
+
+def test_health_answers_while_a_run_plans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planning runs off the event loop: /healthz answers while a long plan is made."""
+    from starlette.testclient import TestClient
+
+    from reconciler import engine, targets
+    from reconciler import plan as plan_module
+    from reconciler.server import ServeOptions
+    from reconciler.server import create_app as serve_app
+
+    (tmp_path / "project.yaml").write_text(
+        "apiVersion: pachyderm/v1\nkind: Project\nmetadata: {name: slow}\n"
+    )
+    planning = threading.Event()
+    real = plan_module.make_plan
+
+    def slow_plan(*args: Any, **kwargs: Any) -> Any:
+        planning.set()
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:  # CPU-bound, as a 10,000-resource plan is
+            sum(range(1000))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "make_plan", slow_plan)
+    options = ServeOptions(source=str(tmp_path), interval=3600)
+    with TestClient(serve_app(options, targets.Connector())) as client:
+        assert planning.wait(20)
+        started = time.monotonic()
+        assert client.get("/healthz").status_code == 200
+        assert time.monotonic() - started < 1.0
