@@ -88,6 +88,22 @@ def test_the_github_workflow_validates_and_plans_pull_requests_and_applies_main(
         parses(command)
 
 
+def test_pull_request_jobs_get_no_production_credentials() -> None:
+    """A pull request runs its own workflow and reconciler.yaml: production secrets live
+    in an environment only main may use, and plans refuse a changed target."""
+    (workflow,) = yaml_file(CI / "github-actions.yml")
+    assert not any("secrets." in str(v) for v in workflow.get("env", {}).values())
+    assert workflow["jobs"]["plan"]["environment"] == "reconciler-plan"
+    assert workflow["jobs"]["apply"]["environment"] == "reconciler-apply"
+    runs = [s["run"] for s in workflow["jobs"]["plan"]["steps"] if "run" in s]
+    (plan,) = [c for run in runs for c in shell_commands(run) if c[0] == "plan"]
+    assert "--trusted-config" in plan
+    (pipeline,) = yaml_file(CI / "gitlab-ci.yml")
+    assert pipeline["plan"]["variables"]["PACHYDERM_TOKEN"] == "$PLAN_PACHYDERM_TOKEN"
+    assert "--trusted-config" in " ".join(pipeline["plan"]["script"])
+    assert "process_mode=oldest_first" in (CI / "gitlab-ci.yml").read_text()
+
+
 def test_the_gitlab_pipeline_does_the_same() -> None:
     (pipeline,) = yaml_file(CI / "gitlab-ci.yml")
     commands = {

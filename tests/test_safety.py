@@ -495,3 +495,33 @@ def test_status_and_unlock_work_with_manifests_that_do_not_load(
     assert "the manifests do not load" in out and "elsewhere" in out
     assert run_cli("unlock", "pachyderm", str(folder), "--yes") == 0
     assert store.locks() == {}
+
+
+# --- 13. pull-request plans cannot send credentials where the pull request says -----------
+
+
+def test_a_pull_request_that_moves_a_target_gets_no_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PACHYDERM_TOKEN", "token-for-plans")
+    config = (
+        "manifests: [manifests/]\nstate: sqlite:///.reconciler/state.db\n"
+        "targets: {pachyderm: {provider: pachyderm, url: embedded,"
+        " auth: {token: '${env:PACHYDERM_TOKEN}'}}}\n"
+    )
+    repo = GitRepo(tmp_path / "git", folder_with(tmp_path / "t", project("a"), config=config))
+    git(repo.work, "checkout", "-q", "-b", "feature")
+    repo.write("manifests/m0.yaml", project("a", "changed"))
+    repo.commit("an ordinary change")
+    assert run_cli("plan", str(repo.work), "--trusted-config", "main") == 0
+    repo.replace("reconciler.yaml", "url: embedded", "url: 'https://attacker.example'")
+    repo.commit("send the token elsewhere")
+    capsys.readouterr()
+    assert run_cli("plan", str(repo.work), "--trusted-config", "main") == 3
+    err = capsys.readouterr().err
+    assert "changes target 'pachyderm' (url)" in err
+    repo.replace("reconciler.yaml", "url: 'https://attacker.example'", "url: embedded")
+    repo.replace("reconciler.yaml", "PACHYDERM_TOKEN", "RECONCILER_GIT_TOKEN")
+    repo.commit("send another secret")
+    assert run_cli("plan", str(repo.work), "--trusted-config", "main") == 3
+    assert "changes target 'pachyderm' (auth)" in capsys.readouterr().err

@@ -46,7 +46,8 @@ from reconciler.cli.common import (
 from reconciler.engine import Connector, Planned, Session, diagnose
 from reconciler.errors import InputError, OperationalError, Problem, ReconcilerError
 from reconciler.execute import ExecuteOptions, Outcome
-from reconciler.manifests import LoadOptions, Manifests, load
+from reconciler.manifests import LoadOptions, Manifests, load, load_configuration
+from reconciler.manifests.config import configuration_changes
 from reconciler.manifests.schemas import all_schemas, dumps
 from reconciler.manifests.snapshot import snapshot
 from reconciler.plan import Plan, PlanOptions, Source
@@ -305,6 +306,16 @@ def plan(
             " since it, resource by resource, as a pull request would.",
         ),
     ] = None,
+    trusted_config: Annotated[
+        str | None,
+        typer.Option(
+            "--trusted-config",
+            help="A git ref (the base branch): refuse, contacting nothing, when the"
+            " targets, their auth, the state or the file policy differ from that ref's"
+            " reconciler.yaml. For pull-request plans: a pull request must not choose"
+            " where the runner's credentials are sent.",
+        ),
+    ] = None,
     select: SelectOpt = None,
     no_deps: NoDepsOpt = False,
     prune: PruneOpt = None,
@@ -314,6 +325,8 @@ def plan(
 ) -> int:
     """Show what apply would do: reads only, changes nothing."""
     fetched = _fetch(source, ref)
+    if trusted_config is not None:
+        _same_configuration(fetched, trusted_config, profile)
     manifests = _load(fetched.folder, profile)
     options = _plan_options(manifests, select, no_deps, prune, max_deletes, allow_mass_delete)
     review = _review(fetched, base, profile) if base is not None else None
@@ -340,6 +353,43 @@ def plan(
     if result.errors:
         return 1
     return 2 if detailed_exitcode and result.pending else 0
+
+
+def _same_configuration(head: Checkout, ref: str, profile: str | None) -> None:
+    """Refuse when the head's reconciler.yaml sends credentials or state elsewhere than
+    `ref`'s does: the parts compared are the ones a pull request could use to receive
+    the runner's tokens (target URLs, TLS, auth as written), the state URL and which
+    folders `${file:...}` may read."""
+    with tempfile.TemporaryDirectory(prefix="reconciler-trusted-") as scratch:
+        older = checkout.base(head, ref, Path(scratch))
+        try:
+            _, trusted = load_configuration(older.folder, LoadOptions(profile=profile))
+        except InputError as exc:
+            raise InputError(
+                [
+                    Problem(
+                        "--trusted-config",
+                        message=f"reconciler.yaml at {ref} does not load:"
+                        f" {exc.problems[0].message if exc.problems else exc}",
+                        hint="fix the base branch's configuration first",
+                    )
+                ]
+            ) from None
+    _, proposed = load_configuration(head.folder, LoadOptions(profile=profile))
+    changed = configuration_changes(trusted, proposed)
+    if changed:
+        raise InputError(
+            [
+                Problem(
+                    "reconciler.yaml",
+                    message=f"this revision changes what {ref} trusts: {'; '.join(changed)}."
+                    " A plan of it would send the runner's credentials where the change"
+                    " says, so it is not made",
+                    hint="change targets, auth and state in a pull request of their own,"
+                    " reviewed and merged before plans use them",
+                )
+            ]
+        )
 
 
 def _review(head: Checkout, ref: str, profile: str | None) -> Review:

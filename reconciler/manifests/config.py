@@ -187,3 +187,42 @@ def profile_chain(profiles: dict[str, Profile], name: str) -> list[str] | list[l
 
     visit(name, [])
     return cycles if cycles else order
+
+
+def configuration_changes(trusted: Settings, proposed: Settings) -> list[str]:
+    """What `proposed` changes of the settings that decide where credentials and state
+    go: each target (URL, TLS, timeout aside, auth as written: `${env:...}` compared as
+    written, never read), the state URL, and the folders `${file:...}` may read."""
+    changes = []
+
+    def shown(target: InsightsTarget | PachydermTarget) -> dict[str, Any]:
+        data = target.model_dump(mode="json", context={"expressions": True})
+        return {k: v for k, v in data.items() if k not in ("timeout", "retries")}
+
+    for name in sorted(trusted.targets.keys() | proposed.targets.keys()):
+        before, after = trusted.targets.get(name), proposed.targets.get(name)
+        if before is None:
+            changes.append(f"adds target '{name}'")
+        elif after is None:
+            changes.append(f"removes target '{name}'")
+        else:
+            old, new = shown(before), shown(after)
+            fields = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+            if fields:
+                changes.append(f"changes target '{name}' ({', '.join(fields)})")
+    if trusted.state != proposed.state:
+        changes.append("changes the state URL")
+    if _file_policy(trusted) != _file_policy(proposed):
+        changes.append("changes which files ${file:...} may read")
+    return changes
+
+
+def _file_policy(settings: Settings) -> tuple[tuple[str, ...], int] | None:
+    files = settings.files
+    if files is None:
+        return None
+    allowed = tuple(
+        str(p.relative_to(files.root)) if p.is_relative_to(files.root) else str(p)
+        for p in files.allowed
+    )
+    return allowed, files.max_bytes
