@@ -25,6 +25,7 @@ from reconciler.cli import app
 from reconciler.render.plan import COMMENT_MARKER
 from tests.conftest import EXAMPLES
 from tests.pachyderm.helpers import served
+from tests.pod_security import pod_specs, violations
 
 CI = EXAMPLES / "ci"
 DEPLOY = EXAMPLES / "deploy"
@@ -199,3 +200,25 @@ def test_the_gitlab_note_is_created_once_then_updated(
     assert notes[1] == "LGTM"
     assert sorted(notes) == [1, 2]
     assert notes[2].endswith("second plan\n")
+
+
+def test_the_deployment_pods_pass_pod_security_restricted() -> None:
+    checked = 0
+    for file in sorted((EXAMPLES / "deploy" / "kubernetes").glob("*.yaml")):
+        for document in yaml_file(file):
+            for name, pod in pod_specs(document):
+                assert violations(pod) == [], f"{file.name}: {name}"
+                checked += 1
+    assert checked == 2
+    # The checker itself refuses what "restricted" refuses.
+    assert violations({"containers": [{"name": "c"}]})
+    assert "c: runAsUser is 0" in violations(
+        {"containers": [{"name": "c", "securityContext": {"runAsUser": 0}}]}
+    )
+
+
+def test_only_the_hooks_face_the_outside() -> None:
+    documents = yaml_file(EXAMPLES / "deploy" / "kubernetes" / "serve.yaml")
+    (ingress,) = [d for d in documents if d["kind"] == "Ingress"]
+    paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert paths == ["/hooks/"]
