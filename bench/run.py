@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.synthetic import Repository, write  # noqa: E402
+from reconciler.manifests.cachefile import run_cache  # noqa: E402
 
 PYTHON = sys.executable
 K = 10
@@ -89,7 +90,9 @@ def no_op_plans(repo: Repository) -> dict[str, Any]:
     stats(repo.folder)  # counters from zero
     cold = []
     for _ in range(3):
-        shutil.rmtree(repo.folder / ".reconciler" / "cache", ignore_errors=True)
+        cache = run_cache(repo.folder)
+        if cache is not None:
+            shutil.rmtree(cache, ignore_errors=True)
         cold.append(reconciler("plan", "--detailed-exitcode", folder))
     calls = stats(repo.folder)
     warm = [reconciler("plan", "--detailed-exitcode", folder) for _ in range(3)]

@@ -17,6 +17,7 @@ from reconciler.errors import InputError, ReconcilerError
 from reconciler.execute import ExecuteOptions
 from reconciler.manifests import Manifests
 from reconciler.plan import PlanOptions, Source
+from reconciler.redact import masked
 from reconciler.render import plan as plan_render
 from reconciler.render import progress as progress_render
 from reconciler.render import validation as validation_render
@@ -106,10 +107,10 @@ async def _cycle(
         manifests = await asyncio.to_thread(_load, path, profile)
         await _plan(manifests, apply, connect)
     except InputError as exc:
-        out.print(validation_render.problems_text(exc.problems), markup=False)
+        out.print(masked(validation_render.problems_text(exc.problems)), markup=False)
         out.print("[red]invalid[/red]: fix the above and save; nothing was contacted")
     except ReconcilerError as exc:
-        out.print(f"[red]error:[/red] {exc}", markup=False)
+        out.print(masked(f"error: {exc}"), markup=False)
     mode = "applying" if apply else "planning"
     out.print(f"[dim]watching {path} ({mode} on change; Ctrl-C stops)[/dim]")
 

@@ -12,10 +12,10 @@ It also remembers which pipeline specs pachyderm's schema accepted (by a digest 
 request), since checking one costs more than parsing it; a refused spec is never
 remembered, so its errors are reported on every run.
 
-Storage: one `reconciler.manifests.cachefile`, `.reconciler/cache/documents.marshal`
-beside the manifests, holding the entries the last run used (so it never grows beyond
-one folder's manifests), rewritten only when a run parsed something new or left
-something unused.
+Storage: one `reconciler.manifests.cachefile`, `documents.marshal` in the run cache of the
+manifests root (in the user's cache folder, never inside the repository), holding the
+entries the last run used (so it never grows beyond one folder's manifests), rewritten
+only when a run parsed something new or left something unused.
 """
 
 from __future__ import annotations

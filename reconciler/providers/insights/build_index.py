@@ -11,7 +11,7 @@ also remembers what the build learnt from the files: name, version, the archive'
 sha256, the components and which files each loads. The archive itself stays in the
 build cache; when it has been evicted, the folder is built again in full.
 
-Stored per target as `.reconciler/cache/builds-<target>.marshal`
+Stored per target as `builds-<target>.marshal` in the run cache (outside the source tree)
 (`reconciler.manifests.cachefile`), keeping only what the target's last run used, and
 written when the provider closes.
 """
