@@ -525,3 +525,102 @@ def test_a_pull_request_that_moves_a_target_gets_no_plan(
     repo.commit("send another secret")
     assert run_cli("plan", str(repo.work), "--trusted-config", "main") == 3
     assert "changes target 'pachyderm' (auth)" in capsys.readouterr().err
+
+
+def test_a_plan_made_from_a_url_with_credentials_can_be_applied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = GitRepo(tmp_path / "git", folder_with(tmp_path / "t", project("a")))
+    repo.write("reconciler.yaml", f"manifests: [manifests/]\nstate: sqlite:///{tmp_path}/s.db\n")
+    repo.commit("absolute state")
+    git(repo.work, "push", "-q", "origin", "main")
+    url = repo.url.replace("file://", "file://deploy:pa55word@")
+    plan_file = tmp_path / "plan.json"
+    assert run_cli("plan", url, "--out", str(plan_file)) == 0
+    recorded = json.loads(plan_file.read_text())["source"]["path"]
+    assert recorded == repo.url and "pa55word" not in plan_file.read_text()
+    capsys.readouterr()
+    assert run_cli("apply", "--plan", str(plan_file), "--yes") == 0, capsys.readouterr().err
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_no_saved_plan_applies_under_another_state_or_after_an_edit(data: st.DataObject) -> None:
+    """Whatever is edited in a signed plan (its digest recomputed, as an attacker would),
+    it does not verify under its state's key; and no plan verifies under another key."""
+    from reconciler.diff import digest
+    from reconciler.manifests import ResourceId
+    from reconciler.plan import Action, Binding, Plan, PlanOptions, Source
+
+    rid = ResourceId.parse("pachyderm:Project/a")
+    assert rid is not None
+    key, other = b"k" * 32, b"o" * 32
+    plan = Plan(
+        Source("/m", "a" * 40, None),
+        (Action(rid, "noop", desired_digest="sha256:1", observed_digest="sha256:1"),),
+        options=PlanOptions(),
+        binding=Binding("lineage", "sha256:inv", ("pachyderm",)),
+    ).signed(key)
+    body = plan.to_json()
+    assert not Plan.from_json(body).verify(other)
+    paths = [
+        ("actions", 0, "action"),
+        ("options", "max_deletes"),
+        ("options", "prune"),
+        ("options", "allow_mass_delete"),
+        ("state", "lineage"),
+        ("state", "inventory"),
+        ("source", "path"),
+        ("source", "profile"),
+    ]
+    path = data.draw(st.sampled_from(paths))
+    value = data.draw(
+        st.one_of(
+            st.sampled_from(["delete", "replace"]),
+            st.booleans(),
+            st.integers(0, 99),
+            st.text(max_size=8),
+        )
+    )
+    edited = json.loads(json.dumps(body))
+    node = edited
+    for part in path[:-1]:
+        node = node[part]
+    if node[path[-1]] == value:
+        return
+    node[path[-1]] = value
+    if path == ("actions", 0, "action") and value in ("delete", "replace"):
+        edited["summary"]["noop"], edited["summary"][value] = 0, 1
+    edited.pop("fingerprint")
+    edited["fingerprint"] = digest(edited)
+    try:
+        parsed = Plan.from_json(edited)
+    except (ValueError, KeyError, TypeError):
+        return
+    assert not parsed.verify(key)
+
+
+def test_a_lock_that_cannot_be_confirmed_before_a_change_stops_the_run(tmp_path: Path) -> None:
+    import asyncio
+
+    from reconciler.errors import OperationalError
+    from reconciler.state.locks import LockLost, LockOptions, held
+
+    store = SqliteStore(tmp_path / "state.db")
+    now = [1000.0]
+
+    async def scenario() -> None:
+        options = LockOptions(heartbeat=10, stale_after=60)
+        async with held(
+            store, ["t"], command="apply", revision=None, options=options, clock=lambda: now[0]
+        ) as lease:
+            now[0] += 20  # a beat is overdue
+
+            def unreachable(token: str, at: float) -> int:
+                raise OperationalError("state store: database is locked")
+
+            store.heartbeat = unreachable  # type: ignore[method-assign,assignment]
+            with pytest.raises(LockLost, match="could not be confirmed"):
+                lease.check()
+
+    asyncio.run(scenario())

@@ -90,25 +90,33 @@ class Lease:
         self.lost: LockLost | None = None
 
     def check(self) -> None:
-        """Raise `LockLost` unless this run still holds its locks; before each mutating
-        call. Costs a heartbeat only when one is overdue (the run was paused)."""
+        """Raise unless this run still holds its locks; before each mutating call. Costs a
+        heartbeat only when one is overdue (the run was paused, or beats failed): then a
+        heartbeat that fails, or finds the locks gone, lets no further call start."""
         if self.lost is not None:
             raise self.lost
         if self.clock() - self.confirmed > self.options.heartbeat * 1.5:
-            self.confirm()
+            self.confirm(strict=True)
 
-    def confirm(self) -> None:
-        """A heartbeat: refresh the locks and count them."""
+    def confirm(self, *, strict: bool = False) -> None:
+        """A heartbeat: refresh the locks and count them. A store that cannot be reached
+        is tolerated (logged) while the locks cannot have gone stale, unless `strict`."""
         if self.lost is not None:
             raise self.lost
         now = self.clock()
         try:
             count = self.store.heartbeat(self.token, now)
         except OperationalError as exc:
-            if now - self.confirmed < self.options.stale_after:
-                logger.warning("lock heartbeat failed, trying again at the next: %s", exc)
-                return  # the store blinked: the locks cannot have gone stale yet
-            self._lose(f"the state store could not be reached for {now - self.confirmed:.0f}s")
+            silent = now - self.confirmed
+            if silent >= self.options.stale_after:
+                self._lose(f"the state store could not be reached for {silent:.0f}s")
+            logger.warning("lock heartbeat failed, trying again at the next: %s", exc)
+            if strict:
+                raise LockLost(
+                    f"the lock on {', '.join(self.targets)} could not be confirmed before a"
+                    f" change ({exc}): no further call is made"
+                ) from exc
+            return  # the store blinked: the locks cannot have gone stale yet
         if count < len(self.targets):
             self._lose("they were taken over while this run was not heard from")
         self.confirmed = now
