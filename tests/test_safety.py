@@ -5,18 +5,22 @@ they should not. Each test is a case a user (or an attacker) meets at the comman
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.errors import OperationalError
 from reconciler.redact import masked
 from reconciler.sandbox.store import Store
 from reconciler.state import LockHolder, SqliteStore
+from reconciler.state.locks import Lease, LockLost, LockOptions, held
 from reconciler.targets import sandbox_db
 from tests.conftest import run_cli
 from tests.gitrepo import GitRepo, git
@@ -340,24 +344,25 @@ spec:
 # --- 8. a lock holder that lost its lock stops ------------------------------------------
 
 
+def _held(store: SqliteStore, now: list[float]) -> AbstractAsyncContextManager[Lease]:
+    """The lock of target `pachyderm`, on a clock the test moves."""
+    options = LockOptions(heartbeat=10, stale_after=60)
+    return held(
+        store,
+        ["pachyderm"],
+        command="apply",
+        revision=None,
+        options=options,
+        clock=lambda: now[0],
+    )
+
+
 def test_a_run_whose_lock_was_taken_over_makes_no_further_call(tmp_path: Path) -> None:
-    import asyncio
-
-    from reconciler.state.locks import LockLost, LockOptions, held
-
     store = SqliteStore(tmp_path / "state.db")
     now = [1000.0]
 
     async def scenario() -> str:
-        options = LockOptions(heartbeat=10, stale_after=60)
-        async with held(
-            store,
-            ["pachyderm"],
-            command="apply",
-            revision=None,
-            options=options,
-            clock=lambda: now[0],
-        ) as lease:
+        async with _held(store, now) as lease:
             lease.check()  # held
             now[0] += 65  # paused (SIGSTOP) past staleness; another run takes over
             other = LockHolder("pachyderm", "other", "host-b", 4242, "apply", None, now[0], now[0])
@@ -424,8 +429,6 @@ def test_masking_hides_every_password(user: str, password: str, scheme: str, bef
 
 
 def test_a_day_long_retry_after_is_not_obeyed_in_silence() -> None:
-    import asyncio
-
     import httpx
 
     from reconciler.errors import RetryableError
@@ -601,24 +604,15 @@ def test_no_saved_plan_applies_under_another_state_or_after_an_edit(data: st.Dat
 
 
 def test_a_lock_that_cannot_be_confirmed_before_a_change_stops_the_run(tmp_path: Path) -> None:
-    import asyncio
-
-    from reconciler.errors import OperationalError
-    from reconciler.state.locks import LockLost, LockOptions, held
-
     store = SqliteStore(tmp_path / "state.db")
     now = [1000.0]
 
+    def unreachable(token: str, at: float) -> int:
+        raise OperationalError("state store: database is locked")
+
     async def scenario() -> None:
-        options = LockOptions(heartbeat=10, stale_after=60)
-        async with held(
-            store, ["t"], command="apply", revision=None, options=options, clock=lambda: now[0]
-        ) as lease:
+        async with _held(store, now) as lease:
             now[0] += 20  # a beat is overdue
-
-            def unreachable(token: str, at: float) -> int:
-                raise OperationalError("state store: database is locked")
-
             store.heartbeat = unreachable  # type: ignore[method-assign,assignment]
             with pytest.raises(LockLost, match="could not be confirmed"):
                 lease.check()

@@ -72,15 +72,7 @@ def load(path: Path, options: LoadOptions | None = None) -> Manifests:
     options = options or LoadOptions()
     report = Reporter()
     path = Path(path)
-    if not path.exists():
-        report.file(str(path), "no such file or folder", "check the path given to reconciler")
-        raise InputError(report.problems)
-    root = path if path.is_dir() else path.parent
-    config_path = root / CONFIG_FILE
-    config_file = config_path if config_path.is_file() else None
-    settings = load_settings(root, config_file, options.profile, options.env, report)
-    if settings is None:
-        raise InputError(report.problems)
+    root, config_file, settings = _configuration(path, options, report)
     if path.is_file():
         files = [path]
     else:
@@ -106,9 +98,14 @@ def load(path: Path, options: LoadOptions | None = None) -> Manifests:
 def load_configuration(path: Path, options: LoadOptions | None = None) -> tuple[Path, Settings]:
     """The manifests root and the settings in force, without reading any manifest: for
     commands that need only the targets and the state (`status`, `unlock`)."""
-    options = options or LoadOptions()
-    report = Reporter()
-    path = Path(path)
+    root, _, settings = _configuration(Path(path), options or LoadOptions(), Reporter())
+    return root, settings
+
+
+def _configuration(
+    path: Path, options: LoadOptions, report: Reporter
+) -> tuple[Path, Path | None, Settings]:
+    """The root, reconciler.yaml (None without one) and the settings in force."""
     if not path.exists():
         report.file(str(path), "no such file or folder", "check the path given to reconciler")
         raise InputError(report.problems)
@@ -118,7 +115,7 @@ def load_configuration(path: Path, options: LoadOptions | None = None) -> tuple[
     settings = load_settings(root, config_file, options.profile, options.env, report)
     if settings is None:
         raise InputError(report.problems)
-    return root, settings
+    return root, config_file, settings
 
 
 def cache_folder(root: Path) -> Path | None:
