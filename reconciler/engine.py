@@ -187,8 +187,10 @@ class Session:
         # The CPU-heavy steps run in a worker thread, so that a server's event loop
         # (health checks, webhooks) stays responsive while 10,000 resources are planned;
         # the state store is used from this thread only.
-        desired = await asyncio.to_thread(self.desire)
+        # Observed first: a provider normalises desired specs with what the target says
+        # (pachd's cluster and project defaults).
         observations = await self.observe()
+        desired = await asyncio.to_thread(self.desire)
         inventory = self.inventory(observations)
         plan = await asyncio.to_thread(
             make_plan,
@@ -252,8 +254,8 @@ class Session:
             )
         if saved.options.select:
             graphs.check_selectors(saved.options.select, self.graph)
-        desired = self.desire()
         observations = await self.observe()
+        desired = self.desire()
         inventory = self.inventory(observations)
         planned = Planned(saved, desired, observations, inventory)
         moved = list(stale(saved, desired, planned.observed()))

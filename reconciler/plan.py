@@ -572,6 +572,7 @@ def _prunes(
                 ),
             )
         )
+    deletes = _unmanaged_users(deletes, desired, observations, inventory, errors)
     if len(deletes) > options.max_deletes:
         errors.append(
             f"this plan deletes {len(deletes)} resources, more than --max-deletes"
@@ -597,6 +598,41 @@ def _prunes(
                     " --allow-mass-delete"
                 )
     return deletes, forget
+
+
+def _unmanaged_users(
+    deletes: list[tuple[ResourceId, _Draft]],
+    desired: Mapping[ResourceId, Desired],
+    observations: Mapping[str, Observation],
+    inventory: Mapping[ResourceId, Applied],
+    errors: list[str],
+) -> list[tuple[ResourceId, _Draft]]:
+    """Deletes of what a resource we do not manage still uses, refused: deleting it would
+    break that resource, which no manifest speaks for (pachd's DeletePipeline of a
+    pipeline another one reads stops it, then fails, leaving it stopped)."""
+    doomed = {rid for rid, _ in deletes}
+    users: dict[ResourceId, list[ResourceId]] = {}
+    for observation in observations.values():
+        for observed in observation.resources.values():
+            if observed.id in desired or observed.id in inventory or observed.id in doomed:
+                continue
+            for used in observed.depends_on:
+                if used in doomed:
+                    users.setdefault(used, []).append(observed.id)
+    kept = []
+    for rid, draft in deletes:
+        readers = sorted(users.get(rid, ()), key=str)
+        if readers:
+            named = ", ".join(str(r) for r in readers[:3])
+            more = f" and {len(readers) - 3} more" if len(readers) > 3 else ""
+            errors.append(
+                f"{rid} left the manifests, but {named}{more}, which reconciler does not"
+                " manage, still uses it: it is not deleted (the platform would break or"
+                " half-delete it). Remove or adopt the user first, or restore the manifest"
+            )
+        else:
+            kept.append((rid, draft))
+    return kept
 
 
 def _order(

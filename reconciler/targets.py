@@ -45,7 +45,12 @@ class Connector:
             base_url = SANDBOX_URL
         if isinstance(config, PachydermTarget):
             return pachyderm.connect(
-                target, config, transport=transport, base_url=base_url, config_file=config_file
+                target,
+                config,
+                transport=transport,
+                base_url=base_url,
+                config_file=config_file,
+                manifests=manifests,
             )
         return insights.connect(
             target,

@@ -40,7 +40,9 @@ def load_spec(path: Path) -> dict[str, Any]:
 
 
 def _project_name(folder: str, index: int) -> str:
-    name = re.sub(r"[^a-zA-Z0-9_-]", "-", folder.replace("__", "-"))[:45]
+    # Short enough that <project>-<pipeline>-v99 stays a Kubernetes name (63) for every
+    # example's pipeline name, as pachd requires (api_server.go validatePipelineRequest).
+    name = re.sub(r"[^a-zA-Z0-9_-]", "-", folder.replace("__", "-"))[:30]
     return name if index == 0 else f"{name}-{index + 1}"
 
 

@@ -75,6 +75,9 @@ class InsightsTarget(_Target):
 class PachydermTarget(_Target):
     provider: Literal["pachyderm"]
     auth: PachydermAuth = Field(default_factory=PachydermAuth)
+    start_timeout: float = Field(default=300.0, gt=0)
+    """Seconds a created or updated pipeline may stay PIPELINE_STARTING before the action
+    fails (a pipeline that goes CRASHING or FAILURE fails it at once, with pachd's reason)."""
 
 
 Target = Annotated[InsightsTarget | PachydermTarget, Field(discriminator="provider")]

@@ -270,6 +270,8 @@ def _response_error(response: httpx.Response, platform: str, path: str) -> Opera
         body = response.json()
     except ValueError:
         body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]  # grpc-gateway: a server stream that failed before its first
     if isinstance(body, dict) and "code" in body and "message" in body:
         error = _status_error(body, status, platform, path)
         if retry_after is not None and isinstance(error, RetryableError):

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from reconciler import schemas
 from reconciler.sandbox.insights import ApiError, Call, InsightsOptions, PackageManager
-from reconciler.sandbox.pachyderm import RPCS, GrpcError, Pachd, rpc
+from reconciler.sandbox.pachyderm import RPCS, GrpcError, Pachd, PachydermOptions, rpc
 from reconciler.sandbox.store import Store
 
 # grpc-gateway's mapping of gRPC codes to HTTP statuses.
@@ -39,6 +39,7 @@ class SandboxOptions:
     dropped halfway through the answer (a reset, as a client sees it)."""
     seed: int | None = None
     insights: InsightsOptions = field(default_factory=InsightsOptions)
+    pachyderm: PachydermOptions = field(default_factory=PachydermOptions)
 
 
 def create_app(
@@ -49,7 +50,7 @@ def create_app(
     """The sandbox; `clock` (wall-clock seconds) lets tests move time for tokens and
     deployments."""
     store = Store(db)
-    pachd = Pachd(store)
+    pachd = Pachd(store, options.pachyderm, *((clock,) if clock else ()))
     manager = PackageManager(store, options.insights, *((clock,) if clock else ()))
     chance = random.Random(options.seed)
 
@@ -64,7 +65,7 @@ def create_app(
         streams, mutates = RPCS[path][1], RPCS[path][2]
         store.count("calls", call)
         store.count("kinds", "mutating" if mutates else "reads")
-        injected = await _faults(options, chance, _grpc_fault)
+        injected = await _faults(options, chance, _stream_fault if streams else _grpc_fault)
         if injected is not None:
             return injected
         try:
@@ -73,11 +74,19 @@ def create_app(
             return _grpc_error(GrpcError(3, "request body is not JSON"))
         if not isinstance(body, dict):
             return _grpc_error(GrpcError(3, "request body must be a JSON object"))
+        failure: GrpcError | None = None
         try:
             with store.transaction():
-                answer = handler(body)
+                try:
+                    answer = handler(body)
+                except GrpcError as exc:
+                    if not exc.commit:
+                        raise
+                    failure = exc  # what the call did before failing stays done
         except GrpcError as exc:
-            return _grpc_error(exc)
+            return _grpc_error(exc, stream=streams)
+        if failure is not None:
+            return _grpc_error(failure, stream=streams)
         if streams:
             lines = "".join(json.dumps({"result": item}) + "\n" for item in answer)
             return Response(lines, media_type="application/json")
@@ -224,6 +233,13 @@ class _Reset(Response):
         raise ConnectionResetError("injected: connection reset")
 
 
-def _grpc_error(error: GrpcError) -> Response:
+def _grpc_error(error: GrpcError, *, stream: bool = False) -> Response:
     status = HTTP_STATUS.get(error.code, 500)
-    return JSONResponse({"code": error.code, "message": error.message, "details": []}, status)
+    body = {"code": error.code, "message": error.message, "details": []}
+    # grpc-gateway: a server stream that fails before its first message answers the
+    # error's status with the status wrapped in "error".
+    return JSONResponse({"error": body} if stream else body, status)
+
+
+def _stream_fault(status: int, code: int, message: str) -> Response:
+    return JSONResponse({"error": {"code": code, "message": message, "details": []}}, status)

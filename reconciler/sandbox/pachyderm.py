@@ -17,7 +17,9 @@ import binascii
 import copy
 import json
 import re
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -37,10 +39,19 @@ DEFAULT_PROJECT = "default"
 class GrpcError(Exception):
     """A refusal as pachd sends it: a gRPC code and a message."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, *, commit: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.commit = commit
+        """What the call changed before it failed is kept (pachd commits some steps of a
+        call in transactions of their own)."""
+
+
+def refused(message: str) -> GrpcError:
+    """Most of pachd's refusals are plain `errors.Errorf`, which its interceptor answers
+    as gRPC Unknown (2): HTTP 500 through the gateway, with pachd's message."""
+    return GrpcError(2, message)
 
 
 def invalid(message: str) -> GrpcError:
@@ -86,11 +97,70 @@ def _pipeline_schema() -> Draft7Validator:
     return Draft7Validator(schemas.load(schemas.CREATE_PIPELINE_REQUEST))
 
 
+SYNTHESIZED_DEFAULTS = json.dumps(
+    # src/internal/clusterstate/v2.8.0/defaults.go, synthesizeClusterDefaults: every
+    # install from 2.8 on starts with these cluster defaults (protojson of ClusterDefaults).
+    {
+        "createPipelineRequest": {
+            "resourceRequests": {"cpu": 1, "memory": "256Mi", "disk": "1Gi"},
+            "sidecarResourceRequests": {"cpu": 1, "memory": "256Mi", "disk": "1Gi"},
+        }
+    }
+)
+BUILT_IN_DEFAULTS = {
+    # src/server/pps/server/defaults.go, builtInDefaults (protojson: int64 as a string).
+    "createPipelineRequest": {
+        "transform": {"image": "ubuntu:20.04"},
+        "outputBranch": "master",
+        "datumTries": "3",
+        "reprocessSpec": "until_success",
+    }
+}
+
+
+@dataclass(frozen=True)
+class PachydermOptions:
+    cluster_defaults: str | None = SYNTHESIZED_DEFAULTS
+    """The cluster defaults a new sandbox starts with (JSON of a ClusterDefaults), as
+    every 2.8+ install has them; None: never set (GetClusterDefaults answers `{}`)."""
+    start_delay: float = 0.05
+    """Seconds a created or updated pipeline stays PIPELINE_STARTING."""
+    crash_images: frozenset[str] = frozenset()
+    """Images whose pipelines go PIPELINE_CRASHING instead of running (for tests)."""
+    kube_secrets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Secrets made out of band (kubectl, Helm): name to keys. ListSecret hides them."""
+
+
 class Pachd:
     """The state and the RPCs; every method runs inside one store transaction."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        options: PachydermOptions | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
+        self.options = options or PachydermOptions()
+        self.clock = clock
+        with store.transaction():
+            if store.get("defaults", "cluster") is None:
+                stored = self.options.cluster_defaults
+                store.put("defaults", "cluster", {"json": stored or "{}"})
+            for name, keys in self.options.kube_secrets.items():
+                if store.get("secret", name) is None:
+                    store.put(
+                        "secret",
+                        name,
+                        {
+                            "secret": {"name": name},
+                            "type": "Opaque",
+                            "creationTimestamp": _now(),
+                            "data": dict.fromkeys(keys, ""),
+                            "stringData": {},
+                            "outOfBand": True,
+                        },
+                    )
 
     # --- projects ----------------------------------------------------------------------
 
@@ -237,7 +307,13 @@ class Pachd:
         return {k: secret[k] for k in ("secret", "type", "creationTimestamp")}
 
     def ListSecret(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"secretInfo": [self._secret_info(s) for s in self.store.all("secret")]}
+        # api_server.go ListSecret: only secrets labelled secret-source=pachyderm-user,
+        # i.e. made through CreateSecret; kubectl's or Helm's are not listed.
+        return {
+            "secretInfo": [
+                self._secret_info(s) for s in self.store.all("secret") if not s.get("outOfBand")
+            ]
+        }
 
     def InspectSecret(self, body: dict[str, Any]) -> dict[str, Any]:
         name = str((body.get("secret") or {}).get("name") or "")
@@ -254,41 +330,58 @@ class Pachd:
         for pipeline in self.store.all("pipeline"):
             if projects and pipeline["pipeline"]["project"]["name"] not in projects:
                 continue
-            info = {k: v for k, v in pipeline.items() if k != "spec"}
-            if not body.get("details"):
-                info.pop("details", None)
-            found.append(info)
+            found.append(self._info(pipeline, details=bool(body.get("details"))))
         return found
 
+    def InspectPipeline(self, body: dict[str, Any]) -> dict[str, Any]:
+        pipeline = body.get("pipeline") or {}
+        key = f"{_project_name(pipeline)}/{pipeline.get('name')}"
+        current = self.store.get("pipeline", key)
+        if current is None:
+            raise not_found(f"pipeline {key} not found")
+        return self._info(current, details=bool(body.get("details")))
+
+    def _info(self, pipeline: dict[str, Any], *, details: bool) -> dict[str, Any]:
+        """A PipelineInfo, its state as of now: STARTING for `start_delay` after a create
+        or update, then RUNNING, or CRASHING with a reason (a crash image)."""
+        info = {k: v for k, v in pipeline.items() if k not in ("spec", "startedAt")}
+        if not details:
+            info.pop("details", None)
+        if not pipeline.get("stopped"):
+            started = float(pipeline.get("startedAt") or 0)
+            image = str(((pipeline.get("spec") or {}).get("transform") or {}).get("image"))
+            if self.clock() - started < self.options.start_delay:
+                info["state"], info["reason"] = "PIPELINE_STARTING", ""
+            elif image in self.options.crash_images:
+                info["state"] = "PIPELINE_CRASHING"
+                info["reason"] = f'back-off pulling image "{image}": ImagePullBackOff'
+            else:
+                info["state"], info["reason"] = "PIPELINE_RUNNING", ""
+        return info
+
     def CreatePipelineV2(self, body: dict[str, Any]) -> dict[str, Any]:
+        user_json = str(body.get("createPipelineRequestJson") or "")
         try:
-            request = json.loads(str(body.get("createPipelineRequestJson") or ""))
+            request = json.loads(user_json)
         except json.JSONDecodeError as exc:
-            raise invalid(f"malformed createPipelineRequestJson: {exc}") from None
+            raise refused(f"could not unmarshal {user_json!r} as JSON: {exc}") from None
         if not isinstance(request, dict):
-            raise invalid("malformed createPipelineRequestJson: an object expected")
-        errors = (
-            []
-            if _pipeline_accepts(request)
-            else sorted(_pipeline_schema().iter_errors(request), key=lambda e: list(e.path))
-        )
-        if errors:
-            where = "/".join(str(p) for p in errors[0].path)
-            raise invalid(
-                f"malformed createPipelineRequestJson at {where or '.'}: {errors[0].message}"
-            )
-        pipeline = request.get("pipeline") or {}
+            raise refused("could not unmarshal the create pipeline request: an object expected")
+        pipeline = json_named(request).get("pipeline") or {}
         name = str(pipeline.get("name") or "")
         project = _project_name(pipeline)
         if not NAME.match(name):
             raise invalid(f"invalid pipeline name {name!r}")
+        # api_server.go validatePipelineRequest with ppsutil.PipelineRcName at version 99:
+        # <project>-<name>-v99, lower case, '_' as '-', within a DNS label (63).
+        k8s_name = f"{project}-{name}-v99".replace("_", "-").lower()
+        if len(k8s_name) > 63:
+            raise refused(
+                f"Kubernetes name {k8s_name!r} is {len(k8s_name) - 63} characters longer"
+                " than the 63 max"
+            )
         self._need_project(project)
-        spec = {
-            k: v
-            for k, v in request.items()
-            if k not in ("pipeline", "update", "reprocess", "dryRun")
-        }
-        effective = effective_spec(spec, name, project)
+        effective = self._effective(request, project)
         self._validate(effective, name, project)
         key = f"{project}/{name}"
         current = self.store.get("pipeline", key)
@@ -296,38 +389,73 @@ class Pachd:
         if current is not None and not update:
             raise exists(f"pipeline {project}/{name} already exists")
         if current is None and self.store.get("repo", f"{project}/{name}/user") is not None:
-            raise exists(
+            raise refused(
                 f"cannot create pipeline {project}/{name}: repo {project}/{name} already exists"
             )
-        effective_json = json.dumps(
-            {"pipeline": {"name": name, "project": {"name": project}}, **effective}
-        )
+        effective_json = json.dumps(effective)
         if body.get("dryRun"):
             return {"effectiveCreatePipelineRequestJson": effective_json}
+        self._save(key, name, project, user_json, effective, current)
+        return {"effectiveCreatePipelineRequestJson": effective_json}
+
+    def _effective(self, user: dict[str, Any], project: str) -> dict[str, Any]:
+        """defaults.go, makeEffectiveSpec: built-in, cluster, project defaults, then the
+        user's spec, each canonicalised to JSON names, merged by RFC 7396."""
+        merged: Any = json_named(BUILT_IN_DEFAULTS)
+        for layer in (self._cluster_json(), self._project_json(project)):
+            merged = rfc7396(merged, json_named(_json_object(layer)))
+        wrapped = rfc7396(merged, {"createPipelineRequest": json_named(user)})
+        result = wrapped.get("createPipelineRequest") if isinstance(wrapped, dict) else None
+        if not isinstance(result, dict):
+            raise refused("missing createPipelineRequest in the effective spec")
+        checked = _numbers(result)
+        errors = (
+            []
+            if _pipeline_accepts(checked)
+            else sorted(_pipeline_schema().iter_errors(checked), key=lambda e: list(e.path))
+        )
+        if errors:
+            where = "/".join(str(p) for p in errors[0].path)
+            raise invalid(f"invalid effective spec at {where or '.'}: {errors[0].message}")
+        return result
+
+    def _save(
+        self,
+        key: str,
+        name: str,
+        project: str,
+        user_json: str,
+        effective: dict[str, Any],
+        current: dict[str, Any] | None,
+    ) -> None:
+        spec = {k: v for k, v in effective.items() if k not in ("pipeline", "update", "reprocess")}
+        with_inputs = copy.deepcopy(spec)
+        _input_defaults(with_inputs.get("input") or {}, name, project)
+        if isinstance(with_inputs.get("service"), dict):
+            with_inputs["service"].setdefault("type", "NodePort")
         version = int(current["version"]) + 1 if current else 1
+        stopped = bool((current or {}).get("stopped"))
         info = {
             "pipeline": {"name": name, "project": {"name": project}},
             "version": str(version),
-            "state": "PIPELINE_RUNNING"
-            if not (current or {}).get("stopped")
-            else "PIPELINE_PAUSED",
-            "stopped": bool((current or {}).get("stopped")),
+            "state": "PIPELINE_PAUSED" if stopped else "PIPELINE_STARTING",
+            "reason": "",
+            "stopped": stopped,
             "type": "PIPELINE_TYPE_SERVICE"
             if "service" in spec
             else ("PIPELINE_TYPE_SPOUT" if "spout" in spec else "PIPELINE_TYPE_TRANSFORM"),
-            "userSpecJson": json.dumps(
-                {"pipeline": {"name": name, "project": {"name": project}}, **spec}
-            ),
-            "effectiveSpecJson": effective_json,
-            "details": {**copy.deepcopy(effective), "createdAt": _now()},
-            "spec": effective,
+            "userSpecJson": user_json,
+            "effectiveSpecJson": json.dumps(effective),
+            "details": {**copy.deepcopy(with_inputs), "createdAt": _now()},
+            "spec": with_inputs,
+            "startedAt": self.clock(),
         }
         self.store.put("pipeline", key, info)
         for repo_name, kind in [
             (name, "user"),
             (name, "spec"),
             (name, "meta"),
-            *((cron, "user") for cron in _cron_repos(effective)),
+            *((cron, "user") for cron in _cron_repos(with_inputs)),
         ]:
             repo_key = f"{project}/{repo_name}/{kind}"
             if self.store.get("repo", repo_key) is None:
@@ -347,36 +475,121 @@ class Pachd:
         if current is not None:
             # Every update restarts the workers and kills running jobs (#3092).
             self.store.count("restarts", f"Pipeline/{key}")
-        return {"effectiveCreatePipelineRequestJson": effective_json}
+
+    # --- defaults ---------------------------------------------------------------------
+
+    def _cluster_json(self) -> str:
+        stored = self.store.get("defaults", "cluster")
+        return str((stored or {}).get("json") or "{}")
+
+    def _project_json(self, project: str) -> str:
+        stored = self.store.get("defaults", f"project/{project}")
+        return str((stored or {}).get("json") or "{}")
+
+    def GetClusterDefaults(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"clusterDefaultsJson": self._cluster_json()}
+
+    def GetProjectDefaults(self, body: dict[str, Any]) -> dict[str, Any]:
+        project = _project_name(body)
+        self._need_project(project)  # api_server.go GetProjectDefaults: InspectProject
+        return {"projectDefaultsJson": self._project_json(project), "createdBy": ""}
+
+    def SetClusterDefaults(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._set_defaults(body, "cluster", None, "clusterDefaultsJson")
+
+    def SetProjectDefaults(self, body: dict[str, Any]) -> dict[str, Any]:
+        project = _project_name(body)
+        self._need_project(project)
+        return self._set_defaults(body, f"project/{project}", project, "projectDefaultsJson")
+
+    def _set_defaults(
+        self, body: dict[str, Any], key: str, project: str | None, field_name: str
+    ) -> dict[str, Any]:
+        """api_server.go SetClusterDefaults / SetProjectDefaults: stored verbatim; with
+        `regenerate`, every affected pipeline whose effective spec changes is updated
+        (restarted); `dryRun` only answers which."""
+        text = str(body.get(field_name) or "")
+        data = _json_object(text)
+        if not text or not isinstance(json_named(data).get("createPipelineRequest", {}), dict):
+            raise invalid(f"invalid {field_name}")
+        if body.get("reprocess") and not body.get("regenerate"):
+            raise invalid("reprocess requires regenerate")
+        before = self.store.get("defaults", key)
+        self.store.put("defaults", key, {"json": text})
+        affected: list[tuple[str, str, str, dict[str, Any]]] = []
+        if body.get("regenerate"):
+            for pipeline in self.store.all("pipeline"):
+                where = pipeline["pipeline"]["project"]["name"]
+                if project is not None and where != project:
+                    continue
+                user_json = str(pipeline.get("userSpecJson") or "{}")
+                renewed = self._effective(_json_object(user_json), where)
+                if renewed != json.loads(str(pipeline.get("effectiveSpecJson") or "{}")):
+                    name = pipeline["pipeline"]["name"]
+                    affected.append((where, name, user_json, renewed))
+        if body.get("dryRun"):
+            if before is None:
+                self.store.delete("defaults", key)
+            else:
+                self.store.put("defaults", key, before)
+        else:
+            for where, name, user_json, renewed in affected:
+                current = self.store.get("pipeline", f"{where}/{name}")
+                self._save(f"{where}/{name}", name, where, user_json, renewed, current)
+        return {
+            "affectedPipelines": [
+                {"name": name, "project": {"name": where}} for where, name, _, _ in affected
+            ]
+        }
 
     def _validate(self, spec: dict[str, Any], name: str, project: str) -> None:
-        if not spec.get("transform") and not spec.get("spout"):
-            raise invalid("invalid pipeline spec: transform must be set")
+        """api_server.go validatePipelineRequest, validateSecret, defaults.go
+        staticallyValidate: refusals are plain errors (gRPC Unknown, HTTP 500)."""
+        spec = copy.deepcopy(spec)
+        _input_defaults(spec.get("input") or {}, name, project)
+        if not spec.get("transform") and spec.get("spout") is None:
+            raise refused("invalid pipeline spec: transform must be set")
         service = spec.get("service")
         spout = spec.get("spout")
+        for field_name, shown in (("podPatch", "PodPatch"), ("podSpec", "PodSpec")):
+            text = spec.get(field_name)
+            if text:
+                try:
+                    json.loads(str(text))
+                except json.JSONDecodeError:
+                    raise refused(f"malformed {shown}") from None
         if service is not None:
             constant = (spec.get("parallelismSpec") or {}).get("constant")
             if constant not in (None, 1, "1"):
-                raise invalid("services can only be run with a constant parallelism of 1")
+                raise refused("services can only be run with a constant parallelism of 1")
+            kind = service.get("type") if isinstance(service, dict) else None
+            if kind and kind not in ("ClusterIP", "LoadBalancer", "NodePort"):
+                raise refused(f"the following service type {kind} is not allowed")
         if spout is not None and spec.get("autoscaling"):
-            raise invalid(
+            raise refused(
                 "autoscaling can't be used with spouts (spouts aren't triggered by inputs)"
             )
         if spout is not None and service is None and spec.get("input"):
-            raise invalid("spout pipelines (without a service) must not have an input")
+            raise refused("spout pipelines (without a service) must not have an input")
         if spec.get("s3Out") and (service is not None or spout is not None):
-            raise invalid("s3 output is not supported in spouts or services")
+            raise refused("s3 output is not supported in spouts or services")
         if spec.get("input"):
             _check_input(spec["input"])
         for repo_project, repo in sorted(_input_repos(spec, project)):
             if self.store.get("repo", f"{repo_project}/{repo}/user") is None:
-                raise not_found(f"repo {repo_project}/{repo} not found")
-        transform = spec.get("transform") or {}
-        names = [m.get("name") for m in transform.get("secrets") or []]
-        names += list(transform.get("imagePullSecrets") or [])
-        for secret in names:
-            if secret and self.store.get("secret", str(secret)) is None:
-                raise GrpcError(9, f"missing Kubernetes secret {secret}")
+                raise refused(f"repo {repo_project}/{repo} not found")
+        # validateSecret: transform.secrets only (image pull and egress secrets are not
+        # checked at create); any secret of the namespace counts, made through pachd or not.
+        for mount in (spec.get("transform") or {}).get("secrets") or []:
+            secret_name = str(mount.get("name") or "")
+            if mount.get("envVar") and not mount.get("key"):
+                raise refused(f"secret {secret_name} has env_var set but is missing key")
+            secret = self.store.get("secret", secret_name)
+            if secret is None:
+                raise refused(f"missing Kubernetes secret {secret_name}")
+            keys = {**(secret.get("data") or {}), **(secret.get("stringData") or {})}
+            if mount.get("envVar") and mount.get("key") not in keys:
+                raise refused(f"Kubernetes secret {secret_name} missing key {mount.get('key')}")
 
     def StopPipeline(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._set_stopped(body, True)
@@ -391,7 +604,9 @@ class Pachd:
         if current is None:
             raise not_found(f"pipeline {key} not found")
         current["stopped"] = stopped
-        current["state"] = "PIPELINE_PAUSED" if stopped else "PIPELINE_RUNNING"
+        current["state"] = "PIPELINE_PAUSED" if stopped else "PIPELINE_STARTING"
+        if not stopped:
+            current["startedAt"] = self.clock()  # its workers start again
         self.store.put("pipeline", key, current)
         return {}
 
@@ -411,8 +626,17 @@ class Pachd:
             if (project, name) in _input_repos(p["spec"], p["pipeline"]["project"]["name"])
         ]
         if readers and not body.get("force"):
+            # api_server.go deletePipeline: the pipeline is stopped in a transaction of its
+            # own, then deleting its output branch fails (it is in another pipeline's
+            # provenance): left stopped, and not deleted.
+            current["stopped"] = True
+            current["state"] = "PIPELINE_PAUSED"
+            self.store.put("pipeline", key, current)
             raise GrpcError(
-                9, f"cannot delete pipeline {key}: pipeline {readers[0]} reads its output"
+                2,
+                f"branch {key}@master is in the provenance of pipeline {readers[0]}:"
+                " cannot delete it",
+                commit=True,
             )
         self.store.delete("pipeline", key)
         for kind in ("spec", "meta"):
@@ -437,6 +661,11 @@ RPCS: dict[str, tuple[str, bool, bool]] = {
     "pps_v2.API/ListSecret": ("ListSecret", False, False),
     "pps_v2.API/InspectSecret": ("InspectSecret", False, False),
     "pps_v2.API/ListPipeline": ("ListPipeline", True, False),
+    "pps_v2.API/InspectPipeline": ("InspectPipeline", False, False),
+    "pps_v2.API/GetClusterDefaults": ("GetClusterDefaults", False, False),
+    "pps_v2.API/SetClusterDefaults": ("SetClusterDefaults", False, True),
+    "pps_v2.API/GetProjectDefaults": ("GetProjectDefaults", False, False),
+    "pps_v2.API/SetProjectDefaults": ("SetProjectDefaults", False, True),
     "pps_v2.API/CreatePipelineV2": ("CreatePipelineV2", False, True),
     "pps_v2.API/DeletePipeline": ("DeletePipeline", False, True),
     "pps_v2.API/StopPipeline": ("StopPipeline", False, True),
@@ -452,21 +681,65 @@ def rpc(pachd: Pachd, path: str) -> Callable[[dict[str, Any]], Any] | None:
 # --- server defaults and input checks ------------------------------------------------------
 
 
-def effective_spec(spec: dict[str, Any], name: str, project: str) -> dict[str, Any]:
-    """`spec` with the defaults pachd fills in (NOTES.md), as `effectiveSpecJson` holds it."""
-    effective = copy.deepcopy(spec)
-    if "transform" in effective:
-        effective["transform"].setdefault("image", "ubuntu:20.04")
-    effective.setdefault("outputBranch", "master")
-    effective.setdefault("datumTries", "3")
-    if isinstance(effective["datumTries"], int):
-        effective["datumTries"] = str(effective["datumTries"])
-    effective.setdefault("reprocessSpec", "until_success")
-    if "service" in effective:
-        effective["service"].setdefault("type", "NodePort")
-    if "input" in effective:
-        _input_defaults(effective["input"], name, project)
-    return effective
+MAP_FIELDS = frozenset({"env", "nodeSelector", "labels", "annotations"})
+"""Map fields: their keys are the user's, never renamed (protojson map keys)."""
+
+
+def json_named(value: Any, field_name: str = "") -> Any:
+    """defaults.go makeMessageCanonicalizer: both the proto name (`datum_tries`) and the
+    JSON name (`datumTries`) of a field are accepted; the JSON name is kept."""
+    if isinstance(value, dict):
+        if field_name in MAP_FIELDS:
+            return dict(value)
+        renamed = {}
+        for key, item in value.items():
+            head, *rest = str(key).split("_")
+            name = head + "".join(part[:1].upper() + part[1:] for part in rest)
+            renamed[name] = json_named(item, name)
+        return renamed
+    if isinstance(value, list):
+        return [json_named(item, field_name) for item in value]
+    return value
+
+
+INT64_FIELDS = frozenset(
+    {"datumTries", "constant", "tolerationSeconds", "number", "acceptReturnCode", "sizeBytes"}
+)
+
+
+def _numbers(value: Any, field_name: str = "") -> Any:
+    """int64 values written as strings, as protojson accepts (and writes) them, as
+    numbers: the JSON Schema beside the swagger description knows only numbers."""
+    if isinstance(value, dict):
+        return {k: _numbers(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v, field_name) for v in value]
+    if isinstance(value, str) and field_name in INT64_FIELDS and re.fullmatch(r"-?\d+", value):
+        return int(value)
+    return value
+
+
+def rfc7396(target: Any, patch: Any) -> Any:
+    """defaults.go mergePatch (RFC 7396)."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+            continue
+        merged[key] = rfc7396(merged.get(key), value)
+    return merged
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        raise invalid(f"could not unmarshal {text!r} as JSON") from None
+    if not isinstance(value, dict):
+        raise invalid(f"{text!r} is not a JSON object")
+    return value
 
 
 def _input_defaults(node: dict[str, Any], pipeline: str, project: str) -> None:
@@ -488,19 +761,19 @@ def _input_defaults(node: dict[str, Any], pipeline: str, project: str) -> None:
 def _check_input(node: dict[str, Any]) -> None:
     kinds = [k for k in ("pfs", "join", "group", "cross", "union", "cron") if node.get(k)]
     if len(kinds) > 1:
-        raise invalid("multiple input types set")
+        raise refused("multiple input types set")
     if not kinds:
-        raise invalid("no input set")
+        raise refused("no input set")
     pfs = node.get("pfs")
     if pfs:
         if not pfs.get("repo"):
-            raise invalid("input must specify a repo")
+            raise refused("input must specify a repo")
         if not pfs.get("glob"):
-            raise invalid("input must specify a glob")
+            raise refused("input must specify a glob")
         if pfs.get("commit"):
-            raise invalid("input cannot specify a commit")
+            raise refused("input cannot specify a commit")
         if pfs.get("s3") and pfs.get("glob") != "/":
-            raise invalid("s3 inputs must use glob '/'")
+            raise refused("s3 inputs must use glob '/'")
     for key in ("join", "group", "cross", "union"):
         for child in node.get(key) or []:
             _check_input(child)

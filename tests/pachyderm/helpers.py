@@ -90,7 +90,7 @@ class Recorder:
         return [
             c
             for c in self.calls
-            if (c.path.startswith("/api/") and not c.method.startswith(("List", "Inspect")))
+            if (c.path.startswith("/api/") and not c.method.startswith(("List", "Inspect", "Get")))
             or (
                 c.path.startswith("/packagemanager/")
                 and c.verb != "GET"
@@ -136,7 +136,9 @@ class Sandbox:
                 transport=transport,
                 base_url="http://sandbox",
             )
-        return pachyderm.connect(target, config, transport=transport, base_url="http://sandbox")
+        return pachyderm.connect(
+            target, config, transport=transport, base_url="http://sandbox", manifests=manifests
+        )
 
     def stats(self) -> dict[str, Any]:
         store = Store(self.db)

@@ -78,11 +78,19 @@ def test_every_example_applies_then_plans_empty_with_no_calls_that_change_anythi
     stats = sandbox.stats()
     assert stats["mutating"] == 0
     assert stats["restarts"] == {}
-    # Four list calls observe the whole target, whatever the number of resources.
-    assert stats["reads"] == 8
+    # Four list calls and the cluster defaults observe the whole target, and one read of
+    # defaults per project with pipelines: reads grow with projects, never with pipelines.
+    projects = {
+        json.loads(c.body["createPipelineRequestJson"])["pipeline"]["project"]["name"]
+        for c in created
+    }
+    assert stats["reads"] == 2 * (5 + len(projects))
+    assert stats["calls"]["POST /api/pps_v2.API/GetProjectDefaults"] == 2 * len(projects)
     assert sorted(stats["calls"]) == [
         "POST /api/pfs_v2.API/ListProject",
         "POST /api/pfs_v2.API/ListRepo",
+        "POST /api/pps_v2.API/GetClusterDefaults",
+        "POST /api/pps_v2.API/GetProjectDefaults",
         "POST /api/pps_v2.API/ListPipeline",
         "POST /api/pps_v2.API/ListSecret",
     ]

@@ -63,7 +63,11 @@ def test_pipelines_get_server_defaults_and_output_repos(tmp_path: Path) -> None:
     assert effective["datumTries"] == "3"
     assert effective["outputBranch"] == "master"
     assert effective["reprocessSpec"] == "until_success"
-    assert effective["input"]["pfs"] == {
+    # The 2.8 cluster defaults every install has (clusterstate/v2.8.0/defaults.go).
+    assert effective["resourceRequests"] == {"cpu": 1, "memory": "256Mi", "disk": "1Gi"}
+    # Input defaults live in the details, not in the effective spec (NOTES.md).
+    assert effective["input"]["pfs"] == {"repo": "images", "glob": "/*"}
+    assert info["details"]["input"]["pfs"] == {
         "repo": "images",
         "glob": "/*",
         "branch": "master",

@@ -10,10 +10,12 @@ sides), `policies` (what a change takes; pure), `provider` (observe and the acti
 from __future__ import annotations
 
 from reconciler.errors import InputError, Problem
+from reconciler.manifests import Manifests
 from reconciler.manifests.config import PachydermTarget
 from reconciler.manifests.values import VariableError, reveal
 from reconciler.providers.http import HttpClient, Transport
 from reconciler.providers.pachyderm.client import PachdClient
+from reconciler.providers.pachyderm.normal import DEFAULT_PROJECT
 from reconciler.providers.pachyderm.policies import PachydermPolicies
 from reconciler.providers.pachyderm.provider import PachydermProvider
 from reconciler.retry import Backoff
@@ -28,6 +30,7 @@ def connect(
     transport: Transport | None = None,
     base_url: str | None = None,
     config_file: str = "reconciler.yaml",
+    manifests: Manifests | None = None,
 ) -> PachydermProvider:
     """The provider for a configured target; `transport` serves an in-process pachd."""
     headers: dict[str, str] = {}
@@ -48,4 +51,13 @@ def connect(
         timeout=config.timeout,
         reads=Backoff(attempts=1 + config.retries, longest_wait=config.timeout),
     )
-    return PachydermProvider(target, PachdClient(http))
+    # The projects the manifests put pipelines in: their defaults are read even before
+    # a first pipeline lands there.
+    projects = frozenset(
+        r.project or DEFAULT_PROJECT
+        for r in (manifests.resources if manifests is not None else ())
+        if r.target == target and r.kind == "Pipeline"
+    )
+    return PachydermProvider(
+        target, PachdClient(http), projects, start_timeout=config.start_timeout
+    )

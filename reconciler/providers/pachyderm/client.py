@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.errors import PermanentError
-from reconciler.providers.http import HttpClient
+from reconciler.providers.http import HttpClient, HttpError
 
 
 def _project(name: str) -> dict[str, Any]:
@@ -53,6 +53,27 @@ class PachdClient:
 
     async def list_pipelines(self) -> list[dict[str, Any]]:
         return await self._stream("pps_v2.API/ListPipeline", {"details": True})
+
+    async def cluster_defaults(self) -> str:
+        answer = await self._call("pps_v2.API/GetClusterDefaults", {}, read=True)
+        return str((answer or {}).get("clusterDefaultsJson") or "{}")
+
+    async def project_defaults(self, project: str) -> str:
+        body = {"project": _project(project)}
+        answer = await self._call("pps_v2.API/GetProjectDefaults", body, read=True)
+        return str((answer or {}).get("projectDefaultsJson") or "{}")
+
+    async def inspect_secret(self, name: str) -> dict[str, Any] | None:
+        """Any secret of the namespace, made through pachd or not; None when missing."""
+        try:
+            answer = await self._call(
+                "pps_v2.API/InspectSecret", {"secret": {"name": name}}, read=True
+            )
+        except HttpError as exc:
+            if exc.status == 404 or exc.code == 5 or "not found" in str(exc):
+                return None
+            raise
+        return dict(answer or {})
 
     # --- projects --------------------------------------------------------------------
 
@@ -112,6 +133,10 @@ class PachdClient:
         if reprocess:
             body["reprocess"] = True
         await self._call("pps_v2.API/CreatePipelineV2", body)
+
+    async def inspect_pipeline(self, project: str, name: str) -> dict[str, Any]:
+        body = {"pipeline": _pipeline(project, name), "details": False}
+        return dict(await self._call("pps_v2.API/InspectPipeline", body, read=True) or {})
 
     async def stop_pipeline(self, project: str, name: str) -> None:
         await self._call("pps_v2.API/StopPipeline", {"pipeline": _pipeline(project, name)})

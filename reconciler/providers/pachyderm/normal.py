@@ -45,7 +45,8 @@ def camel(key: str) -> str:
 
 
 def canonical(value: Any, field: str = "") -> Any:
-    """camelCase keys, int64 strings as ints, and no zero values (proto3: unset == zero)."""
+    """camelCase keys, int64 strings as ints, and no zero values (proto3: unset == zero),
+    empty messages kept (they have presence)."""
     # Exact type tests first: every spec holds tens of values, every plan 10,000 specs,
     # and an isinstance against the Mapping ABC costs several times more.
     kind = type(value)
@@ -70,7 +71,10 @@ def _empty(value: Any) -> bool:
     if value is None or value is False:
         return True
     kind = type(value)
-    if kind is str or kind is list or kind is dict:
+    # An empty message has presence (`"spout": {}` makes a spout pipeline; protojson
+    # keeps it): only maps, which `canonical` turns to None when empty, and lists and
+    # strings are unset when empty.
+    if kind is str or kind is list:
         return not value
     if kind is int or kind is float:
         return bool(value == 0)

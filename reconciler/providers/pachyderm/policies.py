@@ -102,6 +102,18 @@ class PachydermPolicies:
         for want in desired:
             if want.id.kind != "Pipeline":
                 continue
+            seen = observation.resources.get(want.id)
+            status = (seen.status or "") if seen is not None else ""
+            if status.startswith(("PIPELINE_CRASHING", "PIPELINE_FAILURE")):
+                findings.append(
+                    Finding(
+                        want.id,
+                        f"is not healthy on the target: {status}",
+                        "fix what pachd's reason says (an image that cannot be pulled, a"
+                        " missing secret key): an unchanged spec is not re-sent",
+                        error=False,
+                    )
+                )
             for name in secret_names(want.spec):
                 if name not in defined and name not in present:
                     findings.append(

@@ -1,10 +1,12 @@
-"""The Pachyderm provider: observes a pachd with four calls and applies actions to it."""
+"""The Pachyderm provider: observes a pachd with a few list calls (and the defaults: one
+read for the cluster, one per project with pipelines) and applies actions to it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from reconciler.diff import Change
@@ -15,6 +17,7 @@ from reconciler.manifests.values import Sensitive
 from reconciler.providers.base import Applied, Check, Desired, Observation, Observed
 from reconciler.providers.http import HttpError
 from reconciler.providers.pachyderm.client import PachdClient
+from reconciler.providers.pachyderm.defaults import effective, request_part
 from reconciler.providers.pachyderm.normal import (
     DEFAULT_PROJECT,
     canonical,
@@ -25,13 +28,30 @@ from reconciler.providers.pachyderm.normal import (
 )
 from reconciler.providers.pachyderm.policies import PachydermPolicies, restarts
 
+STARTING_STATES = frozenset({"PIPELINE_STARTING", "PIPELINE_RESTARTING", ""})
+FAILED_STATES = frozenset({"PIPELINE_CRASHING", "PIPELINE_FAILURE"})
+
 
 class PachydermProvider(PachydermPolicies):
     """Implements `reconciler.providers.base.Provider` for one pachd."""
 
-    def __init__(self, target: str, client: PachdClient) -> None:
+    def __init__(
+        self,
+        target: str,
+        client: PachdClient,
+        projects: frozenset[str] = frozenset(),
+        *,
+        start_timeout: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._target = target
         self.client = client
+        self._start_timeout = start_timeout
+        self._clock = clock
+        self._projects = projects
+        """Projects the manifests put pipelines in: their defaults are read."""
+        self._cluster_defaults: dict[str, Any] = {}
+        self._project_defaults: dict[str, dict[str, Any]] = {}
 
     @property
     def target(self) -> str:
@@ -51,17 +71,34 @@ class PachydermProvider(PachydermPolicies):
             return Desired(resource, canonical(data))
         project, name = _split(resource.id)
         ours = {key: data.pop(key) for key in OURS if data.get(key)}
-        return Desired(resource, {**with_defaults(canonical(data), project, name), **ours})
+        return Desired(resource, {**self._runs(data, project, name), **ours})
+
+    def _runs(self, spec: Mapping[str, Any], project: str, name: str) -> dict[str, Any]:
+        """What a pipeline with this user spec runs as, under the target's current
+        defaults (observed): the form both sides are compared in."""
+        merged = effective(self._cluster_defaults, self._project_defaults.get(project, {}), spec)
+        merged.pop("pipeline", None)
+        return with_defaults(canonical(merged), project, name)
 
     # --- observed ----------------------------------------------------------------------
 
     async def observe(self) -> Observation:
-        projects, repos, secrets, pipelines = await asyncio.gather(
+        projects, repos, secrets, pipelines, cluster = await asyncio.gather(
             self.client.list_projects(),
             self.client.list_repos(),
             self.client.list_secrets(),
             self.client.list_pipelines(),
+            self.client.cluster_defaults(),
         )
+        existing = {str((p.get("project") or {}).get("name") or "") for p in projects}
+        with_pipelines = {
+            str(((i.get("pipeline") or {}).get("project") or {}).get("name") or DEFAULT_PROJECT)
+            for i in pipelines
+        }
+        read = sorted((with_pipelines | self._projects) & existing)
+        answers = await asyncio.gather(*(self.client.project_defaults(p) for p in read))
+        self._cluster_defaults = request_part(cluster)
+        self._project_defaults = {p: request_part(a) for p, a in zip(read, answers, strict=True)}
         found: dict[ResourceId, Observed] = {}
         for info in projects:
             name = str((info.get("project") or {}).get("name") or "")
@@ -103,7 +140,10 @@ class PachydermProvider(PachydermPolicies):
         pipeline = info.get("pipeline") or {}
         project = str((pipeline.get("project") or {}).get("name") or DEFAULT_PROJECT)
         name = str(pipeline.get("name") or "")
-        raw = info.get("effectiveSpecJson") or info.get("userSpecJson") or "{}"
+        # The spec as last sent, under today's defaults: compared with the manifest under
+        # the same defaults (`defaults.py`). A pipeline without a user spec (made before
+        # 2.8) falls back to what runs.
+        raw = info.get("userSpecJson") or info.get("effectiveSpecJson") or "{}"
         try:
             spec = json.loads(raw)
         except json.JSONDecodeError:
@@ -112,12 +152,13 @@ class PachydermProvider(PachydermPolicies):
             ) from None
         if not isinstance(spec, dict):
             raise PermanentError(f"pachd sent pipeline {project}/{name} without a spec")
-        spec.pop("pipeline", None)
-        normal = with_defaults(canonical(spec), project, name)
+        normal = self._runs(spec, project, name)
         if info.get("stopped"):
             normal["stopped"] = True
         rid = ResourceId(self._target, "Pipeline", f"{project}/{name}")
-        return Observed(rid, normal, status=str(info.get("state") or "") or None)
+        state = str(info.get("state") or "")
+        reason = str(info.get("reason") or "")
+        return Observed(rid, normal, status=f"{state}: {reason}" if reason else state or None)
 
     def _project_use(self, project: str) -> list[ResourceId]:
         if project == DEFAULT_PROJECT:
@@ -158,6 +199,8 @@ class PachydermProvider(PachydermPolicies):
             await self.client.create_pipeline(self._request(desired), update=False, reprocess=False)
             if spec.get("stopped"):
                 await self.client.stop_pipeline(project, name)
+            else:
+                await self._started(project, name)
 
     async def patch(self, desired: Desired, observed: Observed, changes: Sequence[Change]) -> None:
         kind, spec = desired.id.kind, desired.spec
@@ -177,6 +220,8 @@ class PachydermProvider(PachydermPolicies):
                     await self.client.stop_pipeline(project, name)
                 else:
                     await self.client.start_pipeline(project, name)
+            if not stopped:
+                await self._started(project, name)
         else:
             raise PermanentError(f"{desired.id}: a {kind} is never patched in place")
 
@@ -185,6 +230,31 @@ class PachydermProvider(PachydermPolicies):
             raise PermanentError(f"{desired.id}: a {desired.id.kind} has nothing to restart")
         # An update with the same spec is how pachd restarts a pipeline's workers.
         await self.client.create_pipeline(self._request(desired), update=True, reprocess=False)
+        if not desired.spec.get("stopped"):
+            await self._started(*_split(desired.id))
+
+    async def _started(self, project: str, name: str) -> None:
+        """Wait (bounded by `start_timeout`) until a created or updated pipeline leaves
+        PIPELINE_STARTING; CRASHING or FAILURE fail the action with pachd's reason, so
+        that what depends on it is skipped (NOTES: a pipeline that cannot run says so in
+        `PipelineInfo.state` and `reason`)."""
+        deadline = self._clock() + self._start_timeout
+        pause = 0.05
+        while True:
+            info = await self.client.inspect_pipeline(project, name)
+            state = str(info.get("state") or "")
+            if state in FAILED_STATES:
+                reason = str(info.get("reason") or "no reason given")
+                raise PermanentError(f"pipeline {project}/{name} is {state}: {reason}")
+            if state not in STARTING_STATES:
+                return
+            if self._clock() >= deadline:
+                raise PermanentError(
+                    f"pipeline {project}/{name} is still {state} after"
+                    f" {self._start_timeout:g}s (startTimeout): see `pachctl inspect pipeline`"
+                )
+            await asyncio.sleep(min(pause, max(0.0, deadline - self._clock())))
+            pause = min(pause * 2, 2.0)
 
     async def delete(self, rid: ResourceId, observed: Observed, applied: Applied | None) -> None:
         if rid.kind == "Project":
