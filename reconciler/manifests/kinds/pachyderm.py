@@ -193,6 +193,16 @@ class Input(Model):
             )
         return self
 
+    def cron_inputs(self) -> Iterator[tuple[tuple[str | int, ...], CronInput]]:
+        """Every cron input below this node, at any depth, with its path from here."""
+        if self.cron is not None:
+            yield ("cron",), self.cron
+        for name in ("join", "group", "cross", "union"):
+            children: list[Input] | None = getattr(self, name)
+            for index, child in enumerate(children or []):
+                for path, cron in child.cron_inputs():
+                    yield (name, index, *path), cron
+
     def pfs_inputs(self) -> Iterator[tuple[tuple[str | int, ...], PFSInput]]:
         """Every pfs input below this node, at any depth, with its path from here."""
         if self.pfs is not None:

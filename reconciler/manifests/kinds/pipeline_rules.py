@@ -10,6 +10,7 @@ manifest's file:line.
 from __future__ import annotations
 
 import hashlib
+import json
 import marshal
 from collections.abc import Callable, Iterator, Mapping
 from functools import cache
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import fastjsonschema
 
 from reconciler import schemas
+from reconciler.manifests.kinds.cron import cron_problem
 from reconciler.manifests.kinds.pachyderm import PipelineSpec
 from reconciler.manifests.resources import PathKey
 
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError as SchemaError
 
 OURS = ("stopped", "reprocessOnUpdate")
+DNS_LABEL = 63
+SERVICE_TYPES = frozenset({"NodePort", "ClusterIP", "LoadBalancer"})
 """Spec fields the reconciler acts on itself; never sent to pachd."""
 
 RuleProblem = tuple[PathKey, str, str]
@@ -74,6 +78,7 @@ def pipeline_problems(
     accepted before (a persistent cache): those are not checked again."""
     yield from _schema_problems(spec, project, name, accepted)
     yield from _server_rules(spec)
+    yield from _name_rules(project, name)
 
 
 def _schema_problems(
@@ -118,14 +123,52 @@ def _deepest(error: SchemaError) -> SchemaError:
     return max(error.context, key=lambda e: len(e.absolute_path))
 
 
-def _server_rules(spec: PipelineSpec) -> Iterator[RuleProblem]:
-    if spec.transform is None:
+def _name_rules(project: str, name: str) -> Iterator[RuleProblem]:
+    # api_server.go validatePipelineRequest: the replication controller's name
+    # (ppsutil.PipelineRcName at version 99) must fit a DNS label.
+    k8s_name = f"{project}-{name}-v99".replace("_", "-").lower()
+    if len(k8s_name) > DNS_LABEL:
         yield (
-            ("transform",),
-            "a pipeline needs a transform (pachd: transform must be set)",
-            "add transform with at least an image and cmd",
+            (),
+            f"project and pipeline names are too long together: pachd names the pipeline's"
+            f" Kubernetes controller '{k8s_name}', {len(k8s_name) - DNS_LABEL} characters"
+            f" over the {DNS_LABEL} allowed",
+            "shorten the pipeline or project name",
         )
+
+
+def _server_rules(spec: PipelineSpec) -> Iterator[RuleProblem]:
+    # A spec without `transform` is accepted: the built-in defaults give it one
+    # (defaults.go, builtInDefaults), as pachd's own tests rely on.
+    for field, shown in (("pod_patch", "podPatch"), ("pod_spec", "podSpec")):
+        text = getattr(spec, field)
+        if text:
+            try:
+                json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield (
+                    (shown,),
+                    f"{shown} is not valid JSON ({exc.msg}): pachd refuses a malformed"
+                    f" {shown[0].upper()}{shown[1:]}",
+                    "write it as a JSON string (a JSON Patch list for podPatch)",
+                )
+    if spec.transform is not None:
+        for index, mount in enumerate(spec.transform.secrets or []):
+            if mount.env_var and not mount.key:
+                yield (
+                    ("transform", "secrets", index),
+                    f"secret {mount.name} sets envVar but no key (pachd: has env_var set but"
+                    " is missing key)",
+                    "add key: the key of the secret whose value the variable gets",
+                )
     service, spout = spec.service, spec.spout
+    if service is not None and service.type and service.type not in SERVICE_TYPES:
+        yield (
+            ("service", "type"),
+            f"service type '{service.type}' is not allowed (pachd: NodePort, ClusterIP or"
+            " LoadBalancer)",
+            "use NodePort (the default), ClusterIP or LoadBalancer",
+        )
     if service is not None:
         constant = spec.parallelism_spec.constant if spec.parallelism_spec else None
         if constant not in (None, 1):
@@ -153,6 +196,14 @@ def _server_rules(spec: PipelineSpec) -> Iterator[RuleProblem]:
             "remove s3Out",
         )
     if spec.input is not None:
+        for path, cron in spec.input.cron_inputs():
+            problem = cron_problem(cron.spec or "")
+            if problem:
+                yield (
+                    ("input", *path, "spec"),
+                    f"cron spec '{cron.spec}' does not parse: {problem}",
+                    "write five fields ('*/10 * * * *'), or @every 10m, @daily, @never",
+                )
         for path, pfs in spec.input.pfs_inputs():
             where: PathKey = ("input", *path)
             if not pfs.repo:

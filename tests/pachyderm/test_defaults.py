@@ -1,0 +1,196 @@
+"""Pipelines on a pachd with cluster and project defaults, as every 2.8+ install has:
+applied once, in sync forever; restated defaults, defaults changed without regenerate,
+and pachd's own regeneration restart nothing; a change made behind our back shows; a
+pipeline that cannot start fails its apply; an unmanaged reader keeps a pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.providers.pachyderm.normal import canonical
+from reconciler.sandbox import SandboxOptions
+from reconciler.sandbox.pachyderm import Pachd, PachydermOptions
+from reconciler.sandbox.store import Store
+from tests.conftest import run_cli
+from tests.pachyderm.helpers import Sandbox
+from tests.pachyderm.test_provider import chain, pipeline, write
+
+PROJECT_DEFAULTS = json.dumps(
+    {"createPipelineRequest": {"datumTries": "5", "resourceLimits": {"memory": "2Gi"}}}
+)
+
+
+def pachd(sandbox: Sandbox, call: str, body: dict[str, Any]) -> Any:
+    """A call made on the platform behind reconciler's back (pachctl, an admin)."""
+    store = Store(sandbox.db)
+    try:
+        platform = Pachd(store)
+        with store.transaction():
+            return getattr(platform, call)(body)
+    finally:
+        store.close()
+
+
+def converged(folder: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox.reset()
+    assert run_cli("plan", str(folder), "--detailed-exitcode", connector=sandbox) == 0
+    assert "No changes" in capsys.readouterr().out
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    stats = sandbox.stats()
+    assert stats["mutating"] == 0 and stats["restarts"] == {}, stats
+
+
+@pytest.mark.parametrize(
+    "cluster", [PachydermOptions().cluster_defaults, None], ids=["2.8 defaults", "none"]
+)
+@pytest.mark.parametrize("project_defaults", [False, True], ids=["", "project defaults"])
+def test_a_pipeline_applied_once_stays_in_sync_whatever_the_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cluster: str | None, project_defaults: bool
+) -> None:
+    sandbox = Sandbox(
+        tmp_path / "sandbox.db",
+        SandboxOptions(pachyderm=PachydermOptions(cluster_defaults=cluster)),
+    )
+    folder = chain(tmp_path / "m")
+    if project_defaults:
+        assert run_cli("apply", str(folder), "--yes", "--select", "Project", connector=sandbox) == 0
+        pachd(
+            sandbox,
+            "SetProjectDefaults",
+            {"project": {"name": "vision"}, "projectDefaultsJson": PROJECT_DEFAULTS},
+        )
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    (info, *_) = pachd(sandbox, "ListPipeline", {})
+    effective = json.loads(info["effectiveSpecJson"])
+    if cluster is not None:
+        assert effective["resourceRequests"] == {"cpu": 1, "memory": "256Mi", "disk": "1Gi"}
+    if project_defaults:
+        assert effective["datumTries"] == "5"
+    converged(folder, sandbox, capsys)
+    converged(folder, sandbox, capsys)
+
+
+def test_restating_a_default_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    folder = chain(tmp_path / "m")
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    text = (folder / "manifests.yaml").read_text()
+    restated = (
+        "  datumTries: 3\n  outputBranch: master\n"
+        "  resourceRequests: {cpu: 1, memory: 256Mi, disk: 1Gi}\n"
+    )
+    (folder / "manifests.yaml").write_text(
+        text.replace(
+            "  input: {pfs: {repo: images, glob: /*}}\n",
+            "  input: {pfs: {repo: images, glob: /*}}\n" + restated,
+            1,
+        )
+    )
+    assert restated in (folder / "manifests.yaml").read_text()
+    converged(folder, sandbox, capsys)
+
+
+def test_defaults_changed_without_regenerate_restart_nothing_and_a_manual_change_shows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    folder = chain(tmp_path / "m")
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    new = {"createPipelineRequest": {"resourceRequests": {"cpu": 2}, "datumTries": 7}}
+    answer = pachd(sandbox, "SetClusterDefaults", {"clusterDefaultsJson": json.dumps(new)})
+    assert answer == {"affectedPipelines": []}  # without regenerate, nothing moves now
+    converged(folder, sandbox, capsys)
+    # pachd regenerating them restarts them itself; our next run adds nothing.
+    answer = pachd(
+        sandbox,
+        "SetClusterDefaults",
+        {"clusterDefaultsJson": json.dumps({"createPipelineRequest": {}}), "regenerate": True},
+    )
+    assert len(answer["affectedPipelines"]) == 3
+    converged(folder, sandbox, capsys)
+    # A change made behind reconciler's back (pachctl update pipeline) is drift.
+    (edges,) = [p for p in pachd(sandbox, "ListPipeline", {}) if p["pipeline"]["name"] == "edges"]
+    user = json.loads(edges["userSpecJson"])
+    user["transform"]["image"] = "alpine:3.21"
+    pachd(
+        sandbox, "CreatePipelineV2", {"createPipelineRequestJson": json.dumps(user), "update": True}
+    )
+    capsys.readouterr()
+    assert run_cli("plan", str(folder), "--detailed-exitcode", connector=sandbox) == 2
+    out = capsys.readouterr().out
+    assert "pachyderm:Pipeline/vision/edges" in out and "alpine:3.21" in out
+
+
+def test_proto_names_int64_strings_and_no_transform_are_accepted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    snake = pipeline(
+        "edges", ["images"], extra="  datum_tries: '4'\n  parallelism_spec: {constant: '2'}\n"
+    )
+    bare = (
+        "apiVersion: pachyderm/v1\nkind: Pipeline\nmetadata: {name: bare, project: vision}\n"
+        "spec:\n  input: {pfs: {repo: images, glob: /*}}\n"
+    )
+    folder = write(
+        tmp_path / "m",
+        chain(tmp_path / "c")
+        .joinpath("manifests.yaml")
+        .read_text()
+        .split("\n---\napiVersion: pachyderm/v1\nkind: Pipeline")[0],
+        snake,
+        bare,
+    )
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0, capsys.readouterr()
+    converged(folder, sandbox, capsys)
+
+
+def test_an_empty_message_is_not_an_absent_one() -> None:
+    assert canonical({"spout": {}}) == {"spout": {}}
+    assert canonical({"spout": {}}) != canonical({})
+    assert canonical({"transform": {"env": {}}}) == {"transform": {}}
+
+
+def test_a_pipeline_that_cannot_start_fails_its_apply_with_pachds_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = SandboxOptions(pachyderm=PachydermOptions(crash_images=frozenset({"alpine:3.20"})))
+    sandbox = Sandbox(tmp_path / "sandbox.db", options)
+    folder = chain(tmp_path / "m")
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 1
+    out = capsys.readouterr().out
+    assert "is PIPELINE_CRASHING: back-off pulling image" in out
+    assert "skipped" in out  # what reads it waits for a pipeline that runs
+    assert run_cli("plan", str(folder), connector=sandbox) in (0, 1)
+    assert "is not healthy on the target: PIPELINE_CRASHING" in capsys.readouterr().out
+
+
+def test_a_pipeline_an_unmanaged_pipeline_reads_is_not_pruned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    folder = chain(tmp_path / "m")
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    reader = {
+        "pipeline": {"name": "audit", "project": {"name": "vision"}},
+        "transform": {"image": "alpine", "cmd": ["ls"]},
+        "input": {"pfs": {"repo": "summary", "glob": "/"}},
+    }
+    pachd(sandbox, "CreatePipelineV2", {"createPipelineRequestJson": json.dumps(reader)})
+    text = (folder / "manifests.yaml").read_text()
+    (folder / "manifests.yaml").write_text(
+        text.split("\n---\n" + pipeline("summary", ["montage"]))[0]
+    )
+    sandbox.reset()
+    assert run_cli("apply", str(folder), "--yes", "--prune", connector=sandbox) == 1
+    assert (
+        "pachyderm:Pipeline/vision/audit, which reconciler does not manage"
+        in capsys.readouterr().out
+    )
+    assert sandbox.stats()["mutating"] == 0
