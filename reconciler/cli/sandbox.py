@@ -14,6 +14,7 @@ from reconciler.errors import InputError, Problem
 from reconciler.sandbox import SandboxOptions, create_app
 from reconciler.sandbox.app import stats_of
 from reconciler.sandbox.insights import InsightsOptions
+from reconciler.sandbox.pachyderm import PachydermOptions
 from reconciler.sandbox.store import Store
 from reconciler.targets import sandbox_db
 
@@ -58,6 +59,30 @@ def serve(
             "--deploy-delay", help="Seconds an Insights deployment stays Initializing.", min=0
         ),
     ] = 0.2,
+    cluster_defaults: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster-defaults",
+            help="pachd's cluster defaults for a new sandbox: a JSON file of a"
+            " ClusterDefaults, or `none`; default: the ones every 2.8+ install has.",
+        ),
+    ] = None,
+    kube_secrets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kube-secret",
+            help="NAME:KEY,KEY... a Kubernetes secret made out of band (kubectl, Helm):"
+            " pipelines may use it, ListSecret does not show it.",
+        ),
+    ] = None,
+    crash_images: Annotated[
+        list[str] | None,
+        typer.Option("--crash-image", help="Pipelines with this image go PIPELINE_CRASHING."),
+    ] = None,
+    start_delay: Annotated[
+        float,
+        typer.Option("--start-delay", min=0, help="Seconds a pipeline stays PIPELINE_STARTING."),
+    ] = 0.05,
 ) -> int:
     """Serve the sandbox over HTTP: Pachyderm under /api, kdb Insights under
     /packagemanager (tokens under /auth/realms/...), stats under /_sandbox/stats.
@@ -80,8 +105,18 @@ def serve(
         known[client_id] = secret
     db.parent.mkdir(parents=True, exist_ok=True)
     insights = InsightsOptions(deploy_delay=deploy_delay, clients=known, token_ttl=token_ttl)
+    pachyderm = PachydermOptions(
+        cluster_defaults=_cluster_defaults(cluster_defaults),
+        start_delay=start_delay,
+        crash_images=frozenset(crash_images or ()),
+        kube_secrets=dict(_kube_secret(text) for text in kube_secrets or ()),
+    )
     options = SandboxOptions(
-        latency_ms=latency_ms, fail_rate=fail_rate, seed=seed, insights=insights
+        latency_ms=latency_ms,
+        fail_rate=fail_rate,
+        seed=seed,
+        insights=insights,
+        pachyderm=pachyderm,
     )
     sandbox = create_app(db, options)
     err.print(f"sandbox on http://{host}:{port} (state in {db}); Ctrl-C stops it", markup=False)
@@ -91,6 +126,35 @@ def serve(
 
     uvicorn.run(sandbox, host=host, port=port, log_level="warning")
     return 0
+
+
+def _cluster_defaults(given: str | None) -> str | None:
+    if given is None:
+        return PachydermOptions().cluster_defaults
+    if given == "none":
+        return None
+    try:
+        text = Path(given).read_text(encoding="utf-8")
+        if not isinstance(json.loads(text), dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            [
+                Problem(
+                    "--cluster-defaults",
+                    message=f"{given}: not a readable JSON ClusterDefaults ({exc})",
+                    hint='write {"createPipelineRequest": {...}} to a file, or pass none',
+                )
+            ]
+        ) from None
+    return text
+
+
+def _kube_secret(text: str) -> tuple[str, tuple[str, ...]]:
+    name, colon, keys = text.partition(":")
+    if not name or not colon:
+        raise InputError([Problem("--kube-secret", message=f"'{text}' is not NAME:KEY[,KEY...]")])
+    return name, tuple(k for k in keys.split(",") if k)
 
 
 @app.command()

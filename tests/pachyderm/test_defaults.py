@@ -194,3 +194,64 @@ def test_a_pipeline_an_unmanaged_pipeline_reads_is_not_pruned(
         in capsys.readouterr().out
     )
     assert sandbox.stats()["mutating"] == 0
+
+
+# --- secrets as pachd has them -----------------------------------------------------------
+
+
+def mounting(secret: str, extra: str = "") -> str:
+    return (
+        "apiVersion: pachyderm/v1\nkind: Pipeline\nmetadata: {name: edges, project: vision}\n"
+        "spec:\n  transform:\n    image: alpine:3.20\n    cmd: [run]\n"
+        f"    secrets: [{{name: {secret}, envVar: TOKEN, key: token}}]\n{extra}"
+        "  input: {pfs: {repo: images, glob: /*}}\n"
+    )
+
+
+def test_a_secret_made_out_of_band_may_be_used_and_is_never_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = SandboxOptions(pachyderm=PachydermOptions(kube_secrets={"helm-creds": ("token",)}))
+    sandbox = Sandbox(tmp_path / "sandbox.db", options)
+    project = chain(tmp_path / "c").joinpath("manifests.yaml").read_text().split("\n---\n")
+    folder = write(tmp_path / "m", "\n---\n".join(project[:2]), mounting("helm-creds"))
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    out = capsys.readouterr().out
+    assert "exists on the cluster but is not managed here" in out
+    converged(folder, sandbox, capsys)
+    # A Secret manifest over it: refused before any call, never AlreadyExists at apply.
+    declared = (
+        "apiVersion: pachyderm/v1\nkind: Secret\nmetadata: {name: helm-creds}\n"
+        "spec: {data: {token: x}}\n"
+    )
+    folder = write(tmp_path / "m", "\n---\n".join(project[:2]), mounting("helm-creds"), declared)
+    sandbox.reset()
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 1
+    assert "was made outside pachd" in capsys.readouterr().out
+    assert sandbox.stats()["mutating"] == 0
+
+
+def test_only_mounted_secrets_must_exist_and_keys_must_be_in_the_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    project = chain(tmp_path / "c").joinpath("manifests.yaml").read_text().split("\n---\n")
+    base = "\n---\n".join(project[:2])
+    pulling = mounting("creds", extra="    imagePullSecrets: [registry]\n").replace(
+        "    secrets: [{name: creds, envVar: TOKEN, key: token}]\n", ""
+    )
+    assert run_cli("plan", str(write(tmp_path / "a", base, pulling)), connector=sandbox) == 0
+    assert "uses Kubernetes secret 'registry' (image pull or egress)" in capsys.readouterr().out
+    assert (
+        run_cli("plan", str(write(tmp_path / "b", base, mounting("ghost"))), connector=sandbox) == 1
+    )
+    assert "pachd would refuse the pipeline (missing Kubernetes secret)" in capsys.readouterr().out
+    wrong_key = (
+        "apiVersion: pachyderm/v1\nkind: Secret\nmetadata: {name: creds}\n"
+        "spec: {data: {password: x}}\n"
+    )
+    folder = write(tmp_path / "c2", base, mounting("creds"), wrong_key)
+    assert run_cli("plan", str(folder), connector=sandbox) == 1
+    assert "reads key 'token' of secret 'creds', which its manifest does not hold" in (
+        capsys.readouterr().out
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from reconciler.errors import InputError, Problem
 from reconciler.manifests import Manifests
 from reconciler.manifests.config import PachydermTarget
+from reconciler.manifests.kinds.pachyderm import PipelineSpec
 from reconciler.manifests.values import VariableError, reveal
 from reconciler.providers.http import HttpClient, Transport
 from reconciler.providers.pachyderm.client import PachdClient
@@ -53,11 +54,23 @@ def connect(
     )
     # The projects the manifests put pipelines in: their defaults are read even before
     # a first pipeline lands there.
-    projects = frozenset(
-        r.project or DEFAULT_PROJECT
-        for r in (manifests.resources if manifests is not None else ())
-        if r.target == target and r.kind == "Pipeline"
+    mine = [r for r in (manifests.resources if manifests is not None else ()) if r.target == target]
+    projects = frozenset(r.project or DEFAULT_PROJECT for r in mine if r.kind == "Pipeline")
+    # Secrets the manifests name: those ListSecret does not show (made by kubectl, Helm,
+    # an operator) are looked up one by one with InspectSecret.
+    secrets = frozenset(
+        {r.name for r in mine if r.kind == "Secret"}
+        | {
+            name
+            for r in mine
+            if isinstance(r.spec, PipelineSpec)
+            for _, name in r.spec.secret_names()
+        }
     )
     return PachydermProvider(
-        target, PachdClient(http), projects, start_timeout=config.start_timeout
+        target,
+        PachdClient(http),
+        projects,
+        secrets=secrets,
+        start_timeout=config.start_timeout,
     )

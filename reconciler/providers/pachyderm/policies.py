@@ -10,7 +10,7 @@ deleted and created again to change, then every pipeline that mounts them restar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from reconciler.diff import Change, DiffRules
 from reconciler.providers.base import (
@@ -29,6 +29,8 @@ from reconciler.providers.base import (
 from reconciler.providers.pachyderm.normal import secret_names
 
 RESTARTS = "restarts workers and kills running jobs"
+OUT_OF_BAND = "out of band"
+"""The status of a secret that exists but was not made through pachd (kubectl, Helm)."""
 STOPPED = "spec.stopped"
 KINDS = frozenset({"Project", "Repo", "Secret", "Pipeline"})
 
@@ -96,37 +98,104 @@ class PachydermPolicies:
         return Bounce(None, f"secret {dependency.id.name} changed; workers read it when they start")
 
     def check(self, desired: Sequence[Desired], observation: Observation) -> list[Finding]:
-        defined = {d.id.name for d in desired if d.id.kind == "Secret"}
-        present = {rid.name for rid in observation.resources if rid.kind == "Secret"}
-        findings = []
+        defined = {d.id.name: d for d in desired if d.id.kind == "Secret"}
+        secrets = {rid.name: o for rid, o in observation.resources.items() if rid.kind == "Secret"}
+        findings = [
+            Finding(
+                want.id,
+                "exists on the cluster but was made outside pachd (kubectl, Helm, an"
+                " operator): reconciler neither adopts nor replaces it, since its data"
+                " cannot be read back to compare, and pachd would refuse to create it again",
+                "remove this Secret manifest (pipelines use the secret as it is), or delete"
+                " the secret out of band so that it is created from the manifest",
+            )
+            for name, want in sorted(defined.items())
+            if (seen := secrets.get(name)) is not None and seen.status == OUT_OF_BAND
+        ]
         for want in desired:
-            if want.id.kind != "Pipeline":
-                continue
-            seen = observation.resources.get(want.id)
-            status = (seen.status or "") if seen is not None else ""
-            if status.startswith(("PIPELINE_CRASHING", "PIPELINE_FAILURE")):
+            if want.id.kind == "Pipeline":
+                findings.extend(_health(want, observation))
+                findings.extend(_secret_use(want, defined, secrets, observation.target))
+        return findings
+
+
+def _health(want: Desired, observation: Observation) -> list[Finding]:
+    seen = observation.resources.get(want.id)
+    status = (seen.status or "") if seen is not None else ""
+    if not status.startswith(("PIPELINE_CRASHING", "PIPELINE_FAILURE")):
+        return []
+    return [
+        Finding(
+            want.id,
+            f"is not healthy on the target: {status}",
+            "fix what pachd's reason says (an image that cannot be pulled, a missing"
+            " secret key): an unchanged spec is not re-sent",
+            error=False,
+        )
+    ]
+
+
+def _secret_use(
+    want: Desired,
+    defined: Mapping[str, Desired],
+    secrets: Mapping[str, Observed],
+    target: str,
+) -> list[Finding]:
+    """api_server.go validateSecret: only `transform.secrets` must exist when a pipeline
+    is created (any secret of the namespace), and a mount with `envVar` needs a `key` the
+    secret has; image pull and egress secrets are looked up only when pods start."""
+    findings = []
+    transform = want.spec.get("transform") or {}
+    mounted = {str(m.get("name")): m for m in transform.get("secrets") or () if m.get("name")}
+    for name in secret_names(want.spec):
+        manifest, seen = defined.get(name), secrets.get(name)
+        if manifest is None and seen is None:
+            if name in mounted:
                 findings.append(
                     Finding(
                         want.id,
-                        f"is not healthy on the target: {status}",
-                        "fix what pachd's reason says (an image that cannot be pulled, a"
-                        " missing secret key): an unchanged spec is not re-sent",
+                        f"mounts Kubernetes secret '{name}', which is neither in the manifests"
+                        f" nor on target '{target}': pachd would refuse the pipeline (missing"
+                        " Kubernetes secret)",
+                        f"add a pachyderm/v1 Secret manifest named '{name}', or create the"
+                        " secret on the cluster",
+                    )
+                )
+            else:
+                findings.append(
+                    Finding(
+                        want.id,
+                        f"uses Kubernetes secret '{name}' (image pull or egress), which is"
+                        f" neither in the manifests nor on target '{target}': pachd accepts"
+                        " the pipeline, but its pods will fail when they need it",
+                        f"create the secret '{name}', or add a Secret manifest for it",
                         error=False,
                     )
                 )
-            for name in secret_names(want.spec):
-                if name not in defined and name not in present:
-                    findings.append(
-                        Finding(
-                            want.id,
-                            f"uses Kubernetes secret '{name}', which is neither in the"
-                            f" manifests nor on target '{observation.target}': pachd would"
-                            " refuse the pipeline (missing Kubernetes secret)",
-                            f"add a pachyderm/v1 Secret manifest named '{name}', or create"
-                            " the secret on the cluster",
-                        )
-                    )
-        return findings
+            continue
+        if manifest is None and seen is not None and seen.status == OUT_OF_BAND:
+            findings.append(
+                Finding(
+                    want.id,
+                    f"uses Kubernetes secret '{name}', which exists on the cluster but is not"
+                    " managed here (made outside pachd)",
+                    error=False,
+                )
+            )
+        mount = mounted.get(name)
+        key = str(mount.get("key") or "") if mount is not None else ""
+        data = (manifest.spec.get("data") or {}) if manifest is not None else None
+        if mount is not None and mount.get("envVar") and data is not None and key not in data:
+            findings.append(
+                Finding(
+                    want.id,
+                    f"reads key '{key}' of secret '{name}', which its manifest does not hold:"
+                    f" pachd would refuse the pipeline (Kubernetes secret {name} missing key"
+                    f" {key})",
+                    f"add '{key}' to the data of Secret '{name}', or fix the key",
+                )
+            )
+    return findings
 
 
 def restarts(changes: Sequence[Change]) -> bool:

@@ -26,7 +26,7 @@ from reconciler.providers.pachyderm.normal import (
     secret_names,
     with_defaults,
 )
-from reconciler.providers.pachyderm.policies import PachydermPolicies, restarts
+from reconciler.providers.pachyderm.policies import OUT_OF_BAND, PachydermPolicies, restarts
 
 STARTING_STATES = frozenset({"PIPELINE_STARTING", "PIPELINE_RESTARTING", ""})
 FAILED_STATES = frozenset({"PIPELINE_CRASHING", "PIPELINE_FAILURE"})
@@ -41,6 +41,7 @@ class PachydermProvider(PachydermPolicies):
         client: PachdClient,
         projects: frozenset[str] = frozenset(),
         *,
+        secrets: frozenset[str] = frozenset(),
         start_timeout: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -48,6 +49,8 @@ class PachydermProvider(PachydermPolicies):
         self.client = client
         self._start_timeout = start_timeout
         self._clock = clock
+        self._secrets = secrets
+        """Secrets the manifests name: looked up when ListSecret does not show them."""
         self._projects = projects
         """Projects the manifests put pipelines in: their defaults are read."""
         self._cluster_defaults: dict[str, Any] = {}
@@ -108,6 +111,16 @@ class PachydermProvider(PachydermPolicies):
             name = str((info.get("secret") or {}).get("name") or "")
             rid = ResourceId(self._target, "Secret", name)
             found[rid] = Observed(rid, {"type": info.get("type") or "Opaque"})
+        listed = {rid.name for rid in found if rid.kind == "Secret"}
+        unlisted = sorted(self._secrets - listed)
+        inspected = await asyncio.gather(*(self.client.inspect_secret(n) for n in unlisted))
+        for name, info in zip(unlisted, inspected, strict=True):
+            if info is not None:
+                # ListSecret shows only secrets made through pachd (label secret-source=
+                # pachyderm-user, api_server.go ListSecret); this one exists all the same.
+                rid = ResourceId(self._target, "Secret", name)
+                spec = {"type": info.get("type") or "Opaque"}
+                found[rid] = Observed(rid, spec, status=OUT_OF_BAND)
         made_by_pachd: set[tuple[str, str]] = set()
         pipeline_names: set[tuple[str, str]] = set()
         for info in pipelines:
