@@ -14,10 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ruamel.yaml import YAML
+
 from reconciler.manifests.documents import read_documents
 
 BROKEN_JSON = {
-    # Not valid JSON in pachyderm's repository: the line of the syntax error.
+    # Streams of two JSON documents separated by '---': one manifest file holds one JSON
+    # document, so reconciler refuses them at that line; pachctl reads them with a YAML
+    # decoder (ppsutil/decoder.go, SpecReader) as two pipeline specs each.
     "ml__tensorflow__pre-processing_and_generation.pipeline.json": 20,
     "ml__tensorflow__training_and_export.pipeline.json": 24,
     "ml__tensorflow__training_and_export_gpu.pipeline.json": 34,
@@ -29,8 +33,19 @@ NO_GLOB = "redshift__pipeline.pipeline.json"
 
 
 def valid_examples(reference: Path) -> list[Path]:
+    """The example files that hold valid specs (streams included), as pachctl reads them."""
     folder = reference / "pachyderm" / "examples"
-    return [p for p in sorted(folder.iterdir()) if p.name not in BROKEN_JSON and p.name != TEMPLATE]
+    return [p for p in sorted(folder.iterdir()) if p.name not in (TEMPLATE, NO_GLOB)]
+
+
+def load_specs(path: Path) -> list[dict[str, Any]]:
+    """Every spec of a file as pachctl reads it: a stream of documents (YAML's '---'
+    separates JSON documents too), the way ppsutil/decoder.go's SpecReader does."""
+    if path.name not in BROKEN_JSON:
+        return [load_spec(path)]
+    specs = [d for d in YAML(typ="safe").load_all(path.read_text()) if d is not None]
+    assert all(isinstance(d, dict) for d in specs)
+    return specs
 
 
 def load_spec(path: Path) -> dict[str, Any]:
@@ -71,13 +86,13 @@ def manifests(paths: list[Path]) -> list[dict[str, Any]]:
     """Project, Repo, Secret and Pipeline manifests for the given spec files."""
     projects: dict[str, dict[str, dict[str, Any]]] = {}
     for path in paths:
-        spec = load_spec(path)
-        folder = "__".join(path.name.split("__")[:-1]) or path.name.split(".")[0]
-        name = spec["pipeline"]["name"]
-        index = 0
-        while name in projects.setdefault(_project_name(folder, index), {}):
-            index += 1
-        projects[_project_name(folder, index)][name] = spec
+        for spec in load_specs(path):
+            folder = "__".join(path.name.split("__")[:-1]) or path.name.split(".")[0]
+            name = spec["pipeline"]["name"]
+            index = 0
+            while name in projects.setdefault(_project_name(folder, index), {}):
+                index += 1
+            projects[_project_name(folder, index)][name] = spec
     documents: list[dict[str, Any]] = []
     secrets: dict[str, set[str]] = {}
     repos: set[tuple[str, str]] = set()

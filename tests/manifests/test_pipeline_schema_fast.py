@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from reconciler.manifests.kinds.pipeline_rules import _accepts, _validator
 from tests.conftest import require_reference
-from tests.pachyderm_examples import load_spec, valid_examples
+from tests.pachyderm_examples import load_specs, valid_examples
 
 
 def agree(request: Any) -> bool:
@@ -29,7 +29,7 @@ def agree(request: Any) -> bool:
 
 
 def requests() -> list[dict[str, Any]]:
-    specs = [load_spec(path) for path in valid_examples(require_reference())]
+    specs = [spec for path in valid_examples(require_reference()) for spec in load_specs(path)]
     return [{k: v for k, v in spec.items() if k != "pipeline"} for spec in specs]
 
 

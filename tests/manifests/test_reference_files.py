@@ -19,6 +19,7 @@ from tests.pachyderm_examples import (
     NO_GLOB,
     TEMPLATE,
     load_spec,
+    load_specs,
     pfs_inputs,
     valid_examples,
 )
@@ -68,14 +69,16 @@ def _wrap(spec: dict[str, Any], project: str) -> list[dict[str, Any]]:
     return documents
 
 
-def test_there_are_51_valid_examples() -> None:
-    assert len(_valid_examples()) == 51
+def test_there_are_56_valid_specs_in_53_files() -> None:
+    assert len(_valid_examples()) == 53
+    assert sum(len(load_specs(p)) for p in _valid_examples()) == 56
 
 
 def test_every_valid_example_loads_and_graphs(tmp_path: Path) -> None:
     documents: list[dict[str, Any]] = []
-    for index, path in enumerate(p for p in _valid_examples() if p.name != NO_GLOB):
-        documents.extend(_wrap(load_spec(path), f"p{index:02d}"))
+    specs = [spec for path in _valid_examples() for spec in load_specs(path)]
+    for index, spec in enumerate(specs):
+        documents.extend(_wrap(spec, f"p{index:02d}"))
     # Projects named twice (a pipeline reading another project's repo) are written once.
     seen: set[tuple[str, str]] = set()
     unique = []
@@ -87,7 +90,7 @@ def test_every_valid_example_loads_and_graphs(tmp_path: Path) -> None:
     (tmp_path / "all.yaml").write_text("\n---\n".join(json.dumps(d) for d in unique))
     manifests = load(tmp_path, LoadOptions(env={}))
     pipelines = [r for r in manifests.resources if r.kind == "Pipeline"]
-    assert len(pipelines) == 50
+    assert len(pipelines) == 56
     graph = build(manifests.resources)
     for pipeline in pipelines:
         assert graph.dependencies(pipeline.id), f"{pipeline.id} has no dependency"
