@@ -120,6 +120,9 @@ class Observed:
     """What it uses on the platform (a pipeline's inputs): orders deletes of resources no
     longer in the manifests."""
     status: str | None = None
+    affects: tuple[ResourceId, ...] | None = None
+    """What the planned change of it would restart on the platform, when the platform can
+    tell before the change (pachd's dryRun of new defaults); None: not asked."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,14 +63,19 @@ def create_app(
                 {"code": 12, "message": f"unknown method {path}", "details": []}, 501
             )
         streams, mutates = RPCS[path][1], RPCS[path][2]
+        raw = await request.body()
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            body = None
+        # A dry run (CreatePipelineV2, Set*Defaults) changes nothing: counted as a read.
+        dry = isinstance(body, dict) and bool(body.get("dryRun"))
         store.count("calls", call)
-        store.count("kinds", "mutating" if mutates else "reads")
+        store.count("kinds", "mutating" if mutates and not dry else "reads")
         injected = await _faults(options, chance, _stream_fault if streams else _grpc_fault)
         if injected is not None:
             return injected
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except json.JSONDecodeError:
+        if body is None:
             return _grpc_error(GrpcError(3, "request body is not JSON"))
         if not isinstance(body, dict):
             return _grpc_error(GrpcError(3, "request body must be a JSON object"))

@@ -255,3 +255,77 @@ def test_only_mounted_secrets_must_exist_and_keys_must_be_in_the_manifest(
     assert "reads key 'token' of secret 'creds', which its manifest does not hold" in (
         capsys.readouterr().out
     )
+
+
+# --- defaults as kinds ------------------------------------------------------------------
+
+
+def cluster_defaults(cpu: int, *, regenerate: bool) -> str:
+    return (
+        "apiVersion: pachyderm/v1\nkind: ClusterDefaults\nmetadata: {name: cluster}\n"
+        "spec:\n  createPipelineRequest:\n"
+        f"    resourceRequests: {{cpu: {cpu}, memory: 256Mi, disk: 1Gi}}\n"
+        f"    sidecarResourceRequests: {{cpu: 1, memory: 256Mi, disk: 1Gi}}\n"
+        f"  regenerate: {str(regenerate).lower()}\n"
+    )
+
+
+@pytest.mark.parametrize("regenerate", [True, False], ids=["regenerate", "not now"])
+def test_a_defaults_change_says_which_pipelines_restart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], regenerate: bool
+) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    folder = chain(tmp_path / "m")
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    reader = {
+        "pipeline": {"name": "audit", "project": {"name": "vision"}},
+        "transform": {"image": "alpine", "cmd": ["ls"]},
+        "input": {"pfs": {"repo": "images", "glob": "/"}},
+    }
+    pachd(sandbox, "CreatePipelineV2", {"createPipelineRequestJson": json.dumps(reader)})
+    text = (folder / "manifests.yaml").read_text()
+    (folder / "manifests.yaml").write_text(
+        text + "\n---\n" + cluster_defaults(2, regenerate=regenerate)
+    )
+    sandbox.reset()
+    capsys.readouterr()
+    assert run_cli("plan", str(folder), "--detailed-exitcode", connector=sandbox) == 2
+    out = capsys.readouterr().out
+    assert sandbox.stats()["mutating"] == 0  # pachd's dryRun answered, nothing moved
+    if regenerate:
+        assert "regenerate: pachd restarts 4 pipeline(s)" in out
+    else:
+        assert "no restart now (regenerate: false); 4 pipeline(s) take the new defaults" in out
+    assert "vision/audit (unmanaged)" in out and "vision/edges," in out
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    restarts = sandbox.stats()["restarts"]
+    assert len(restarts) == (4 if regenerate else 0), restarts
+    (edges,) = [p for p in pachd(sandbox, "ListPipeline", {}) if p["pipeline"]["name"] == "edges"]
+    cpu = json.loads(edges["effectiveSpecJson"])["resourceRequests"]["cpu"]
+    assert cpu == (2 if regenerate else 1)
+    converged(folder, sandbox, capsys)
+
+
+@pytest.mark.parametrize(
+    ("document", "why"),
+    [
+        (cluster_defaults(2, regenerate=False).replace("name: cluster", "name: prod"), "cluster"),
+        (cluster_defaults(2, regenerate=False) + "  reprocess: true\n", "reprocess needs"),
+        (
+            "apiVersion: pachyderm/v1\nkind: ProjectDefaults\nmetadata: {name: default}\n"
+            "spec: {createPipelineRequest: {stopped: true}}\n",
+            "reconciler's own pipeline field",
+        ),
+        (
+            "apiVersion: pachyderm/v1\nkind: ProjectDefaults\nmetadata: {name: nowhere}\n"
+            "spec: {createPipelineRequest: {datumTries: 2}}\n",
+            "a ProjectDefaults is named after its project",
+        ),
+    ],
+)
+def test_defaults_manifests_pachd_would_refuse_are_input_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], document: str, why: str
+) -> None:
+    folder = write(tmp_path / "m", document)
+    assert run_cli("validate", str(folder)) == 3
+    assert why in capsys.readouterr().err

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator
 
+from reconciler.sandbox.pachyderm import Pachd
+from reconciler.sandbox.store import Store
 from tests.conftest import require_reference, run_cli
 from tests.pachyderm.helpers import Call, Sandbox, served
 from tests.pachyderm_examples import load_specs, valid_examples, write_folder
@@ -81,10 +83,11 @@ def test_every_example_applies_then_plans_empty_with_no_calls_that_change_anythi
     assert stats["restarts"] == {}
     # Four list calls and the cluster defaults observe the whole target, and one read of
     # defaults per project with pipelines: reads grow with projects, never with pipelines.
-    projects = {
-        json.loads(c.body["createPipelineRequestJson"])["pipeline"]["project"]["name"]
-        for c in created
-    }
+    store = Store(sandbox.db)
+    try:
+        projects = Pachd(store).ListProject({})  # every project's defaults are read
+    finally:
+        store.close()
     assert stats["reads"] == 2 * (5 + len(projects))
     assert stats["calls"]["POST /api/pps_v2.API/GetProjectDefaults"] == 2 * len(projects)
     assert sorted(stats["calls"]) == [

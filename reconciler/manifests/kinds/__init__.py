@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Literal, cast
 
 from pydantic import TypeAdapter, ValidationError
 
 from reconciler.manifests.kinds.insights import DeploymentSpec, PackageSpec
 from reconciler.manifests.kinds.pachyderm import (
+    CLUSTER_DEFAULTS_NAME,
     DEFAULT_PROJECT,
     RESERVED_PIPELINE_FIELDS,
+    DefaultsSpec,
     PipelineSpec,
     ProjectSpec,
     RepoSpec,
@@ -89,6 +91,27 @@ def _pipeline_references(spec: Model, project: str | None, name: str) -> Iterato
             )
     for path, secret in pipeline.secret_names():
         yield Reference(("Secret",), secret, ("spec", *path), "secret", required=False)
+    # Defaults the manifests set are applied before the pipelines they shape.
+    yield Reference(
+        ("ClusterDefaults",), CLUSTER_DEFAULTS_NAME, ("kind",), "defaults", required=False
+    )
+    yield Reference(
+        ("ProjectDefaults",), project or DEFAULT_PROJECT, ("kind",), "defaults", required=False
+    )
+
+
+def _project_defaults_references(
+    spec: Model, project: str | None, name: str
+) -> Iterator[Reference]:
+    if name != DEFAULT_PROJECT:
+        yield Reference(
+            ("Project",),
+            name,
+            ("metadata", "name"),
+            "project",
+            hint=f"add a pachyderm/v1 Project manifest named '{name}' (an existing project is"
+            " adopted): a ProjectDefaults is named after its project",
+        )
 
 
 def _pipeline_rules(
@@ -111,6 +134,7 @@ def _deployment_references(spec: Model, project: str | None, name: str) -> Itera
 _PACHYDERM_NAME = TypeAdapter(PachydermName)
 _INSIGHTS_NAME = TypeAdapter(InsightsName)
 _KUBERNETES_NAME = TypeAdapter(KubernetesName)
+_CLUSTER_DEFAULTS_NAME: TypeAdapter[str] = TypeAdapter(Literal["cluster"])
 
 KINDS: dict[tuple[str, str], KindInfo] = {
     (info.api_version, info.kind): info
@@ -166,6 +190,26 @@ KINDS: dict[tuple[str, str], KindInfo] = {
             False,
             _KUBERNETES_NAME,
             _no_references,
+        ),
+        KindInfo(
+            "pachyderm/v1",
+            "ClusterDefaults",
+            "pachyderm",
+            DefaultsSpec,
+            False,
+            _CLUSTER_DEFAULTS_NAME,
+            _no_references,
+            spec_required=False,
+        ),
+        KindInfo(
+            "pachyderm/v1",
+            "ProjectDefaults",
+            "pachyderm",
+            DefaultsSpec,
+            False,
+            _PACHYDERM_NAME,
+            _project_defaults_references,
+            spec_required=False,
         ),
     )
 }

@@ -301,3 +301,38 @@ class PipelineSpec(Model):
             secret = self.egress.sql_database.secret
             if secret is not None:
                 yield ("egress", "sqlDatabase", "secret", "name"), secret.name
+
+
+# --- pipeline defaults ------------------------------------------------------------------
+
+CLUSTER_DEFAULTS_NAME = "cluster"
+"""The one ClusterDefaults of a target is named `cluster`."""
+
+
+class DefaultsSpec(Model):
+    """pachd's ClusterDefaults / ProjectDefaults (`createPipelineRequest`: the fields every
+    pipeline gets unless its spec says otherwise, merged as RFC 7396), and what setting
+    them does to the pipelines that exist (SetClusterDefaults / SetProjectDefaults)."""
+
+    create_pipeline_request: PipelineSpec = Field(default_factory=PipelineSpec)
+    regenerate: bool = False
+    """Recompute every affected pipeline's effective spec now: those that change restart.
+    Without it nothing restarts now; pipelines take the new defaults at their next update."""
+    reprocess: bool = False
+    """With regenerate: the restarted pipelines also process every datum again."""
+
+    @model_validator(mode="after")
+    def _pachd_fields_only(self) -> DefaultsSpec:
+        ours = {"stopped", "reprocess_on_update"} & self.create_pipeline_request.model_fields_set
+        if ours:
+            raise PydanticCustomError(
+                "defaults_field",
+                "{field} is reconciler's own pipeline field, not one pachd can default",
+                {"field": sorted(ours)[0]},
+            )
+        if self.reprocess and not self.regenerate:
+            raise PydanticCustomError(
+                "reprocess_without_regenerate",
+                "reprocess needs regenerate: true (pachd refuses it alone)",
+            )
+        return self

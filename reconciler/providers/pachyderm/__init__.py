@@ -72,5 +72,7 @@ def connect(
         PachdClient(http),
         projects,
         secrets=secrets,
+        defaults=[r for r in mine if r.kind in ("ClusterDefaults", "ProjectDefaults")],
+        pipelines=frozenset(r.id for r in mine if r.kind == "Pipeline"),
         start_timeout=config.start_timeout,
     )

@@ -63,6 +63,34 @@ class PachdClient:
         answer = await self._call("pps_v2.API/GetProjectDefaults", body, read=True)
         return str((answer or {}).get("projectDefaultsJson") or "{}")
 
+    async def set_defaults(
+        self,
+        project: str | None,
+        defaults: Mapping[str, Any],
+        *,
+        regenerate: bool,
+        reprocess: bool,
+        dry_run: bool = False,
+    ) -> list[tuple[str, str]]:
+        """SetClusterDefaults (project None) or SetProjectDefaults; the (project, name) of
+        every pipeline whose effective spec the new defaults change (with `regenerate`)."""
+        body: dict[str, Any] = {"regenerate": regenerate, "reprocess": reprocess}
+        if dry_run:
+            body["dryRun"] = True
+        if project is None:
+            rpc = "pps_v2.API/SetClusterDefaults"
+            body["clusterDefaultsJson"] = json.dumps(defaults)
+        else:
+            rpc = "pps_v2.API/SetProjectDefaults"
+            body["project"] = _project(project)
+            body["projectDefaultsJson"] = json.dumps(defaults)
+        # A dry run changes nothing: a read, retried like one.
+        answer = await self._call(rpc, body, read=dry_run)
+        return [
+            (str((p.get("project") or {}).get("name") or "default"), str(p.get("name") or ""))
+            for p in (answer or {}).get("affectedPipelines") or []
+        ]
+
     async def inspect_secret(self, name: str) -> dict[str, Any] | None:
         """Any secret of the namespace, made through pachd or not; None when missing."""
         try:

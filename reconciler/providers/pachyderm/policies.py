@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from reconciler.diff import Change, DiffRules
+from reconciler.manifests import ResourceId
 from reconciler.providers.base import (
     Applied,
     Bounce,
@@ -32,7 +33,13 @@ RESTARTS = "restarts workers and kills running jobs"
 OUT_OF_BAND = "out of band"
 """The status of a secret that exists but was not made through pachd (kubectl, Helm)."""
 STOPPED = "spec.stopped"
-KINDS = frozenset({"Project", "Repo", "Secret", "Pipeline"})
+KINDS = frozenset({"Project", "Repo", "Secret", "Pipeline", "ClusterDefaults", "ProjectDefaults"})
+DEFAULTS_KINDS = frozenset({"ClusterDefaults", "ProjectDefaults"})
+DEFAULTS_DIFF = DiffRules(ignored=(("regenerate",), ("reprocess",)))
+_DEFAULTS_RULES = KindRules(
+    diff=DEFAULTS_DIFF,
+    default=FieldPolicy("spec", Policy.PATCH, "sets pachd's pipeline defaults"),
+)
 
 RULES: dict[str, KindRules] = {
     "Project": KindRules(fields=(FieldPolicy("spec.description", Policy.PATCH),)),
@@ -56,6 +63,8 @@ RULES: dict[str, KindRules] = {
         default=FieldPolicy("spec", Policy.PATCH, RESTARTS),
         fields=(FieldPolicy(STOPPED, Policy.PATCH, "stopped or started; nothing else moves"),),
     ),
+    "ClusterDefaults": _DEFAULTS_RULES,
+    "ProjectDefaults": _DEFAULTS_RULES,
 }
 
 
@@ -82,6 +91,8 @@ class PachydermPolicies:
     ) -> Decision:
         decision = classify_by_fields(self.rules(desired.id.kind), changes)
         kind = desired.id.kind
+        if kind in DEFAULTS_KINDS and decision.action == "patch":
+            return _defaults_decision(desired, observed, decision, self.managed_pipelines)
         if kind == "Pipeline" and decision.action == "patch":
             return Decision("patch", decision.reasons, decision.changes, restarts=restarts(changes))
         if kind == "Secret" and decision.action == "replace":
@@ -89,6 +100,11 @@ class PachydermPolicies:
                 "replace", decision.reasons, decision.changes, content=frozenset({"data"})
             )
         return decision
+
+    @property
+    def managed_pipelines(self) -> frozenset[ResourceId]:
+        """Pipelines the manifests hold (the provider knows them; pure use: none)."""
+        return frozenset()
 
     def bounces(self, dependency: Desired, decision: Decision, dependent: Desired) -> Bounce | None:
         if dependency.id.kind != "Secret" or dependent.id.kind != "Pipeline":
@@ -117,6 +133,43 @@ class PachydermPolicies:
                 findings.extend(_health(want, observation))
                 findings.extend(_secret_use(want, defined, secrets, observation.target))
         return findings
+
+
+def _defaults_decision(
+    desired: Desired,
+    observed: Observed,
+    decision: Decision,
+    managed: frozenset[ResourceId],
+) -> Decision:
+    """New defaults restart what pachd's dryRun names, and only with regenerate; without
+    it nothing restarts now, and the same pipelines take them at their next update."""
+    affected = sorted(observed.affects or (), key=str)
+
+    def named(ids: Sequence[ResourceId]) -> str:
+        shown = [f"{r.name}{'' if r in managed else ' (unmanaged)'}" for r in ids[:10]]
+        more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+        return ", ".join(shown) + more
+
+    regenerate = bool(desired.spec.get("regenerate"))
+    if observed.affects is None:
+        note = "pachd did not say which pipelines the new defaults change"
+    elif not affected:
+        note = "no pipeline's effective spec changes"
+    elif regenerate:
+        reprocessed = " and reprocesses their data" if desired.spec.get("reprocess") else ""
+        note = f"regenerate: pachd restarts {len(affected)} pipeline(s){reprocessed}: "
+        note += named(affected)
+    else:
+        note = (
+            f"no restart now (regenerate: false); {len(affected)} pipeline(s) take the new"
+            f" defaults at their next update: {named(affected)}"
+        )
+    return Decision(
+        "patch",
+        (*decision.reasons, note),
+        decision.changes,
+        restarts=regenerate and bool(affected),
+    )
 
 
 def _health(want: Desired, observation: Observation) -> list[Finding]:

@@ -9,15 +9,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from reconciler.diff import Change
+from reconciler.diff import Change, equal
 from reconciler.errors import OperationalError, PermanentError, RetryableError
 from reconciler.manifests import Resource, ResourceId
+from reconciler.manifests.kinds.pachyderm import CLUSTER_DEFAULTS_NAME
 from reconciler.manifests.kinds.pipeline_rules import OURS, create_pipeline_request
 from reconciler.manifests.values import Sensitive
 from reconciler.providers.base import Applied, Check, Desired, Observation, Observed
 from reconciler.providers.http import HttpError
 from reconciler.providers.pachyderm.client import PachdClient
-from reconciler.providers.pachyderm.defaults import effective, request_part
+from reconciler.providers.pachyderm.defaults import effective, json_names, request_part
 from reconciler.providers.pachyderm.normal import (
     DEFAULT_PROJECT,
     canonical,
@@ -26,7 +27,13 @@ from reconciler.providers.pachyderm.normal import (
     secret_names,
     with_defaults,
 )
-from reconciler.providers.pachyderm.policies import OUT_OF_BAND, PachydermPolicies, restarts
+from reconciler.providers.pachyderm.policies import (
+    DEFAULTS_DIFF,
+    DEFAULTS_KINDS,
+    OUT_OF_BAND,
+    PachydermPolicies,
+    restarts,
+)
 
 STARTING_STATES = frozenset({"PIPELINE_STARTING", "PIPELINE_RESTARTING", ""})
 FAILED_STATES = frozenset({"PIPELINE_CRASHING", "PIPELINE_FAILURE"})
@@ -42,6 +49,8 @@ class PachydermProvider(PachydermPolicies):
         projects: frozenset[str] = frozenset(),
         *,
         secrets: frozenset[str] = frozenset(),
+        defaults: Sequence[Resource] = (),
+        pipelines: frozenset[ResourceId] = frozenset(),
         start_timeout: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -51,6 +60,10 @@ class PachydermProvider(PachydermPolicies):
         self._clock = clock
         self._secrets = secrets
         """Secrets the manifests name: looked up when ListSecret does not show them."""
+        self._defaults = tuple(defaults)
+        """ClusterDefaults and ProjectDefaults manifests: what changing them would restart
+        is asked of pachd (dryRun) when they differ from the target's."""
+        self._pipelines = pipelines
         self._projects = projects
         """Projects the manifests put pipelines in: their defaults are read."""
         self._cluster_defaults: dict[str, Any] = {}
@@ -70,6 +83,8 @@ class PachydermProvider(PachydermPolicies):
             if data.get("data"):
                 spec["data"] = dict(data["data"])
             return Desired(resource, spec)
+        if kind in DEFAULTS_KINDS:
+            return Desired(resource, _defaults_spec(data))
         if kind != "Pipeline":
             return Desired(resource, canonical(data))
         project, name = _split(resource.id)
@@ -94,11 +109,8 @@ class PachydermProvider(PachydermPolicies):
             self.client.cluster_defaults(),
         )
         existing = {str((p.get("project") or {}).get("name") or "") for p in projects}
-        with_pipelines = {
-            str(((i.get("pipeline") or {}).get("project") or {}).get("name") or DEFAULT_PROJECT)
-            for i in pipelines
-        }
-        read = sorted((with_pipelines | self._projects) & existing)
+        # Every project's defaults: one read per project, whatever its pipelines.
+        read = sorted(existing)
         answers = await asyncio.gather(*(self.client.project_defaults(p) for p in read))
         self._cluster_defaults = request_part(cluster)
         self._project_defaults = {p: request_part(a) for p, a in zip(read, answers, strict=True)}
@@ -107,6 +119,7 @@ class PachydermProvider(PachydermPolicies):
             name = str((info.get("project") or {}).get("name") or "")
             rid = ResourceId(self._target, "Project", name)
             found[rid] = Observed(rid, canonical({"description": info.get("description")}))
+        found.update(await self._observed_defaults())
         for info in secrets:
             name = str((info.get("secret") or {}).get("name") or "")
             rid = ResourceId(self._target, "Secret", name)
@@ -173,6 +186,51 @@ class PachydermProvider(PachydermPolicies):
         reason = str(info.get("reason") or "")
         return Observed(rid, normal, status=f"{state}: {reason}" if reason else state or None)
 
+    async def _observed_defaults(self) -> dict[ResourceId, Observed]:
+        """The cluster's and every project's defaults; for each defaults manifest that
+        differs from them, the pipelines the change would restart (pachd's dryRun)."""
+        current = {
+            ResourceId(self._target, "ClusterDefaults", CLUSTER_DEFAULTS_NAME): (
+                self._cluster_defaults
+            ),
+            **{
+                ResourceId(self._target, "ProjectDefaults", project): defaults
+                for project, defaults in self._project_defaults.items()
+            },
+        }
+        observed = {
+            rid: {"createPipelineRequest": canonical(defaults)} for rid, defaults in current.items()
+        }
+        changing = [
+            r
+            for r in self._defaults
+            if r.id in observed
+            and not equal(_defaults_spec(r.spec.spec_data()), observed[r.id], DEFAULTS_DIFF)
+        ]
+        asked = await asyncio.gather(
+            *(
+                self.client.set_defaults(
+                    None if r.kind == "ClusterDefaults" else r.name,
+                    _defaults_request(r),
+                    regenerate=True,
+                    reprocess=False,
+                    dry_run=True,
+                )
+                for r in changing
+            )
+        )
+        affects = {
+            r.id: tuple(ResourceId(self._target, "Pipeline", f"{p}/{n}") for p, n in answer)
+            for r, answer in zip(changing, asked, strict=True)
+        }
+        return {
+            rid: Observed(rid, spec, affects=affects.get(rid)) for rid, spec in observed.items()
+        }
+
+    @property
+    def managed_pipelines(self) -> frozenset[ResourceId]:
+        return self._pipelines
+
     def _project_use(self, project: str) -> list[ResourceId]:
         if project == DEFAULT_PROJECT:
             return []
@@ -200,9 +258,20 @@ class PachydermProvider(PachydermPolicies):
             project, name = _split(desired.id)
             await self.client.create_repo(project, name, description, update=update)
 
+    async def _set_defaults(self, desired: Desired) -> None:
+        resource = desired.resource
+        await self.client.set_defaults(
+            None if resource.kind == "ClusterDefaults" else resource.name,
+            _defaults_request(resource),
+            regenerate=bool(desired.spec.get("regenerate")),
+            reprocess=bool(desired.spec.get("reprocess")),
+        )
+
     async def create(self, desired: Desired) -> None:
         kind, spec = desired.id.kind, desired.spec
-        if kind in ("Project", "Repo"):
+        if kind in DEFAULTS_KINDS:
+            await self._set_defaults(desired)
+        elif kind in ("Project", "Repo"):
             await self._describe(desired, update=False)
         elif kind == "Secret":
             data = {key: _clear(value) for key, value in (spec.get("data") or {}).items()}
@@ -217,7 +286,9 @@ class PachydermProvider(PachydermPolicies):
 
     async def patch(self, desired: Desired, observed: Observed, changes: Sequence[Change]) -> None:
         kind, spec = desired.id.kind, desired.spec
-        if kind in ("Project", "Repo"):
+        if kind in DEFAULTS_KINDS:
+            await self._set_defaults(desired)
+        elif kind in ("Project", "Repo"):
             await self._describe(desired, update=True)
         elif kind == "Pipeline":
             project, name = _split(desired.id)
@@ -270,7 +341,12 @@ class PachydermProvider(PachydermPolicies):
             pause = min(pause * 2, 2.0)
 
     async def delete(self, rid: ResourceId, observed: Observed, applied: Applied | None) -> None:
-        if rid.kind == "Project":
+        if rid.kind in DEFAULTS_KINDS:
+            # Defaults cannot be removed, only emptied: pipelines keep their effective
+            # spec until their next update (no regenerate).
+            project = None if rid.kind == "ClusterDefaults" else rid.name
+            await self.client.set_defaults(project, {}, regenerate=False, reprocess=False)
+        elif rid.kind == "Project":
             await self.client.delete_project(rid.name)
         elif rid.kind == "Repo":
             await self.client.delete_repo(*_split(rid))
@@ -306,6 +382,22 @@ class PachydermProvider(PachydermPolicies):
         project, name = _split(desired.id)
         spec = _clear(desired.resource.spec.spec_data())
         return create_pipeline_request(spec, project, name)
+
+
+def _defaults_spec(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A defaults manifest's spec in the form compared with the target's."""
+    request = json_names(dict(data.get("createPipelineRequest") or {}))
+    spec: dict[str, Any] = {"createPipelineRequest": canonical(request)}
+    for flag in ("regenerate", "reprocess"):
+        if data.get(flag):
+            spec[flag] = True
+    return spec
+
+
+def _defaults_request(resource: Resource) -> dict[str, Any]:
+    """The ClusterDefaults / ProjectDefaults message to send, references revealed."""
+    data = resource.spec.spec_data()
+    return {"createPipelineRequest": _clear(data.get("createPipelineRequest") or {})}
 
 
 def _split(rid: ResourceId) -> tuple[str, str]:
