@@ -8,6 +8,7 @@ stale. Editors that speak the YAML language server pick a schema up from a first
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from reconciler.manifests.config import Config
@@ -23,9 +24,33 @@ def _model_schema(model: Any) -> dict[str, Any]:
     return schema
 
 
+def _proto_names(schema: Any) -> Any:
+    """Every camelCase property also under its snake_case name, as pachd (protojson) and
+    `validate` accept both: an editor must not flag `s3_out` or `parallelism_spec`."""
+    if isinstance(schema, list):
+        return [_proto_names(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {key: _proto_names(value) for key, value in schema.items()}
+    properties = result.get("properties")
+    if isinstance(properties, dict):
+        twins = {}
+        for name, sub in properties.items():
+            snake = _CAMEL_HUMP.sub("_", name).lower()
+            if snake != name and not name.isupper() and snake not in properties:
+                twins[snake] = sub
+        result["properties"] = {**properties, **twins}
+    return result
+
+
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
 def kind_schema(info: KindInfo) -> dict[str, Any]:
     metadata = _model_schema(Metadata)
     spec = _model_schema(info.spec_model)
+    if info.provider == "pachyderm":
+        spec = _proto_names(spec)
     defs: dict[str, Any] = {}
     for part in (metadata, spec):
         defs.update(part.pop("$defs", {}))

@@ -169,3 +169,28 @@ def test_equities_package_loads_as_a_package_source(tmp_path: Path) -> None:
         "insights:Package/equities",
         "insights:Deployment/equities",
     ]
+
+
+def test_the_editor_schema_accepts_every_valid_example_as_written() -> None:
+    """The JSON Schema editors use takes what `validate` takes: snake_case names
+    (`s3_out`, `parallelism_spec`) as well as camelCase, as pachd does."""
+    from jsonschema import Draft202012Validator
+
+    from reconciler.manifests.kinds import KINDS
+    from reconciler.manifests.schemas import kind_schema
+
+    validator = Draft202012Validator(kind_schema(KINDS[("pachyderm/v1", "Pipeline")]))
+    problems = []
+    for path in _valid_examples():
+        for spec in load_specs(path):
+            body = {k: v for k, v in spec.items() if k != "pipeline"}
+            manifest = {
+                "apiVersion": "pachyderm/v1",
+                "kind": "Pipeline",
+                "metadata": {"name": spec["pipeline"]["name"]},
+                "spec": body,
+            }
+            problems += [f"{path.name}: {e.message}" for e in validator.iter_errors(manifest)]
+    assert problems == []
+    misspelt = {"apiVersion": "pachyderm/v1", "kind": "Pipeline", "metadata": {"name": "a"}}
+    assert list(validator.iter_errors({**misspelt, "spec": {"s3_outt": True}}))
