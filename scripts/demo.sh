@@ -33,7 +33,7 @@ step "plan: what apply would do (exit code 2 = changes pending)"
 step "apply: the package pushed and deployed; projects, repos, then pipelines upstream first"
 "$R" apply "$DEMO" --yes
 
-step "plan again: nothing to do"
+step "plan again: nothing to do, although pachd runs every pipeline with cluster defaults the manifests never wrote"
 "$R" plan "$DEMO" --detailed-exitcode
 
 step "apply again: no call that changes anything (mutating: 0, restarts: {})"
@@ -51,7 +51,23 @@ step "change one file of the package: one push, one bounce of that one component
 edit "$DEMO/packages/trades/src/trades-rt.q" 'Real-time ingest' 'Real-time ingest, tuned'
 "$R" plan "$DEMO" --detailed-exitcode || [ $? -eq 2 ]
 "$R" apply "$DEMO" --yes
-"$R" sandbox stats "$DEMO"
+"$R" sandbox stats "$DEMO" --reset
+
+step "an administrator changes pachd's cluster defaults without regenerate: no restart"
+cat > "$DEMO/manifests/defaults.yaml" <<'YAML'
+apiVersion: pachyderm/v1
+kind: ClusterDefaults
+metadata: {name: cluster}
+spec:
+  createPipelineRequest:
+    resourceRequests: {cpu: 1, memory: 512Mi, disk: 1Gi}
+    sidecarResourceRequests: {cpu: 1, memory: 256Mi, disk: 1Gi}
+  regenerate: false
+YAML
+"$R" plan "$DEMO" --detailed-exitcode || [ $? -eq 2 ]
+"$R" apply "$DEMO" --yes
+"$R" sandbox stats "$DEMO" --reset
+"$R" plan "$DEMO" --detailed-exitcode
 
 step "status: what reconciler manages on each target, its runs, and no drift"
 "$R" status "$DEMO"

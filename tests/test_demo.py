@@ -36,11 +36,16 @@ def test_the_demo_applies_the_quickstart_then_touches_exactly_what_each_change_n
     assert done.returncode == 0, done.stdout + done.stderr
     assert "All checks passed." in done.stdout
     assert "Apply complete: 8 done" in done.stdout
-    assert done.stdout.count("No changes. The targets match the manifests.") == 2
+    # After the first apply, and after the defaults change (pachd runs every pipeline
+    # with cluster defaults the manifests never wrote: still nothing to do).
+    assert done.stdout.count("No changes. The targets match the manifests.") == 3
     # The closing status: both targets in sync, what each manages.
     assert done.stdout.count("in sync with the manifests") == 2
-    assert "manages 6: 3 Pipeline, 1 Project, 2 Repo" in done.stdout
-    again, image, package = _stats(done.stdout)
+    assert "manages 7: 1 ClusterDefaults, 3 Pipeline, 1 Project, 2 Repo" in done.stdout
+    again, image, package, defaults = _stats(done.stdout)
+    assert defaults["restarts"] == {}  # new defaults without regenerate restart nothing
+    assert defaults["mutating"] == 1
+    assert "3 pipeline(s) take the new defaults at their next update" in done.stdout
     assert (again["mutating"], again["restarts"]) == (0, {})
     assert image["restarts"] == {"pachyderm:Pipeline/vision/montage": 1}
     assert image["mutating"] == 1
@@ -50,7 +55,7 @@ def test_the_demo_applies_the_quickstart_then_touches_exactly_what_each_change_n
     # Last, the pull-request comment for a one-line change: what it changes, what it does.
     comment = done.stdout[done.stdout.index("<!-- reconciler-plan -->") :]
     assert "**Manifest changes since `main`" in comment and ": 1 changed" in comment
-    assert "**Plan: 1 to patch; 7 unchanged.**" in comment
+    assert "**Plan: 1 to patch; 8 unchanged.**" in comment
     assert (
         comment.count('~ spec.transform.image: "pachyderm/opencv:1.0" → "pachyderm/opencv:1.1"')
         == 2

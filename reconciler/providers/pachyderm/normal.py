@@ -64,6 +64,8 @@ def canonical(value: Any, field: str = "") -> Any:
         return [canonical(item, field) for item in value]
     if kind is str and field in INT64_FIELDS and _INTEGER.match(value):
         return int(value)
+    if kind is float and value.is_integer():
+        return int(value)  # `cpu: 1` read into a float field is pachd's 1
     return value
 
 
