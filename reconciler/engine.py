@@ -370,6 +370,9 @@ class TargetStatus:
     """Every action a plan would take now; None when the target could not be observed."""
     warnings: tuple[str, ...] = ()
     error: str | None = None
+    states: tuple[tuple[str, str], ...] = ()
+    """Each managed resource's state as the platform reports it (a pipeline's
+    PIPELINE_RUNNING, or PIPELINE_CRASHING with pachd's reason), where it reports one."""
 
 
 async def status(
@@ -378,13 +381,15 @@ async def status(
     """Every configured target's status; an unreachable target is reported, not raised."""
     plan: Plan | None = None
     error: str | None = None
+    states: dict[str, str] = {}
     try:
         async with Session(manifests, connect, store) as session:
             planned = await session.plan(PlanOptions(prune=manifests.settings.prune), Source("."))
             plan = planned.plan
+            states = {str(rid): o.status for rid, o in planned.observed().items() if o.status}
     except OperationalError as exc:
         error = str(exc)
-    return stored_status(manifests.settings, store, plan, error, runs=runs)
+    return stored_status(manifests.settings, store, plan, error, runs=runs, states=states)
 
 
 def stored_status(
@@ -394,6 +399,7 @@ def stored_status(
     error: str | None,
     *,
     runs: int = 5,
+    states: Mapping[str, str] | None = None,
 ) -> list[TargetStatus]:
     """Each configured target's status from the state alone, with the drift `plan`
     finds (None: not observed, `error` says why). Needs no manifests: `status` works
@@ -423,6 +429,11 @@ def stored_status(
                 drift=drift,
                 warnings=warnings,
                 error=error,
+                states=tuple(
+                    (e.id, (states or {})[e.id])
+                    for e in owned.values()
+                    if e.target == target and e.id in (states or {})
+                ),
             )
         )
     return result

@@ -84,6 +84,7 @@ def as_json(location: str, targets: Sequence[TargetStatus]) -> str:
             ],
             "in_sync": status.drift == (),
             "warnings": list(status.warnings),
+            "states": dict(status.states),
             "error": status.error,
         }
     return json.dumps(body, indent=2)
@@ -110,6 +111,17 @@ def print_text(location: str, targets: Sequence[TargetStatus], console: Console)
             for action in status.drift:
                 why = "; ".join(action.reasons)
                 console.print(f"    {action.action:<8} {escape(str(action.id))}: {escape(why)}")
+        if status.states:
+            counted = Counter(state.split(":", 1)[0] for _, state in status.states)
+            summary = ", ".join(
+                f"{n} {s.removeprefix('PIPELINE_').lower()}" for s, n in sorted(counted.items())
+            )
+            console.print(f"  states: {escape(summary)}")
+            for rid, state in status.states:
+                if not state.startswith(
+                    ("PIPELINE_RUNNING", "PIPELINE_STANDBY", "PIPELINE_PAUSED")
+                ):
+                    console.print(f"    [red]{escape(rid)}[/red]: {escape(state)}")
         for warning in status.warnings:
             console.print(f"  [yellow]warning[/yellow]: {escape(warning)}")
         if not status.runs:

@@ -6,6 +6,7 @@ pipeline that cannot start fails its apply; an unmanaged reader keeps a pipeline
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -329,3 +330,30 @@ def test_defaults_manifests_pachd_would_refuse_are_input_errors(
     folder = write(tmp_path / "m", document)
     assert run_cli("validate", str(folder)) == 3
     assert why in capsys.readouterr().err
+
+
+def test_status_shows_each_pipelines_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = SandboxOptions(pachyderm=PachydermOptions(crash_images=frozenset({"bad:1"})))
+    sandbox = Sandbox(tmp_path / "sandbox.db", options)
+    folder = chain(tmp_path / "m")
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    capsys.readouterr()
+    assert run_cli("status", str(folder), "--format", "json", connector=sandbox) == 0
+    states = json.loads(capsys.readouterr().out)["targets"]["pachyderm"]["states"]
+    assert states == {
+        f"pachyderm:Pipeline/vision/{name}": "PIPELINE_RUNNING"
+        for name in ("edges", "montage", "summary")
+    }
+    (edges,) = [p for p in pachd(sandbox, "ListPipeline", {}) if p["pipeline"]["name"] == "edges"]
+    user = json.loads(edges["userSpecJson"])
+    user["transform"]["image"] = "bad:1"
+    pachd(
+        sandbox, "CreatePipelineV2", {"createPipelineRequestJson": json.dumps(user), "update": True}
+    )
+    time.sleep(0.1)  # past the sandbox's start delay
+    assert run_cli("status", str(folder), connector=sandbox) == 0
+    out = capsys.readouterr().out
+    assert "states: 1 crashing, 2 running" in out
+    assert "pachyderm:Pipeline/vision/edges: PIPELINE_CRASHING: back-off pulling image" in out

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator
 
-from reconciler.sandbox.pachyderm import Pachd
+from reconciler.sandbox import SandboxOptions
+from reconciler.sandbox.pachyderm import Pachd, PachydermOptions
 from reconciler.sandbox.store import Store
 from tests.conftest import require_reference, run_cli
 from tests.pachyderm.helpers import Call, Sandbox, served
@@ -210,3 +211,42 @@ def test_every_request_body_is_a_real_pachd_message_with_no_unknown_field(
         "spec.transform.imag",
         "spec.parallelism_spec.constnt",
     ]
+
+
+@pytest.mark.parametrize("mode", ["no cluster defaults", "project defaults everywhere"])
+def test_the_examples_converge_under_other_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """The 56 specs applied once make no call on the next run, with pachd's cluster
+    defaults never set, and with defaults set on every project before the pipelines."""
+    monkeypatch.setenv("EXAMPLE_SECRET", "hunter2-secret-value")
+    cluster = None if mode == "no cluster defaults" else PachydermOptions().cluster_defaults
+    sandbox = Sandbox(
+        tmp_path / "sandbox.db",
+        SandboxOptions(pachyderm=PachydermOptions(cluster_defaults=cluster)),
+    )
+    folder = write_folder(tmp_path / "examples", valid_examples(require_reference()), EMBEDDED)
+    if mode == "project defaults everywhere":
+        assert run_cli("apply", str(folder), "--yes", "--select", "Project", connector=sandbox) == 0
+        store = Store(sandbox.db)
+        try:
+            platform = Pachd(store)
+            with store.transaction():
+                for project in platform.ListProject({}):
+                    platform.SetProjectDefaults(
+                        {
+                            "project": project["project"],
+                            "projectDefaultsJson": json.dumps(
+                                {"createPipelineRequest": {"datumTries": 2, "salt": "team"}}
+                            ),
+                        }
+                    )
+        finally:
+            store.close()
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    sandbox.reset()
+    capsys.readouterr()
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    assert "No changes" in capsys.readouterr().out
+    stats = sandbox.stats()
+    assert (stats["mutating"], stats["restarts"]) == (0, {})
