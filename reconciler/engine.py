@@ -428,7 +428,7 @@ def stored_status(
                 runs=tuple(store.runs(runs, target=target)),
                 drift=drift,
                 warnings=warnings,
-                error=error,
+                error=masked(error) if error else None,
                 states=tuple(
                     (e.id, (states or {})[e.id])
                     for e in owned.values()

@@ -618,3 +618,29 @@ def test_a_lock_that_cannot_be_confirmed_before_a_change_stops_the_run(tmp_path:
                 lease.check()
 
     asyncio.run(scenario())
+
+
+def test_a_configuration_symlinked_from_outside_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_text("state: sqlite:////tmp/someone-elses-state.db\n")
+    folder = folder_with(tmp_path / "m", project("a"))
+    (folder / "reconciler.yaml").unlink()
+    (folder / "reconciler.yaml").symlink_to(elsewhere)
+    assert run_cli("plan", str(folder)) == 3
+    assert "reconciler.yaml is a symlink to a file outside" in capsys.readouterr().err
+
+
+def test_doctor_never_prints_credentials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = (
+        "manifests: [manifests/]\n"
+        "targets: {pachyderm: {provider: pachyderm, url: 'http://robot:t0ken@127.0.0.1:9',"
+        " retries: 0, timeout: 2}}\n"
+    )
+    folder = folder_with(tmp_path / "m", project("a"), config=config)
+    assert run_cli("doctor", str(folder), "--format", "json") == 1
+    printed = capsys.readouterr()
+    assert "t0ken" not in printed.out + printed.err

@@ -629,7 +629,7 @@ def doctor(
     healthy = all(check.ok for checks in results.values() for check in checks)
     if output is ValidateFormat.json:
         body = {
-            target: [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in checks]
+            target: [{"check": c.name, "ok": c.ok, "detail": masked(c.detail)} for c in checks]
             for target, checks in results.items()
         }
         out.print(json.dumps({"ok": healthy, "targets": body}, indent=2), markup=False)
@@ -639,7 +639,7 @@ def doctor(
         table.add_column(column, overflow="fold")
     for target, checks in results.items():
         for check in checks:
-            table.add_row(target, check.name, "ok" if check.ok else "FAILED", check.detail)
+            table.add_row(target, check.name, "ok" if check.ok else "FAILED", masked(check.detail))
     out.print(table)
     out.print("All checks passed." if healthy else "Some checks failed: see above.")
     return 0 if healthy else 1

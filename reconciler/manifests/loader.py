@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from reconciler.errors import InputError
 from reconciler.manifests import cachefile, kinds
 from reconciler.manifests.config import CONFIG_FILE, Settings
-from reconciler.manifests.discovery import discover, display_name, package_source_dirs
+from reconciler.manifests.discovery import discover, display_name, inside, package_source_dirs
 from reconciler.manifests.documents import Document, read_documents
 from reconciler.manifests.kinds.pachyderm import DEFAULT_PROJECT
 from reconciler.manifests.merge import merge
@@ -112,6 +112,13 @@ def _configuration(
     root = path if path.is_dir() else path.parent
     config_path = root / CONFIG_FILE
     config_file = config_path if config_path.is_file() else None
+    if config_file is not None and not inside(config_file.resolve(), root.resolve()):
+        report.file(
+            CONFIG_FILE,
+            f"{CONFIG_FILE} is a symlink to a file outside the manifests folder",
+            "keep the configuration in the repository: replace the link by the file",
+        )
+        raise InputError(report.problems)
     settings = load_settings(root, config_file, options.profile, options.env, report)
     if settings is None:
         raise InputError(report.problems)
