@@ -36,6 +36,14 @@ def pachd(sandbox: Sandbox, call: str, body: dict[str, Any]) -> Any:
         store.close()
 
 
+def applied_chain(tmp_path: Path) -> tuple[Sandbox, Path]:
+    """The three-pipeline chain applied to a sandbox with 2.8's cluster defaults."""
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    folder = chain(tmp_path / "m")
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    return sandbox, folder
+
+
 def converged(folder: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
     sandbox.reset()
     assert run_cli("plan", str(folder), "--detailed-exitcode", connector=sandbox) == 0
@@ -78,9 +86,7 @@ def test_a_pipeline_applied_once_stays_in_sync_whatever_the_defaults(
 def test_restating_a_default_changes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sandbox = Sandbox(tmp_path / "sandbox.db")
-    folder = chain(tmp_path / "m")
-    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    sandbox, folder = applied_chain(tmp_path)
     text = (folder / "manifests.yaml").read_text()
     restated = (
         "  datumTries: 3\n  outputBranch: master\n"
@@ -100,9 +106,7 @@ def test_restating_a_default_changes_nothing(
 def test_defaults_changed_without_regenerate_restart_nothing_and_a_manual_change_shows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sandbox = Sandbox(tmp_path / "sandbox.db")
-    folder = chain(tmp_path / "m")
-    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    sandbox, folder = applied_chain(tmp_path)
     new = {"createPipelineRequest": {"resourceRequests": {"cpu": 2}, "datumTries": 7}}
     answer = pachd(sandbox, "SetClusterDefaults", {"clusterDefaultsJson": json.dumps(new)})
     assert answer == {"affectedPipelines": []}  # without regenerate, nothing moves now
@@ -172,18 +176,22 @@ def test_a_pipeline_that_cannot_start_fails_its_apply_with_pachds_reason(
     assert "is not healthy on the target: PIPELINE_CRASHING" in capsys.readouterr().out
 
 
-def test_a_pipeline_an_unmanaged_pipeline_reads_is_not_pruned(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    sandbox = Sandbox(tmp_path / "sandbox.db")
-    folder = chain(tmp_path / "m")
-    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+def with_unmanaged_reader(tmp_path: Path, reads: str) -> tuple[Sandbox, Path]:
+    """The chain applied, and pipeline vision/audit, made with pachctl, reading `reads`."""
+    sandbox, folder = applied_chain(tmp_path)
     reader = {
         "pipeline": {"name": "audit", "project": {"name": "vision"}},
         "transform": {"image": "alpine", "cmd": ["ls"]},
-        "input": {"pfs": {"repo": "summary", "glob": "/"}},
+        "input": {"pfs": {"repo": reads, "glob": "/"}},
     }
     pachd(sandbox, "CreatePipelineV2", {"createPipelineRequestJson": json.dumps(reader)})
+    return sandbox, folder
+
+
+def test_a_pipeline_an_unmanaged_pipeline_reads_is_not_pruned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox, folder = with_unmanaged_reader(tmp_path, "summary")
     text = (folder / "manifests.yaml").read_text()
     (folder / "manifests.yaml").write_text(
         text.split("\n---\n" + pipeline("summary", ["montage"]))[0]
@@ -275,15 +283,7 @@ def cluster_defaults(cpu: int, *, regenerate: bool) -> str:
 def test_a_defaults_change_says_which_pipelines_restart(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], regenerate: bool
 ) -> None:
-    sandbox = Sandbox(tmp_path / "sandbox.db")
-    folder = chain(tmp_path / "m")
-    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
-    reader = {
-        "pipeline": {"name": "audit", "project": {"name": "vision"}},
-        "transform": {"image": "alpine", "cmd": ["ls"]},
-        "input": {"pfs": {"repo": "images", "glob": "/"}},
-    }
-    pachd(sandbox, "CreatePipelineV2", {"createPipelineRequestJson": json.dumps(reader)})
+    sandbox, folder = with_unmanaged_reader(tmp_path, "images")
     text = (folder / "manifests.yaml").read_text()
     (folder / "manifests.yaml").write_text(
         text + "\n---\n" + cluster_defaults(2, regenerate=regenerate)
