@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import fastjsonschema
 
 from reconciler import schemas
+from reconciler.manifests.kinds.cron import cron_problem
 from reconciler.sandbox.store import Store
 
 if TYPE_CHECKING:
@@ -131,6 +132,53 @@ class PachydermOptions:
     """Secrets made out of band (kubectl, Helm): name to keys. ListSecret hides them."""
 
 
+# The gateway marshals answers with EmitUnpopulated (pachyderm_api.swagger.json, the
+# *Info definitions): every field is present, unset ones as their zero value (null for a
+# message, the first name of an enum, "0" for 64-bit integers).
+UNPOPULATED: dict[str, dict[str, Any]] = {
+    "PipelineInfo": {
+        "pipeline": None,
+        "version": "0",
+        "specCommit": None,
+        "stopped": False,
+        "state": "PIPELINE_STATE_UNKNOWN",
+        "reason": "",
+        "lastJobState": "JOB_STATE_UNKNOWN",
+        "parallelism": "0",
+        "type": "PIPELINT_TYPE_UNKNOWN",
+        "authToken": "",
+        "details": None,
+        "userSpecJson": "",
+        "effectiveSpecJson": "",
+        "metadata": {},
+    },
+    "ProjectInfo": {
+        "project": None,
+        "description": "",
+        "authInfo": None,
+        "createdAt": None,
+        "metadata": {},
+        "createdBy": "",
+    },
+    "RepoInfo": {
+        "repo": None,
+        "created": None,
+        "sizeBytesUpperBound": "0",
+        "description": "",
+        "branches": [],
+        "authInfo": None,
+        "details": None,
+        "metadata": {},
+    },
+    "SecretInfo": {"secret": None, "type": "", "creationTimestamp": None},
+}
+
+
+def emitted(message: str, value: dict[str, Any]) -> dict[str, Any]:
+    """`value` as the gateway writes a `message`: every field, unset ones as zero."""
+    return {**UNPOPULATED[message], **value}
+
+
 class Pachd:
     """The state and the RPCs; every method runs inside one store transaction."""
 
@@ -178,7 +226,7 @@ class Pachd:
 
     def ListProject(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         projects = self._projects()
-        return [projects[name] for name in sorted(projects)]
+        return [emitted("ProjectInfo", projects[name]) for name in sorted(projects)]
 
     def CreateProject(self, body: dict[str, Any]) -> dict[str, Any]:
         name = str((body.get("project") or {}).get("name") or "")
@@ -220,7 +268,7 @@ class Pachd:
         wanted = body.get("type", "")
         projects = {p.get("name") for p in body.get("projects") or []}
         return [
-            r
+            emitted("RepoInfo", r)
             for r in self.store.all("repo")
             if (not wanted or r["repo"]["type"] == wanted)
             and (not projects or r["repo"]["project"]["name"] in projects)
@@ -304,7 +352,9 @@ class Pachd:
         return {}
 
     def _secret_info(self, secret: dict[str, Any]) -> dict[str, Any]:
-        return {k: secret[k] for k in ("secret", "type", "creationTimestamp")}
+        return emitted(
+            "SecretInfo", {k: secret[k] for k in ("secret", "type", "creationTimestamp")}
+        )
 
     def ListSecret(self, body: dict[str, Any]) -> dict[str, Any]:
         # api_server.go ListSecret: only secrets labelled secret-source=pachyderm-user,
@@ -344,9 +394,11 @@ class Pachd:
     def _info(self, pipeline: dict[str, Any], *, details: bool) -> dict[str, Any]:
         """A PipelineInfo, its state as of now: STARTING for `start_delay` after a create
         or update, then RUNNING, or CRASHING with a reason (a crash image)."""
-        info = {k: v for k, v in pipeline.items() if k not in ("spec", "startedAt")}
+        info = emitted(
+            "PipelineInfo", {k: v for k, v in pipeline.items() if k not in ("spec", "startedAt")}
+        )
         if not details:
-            info.pop("details", None)
+            info["details"] = None
         if not pipeline.get("stopped"):
             started = float(pipeline.get("startedAt") or 0)
             image = str(((pipeline.get("spec") or {}).get("transform") or {}).get("image"))
@@ -764,6 +816,12 @@ def _check_input(node: dict[str, Any]) -> None:
         raise refused("multiple input types set")
     if not kinds:
         raise refused("no input set")
+    cron = node.get("cron")
+    if cron:
+        # api_server.go validateInput: cronutil.ParseCronExpression (robfig/cron).
+        problem = cron_problem(str(cron.get("spec") or ""))
+        if problem:
+            raise refused(f"error parsing cron-spec: {problem}")
     pfs = node.get("pfs")
     if pfs:
         if not pfs.get("repo"):

@@ -14,6 +14,7 @@ import pytest
 from reconciler.errors import PermanentError, RetryableError
 from reconciler.providers.http import HttpClient, HttpError, asgi_transport
 from reconciler.sandbox import SandboxOptions, create_app
+from tests.conftest import require_reference
 
 Scenario = Callable[[HttpClient], Awaitable[Any]]
 
@@ -189,3 +190,29 @@ def test_injected_faults_are_retryable(tmp_path: Path) -> None:
             await client.post_stream("/api/pfs_v2.API/ListProject", {})
 
     run(tmp_path, scenario, SandboxOptions(fail_rate=1.0, seed=1))
+
+
+def test_answers_carry_every_field_as_the_gateway_emits_them(tmp_path: Path) -> None:
+    """EmitUnpopulated: every field of pachyderm_api.swagger.json's *Info definitions is
+    present, unset ones as zero values (null, "0", the first enum name)."""
+    swagger = require_reference() / "pachyderm" / "pachyderm_api.swagger.json"
+    definitions = json.loads(swagger.read_text())["definitions"]
+
+    async def scenario(client: HttpClient) -> Any:
+        await seed(client)
+        await client.post("/api/pps_v2.API/CreatePipelineV2", pipeline_request("edges", "images"))
+        return (
+            await client.post_stream("/api/pps_v2.API/ListPipeline", {}),
+            await client.post_stream("/api/pfs_v2.API/ListRepo", {}),
+            await client.post_stream("/api/pfs_v2.API/ListProject", {}),
+        )
+
+    pipelines, repos, projects = run(tmp_path, scenario)
+    for answers, definition in (
+        (pipelines, "pps_v2PipelineInfo"),
+        (repos, "pfs_v2RepoInfo"),
+        (projects, "pfs_v2ProjectInfo"),
+    ):
+        for answer in answers:
+            assert set(answer) == set(definitions[definition]["properties"]), definition
+    assert pipelines[0]["details"] is None and pipelines[0]["lastJobState"] == "JOB_STATE_UNKNOWN"
