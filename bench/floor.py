@@ -1,8 +1,10 @@
 """The floor: the least work a no-op plan can do, for comparison with `reconciler plan`.
 
 Read every manifest file with ruamel.yaml's C loader (no validation, no positions), make
-the same six list calls to the same embedded sandbox, and compare each resource's spec
-with what the platform shows as canonical JSON. No normalisation, no graph, no state:
+the same list calls to the same embedded sandbox, read pachd's cluster defaults and each
+project's defaults (a pipeline cannot be compared correctly without them: see
+`reconciler/providers/pachyderm/defaults.py`), and compare each resource's spec with
+what the platform shows as canonical JSON. No normalisation, no graph, no state:
 whatever reconciler does beyond this is the price of being right.
 
     python bench/floor.py REPOSITORY
@@ -26,6 +28,7 @@ PACHYDERM_LISTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("pfs_v2.API/ListRepo", {"type": "user"}),
     ("pps_v2.API/ListSecret", {}),
     ("pps_v2.API/ListPipeline", {"details": True}),
+    ("pps_v2.API/GetClusterDefaults", {}),
 )
 
 
@@ -58,7 +61,14 @@ async def observe(folder: Path) -> dict[str, Any]:
             client.get("/packagemanager/v2/deployments"),
             *(client.post(f"/api/{rpc}", json=body) for rpc, body in PACHYDERM_LISTS),
         )
-    observed: dict[str, Any] = {}
+        projects = [item.get("project", {}) for item in lines(answers[2].text)]
+        defaults = await asyncio.gather(
+            *(
+                client.post("/api/pps_v2.API/GetProjectDefaults", json={"project": project})
+                for project in projects
+            )
+        )
+    observed: dict[str, Any] = {"defaults": [d.json() for d in defaults]}
     for item in answers[0].json():
         observed[f"Package//{item.get('name')}"] = item
     for item in answers[1].json():

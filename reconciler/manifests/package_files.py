@@ -1,18 +1,19 @@
 """The files of a kdb Insights package folder: what its artifact holds, in a fixed order.
 
-`.kxignore` works like `.gitignore`, the subset packages use: one pattern a line, `#`
-comments, a pattern without `/` matches a file or folder name at any depth, one with a
-`/` matches the path from the package's top, a trailing `/` matches folders only, `!`
-takes a path back in, and the last matching line wins. Symbolic links are refused: what
-they point at differs between machines, so the artifact would too.
+`.kxignore` works exactly like `.gitignore` (pathspec's git semantics: `*` stays within
+a folder, `**` spans any number of them, a pattern with a `/` is anchored at the
+package's top, a trailing `/` matches folders only, `!` takes a path back in unless a
+folder above it is excluded, the last matching line wins), so an artifact holds what git
+would hold. Symbolic links are refused: what they point at differs between machines, so
+the artifact would too.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
+
+import pathspec
 
 IGNORE_FILE = ".kxignore"
 
@@ -25,51 +26,17 @@ class PackageFileError(Exception):
         self.hint = hint
 
 
-@dataclass(frozen=True, slots=True)
-class _Pattern:
-    glob: str
-    anchored: bool
-    folders_only: bool
-    negated: bool
-
-    def matches(self, relative: PurePosixPath, is_dir: bool) -> bool:
-        if self.folders_only and not is_dir:
-            return False
-        if self.anchored:
-            return fnmatchcase(str(relative), self.glob)
-        return fnmatchcase(relative.name, self.glob)
-
-
-def _patterns(folder: Path) -> list[_Pattern]:
+def _spec(folder: Path) -> pathspec.GitIgnoreSpec | None:
     file = folder / IGNORE_FILE
     if not file.is_file():
-        return []
-    patterns = []
-    for raw in file.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        negated = line.startswith("!")
-        line = line.removeprefix("!")
-        folders_only = line.endswith("/")
-        line = line.rstrip("/")
-        anchored = "/" in line
-        patterns.append(_Pattern(line.lstrip("/"), anchored, folders_only, negated))
-    return patterns
-
-
-def _ignored(patterns: list[_Pattern], relative: PurePosixPath, is_dir: bool) -> bool:
-    verdict = False
-    for pattern in patterns:
-        if pattern.matches(relative, is_dir):
-            verdict = not pattern.negated
-    return verdict
+        return None
+    return pathspec.GitIgnoreSpec.from_lines(file.read_text(encoding="utf-8").splitlines())
 
 
 def package_files(folder: Path) -> list[tuple[str, Path]]:
     """(path inside the package with `/` separators, real file), sorted by path; raises
     `PackageFileError` for a symbolic link that `.kxignore` does not leave out."""
-    patterns = _patterns(folder)
+    spec = _spec(folder)
     found: list[tuple[str, Path]] = []
     # Plain strings and scandir's cached types, not Path objects and a stat per file: every
     # plan lists every package folder twice (validation, artifact identity).
@@ -81,7 +48,9 @@ def package_files(folder: Path) -> list[tuple[str, Path]]:
         for entry in entries:
             relative = f"{base}/{entry.name}" if base else entry.name
             is_dir = entry.is_dir()
-            if patterns and _ignored(patterns, PurePosixPath(relative), is_dir=is_dir):
+            # A folder is asked about with its trailing '/', as git does; an excluded
+            # folder is not entered, so nothing below it can be taken back in.
+            if spec is not None and spec.match_file(f"{relative}/" if is_dir else relative):
                 continue
             if entry.is_symlink():
                 raise _link(folder, PurePosixPath(relative))

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import packaging.version
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -32,10 +33,6 @@ from reconciler.sandbox.store import Store
 
 NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 NAME_MAX = 24
-VERSION = re.compile(
-    r"v?\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[a-z0-9]+(\.[a-z0-9]+)*)?\Z",
-    re.IGNORECASE,
-)
 TYPES = ("pipelines", "databases", "views")
 ARTIFACT, PACKAGE, DEPLOYMENT, DATA, TOKEN = (
     "insights.artifact",
@@ -362,8 +359,10 @@ def _check_name(name: str, version: str) -> None:
             f"invalid package name {name!r}: lower case letters, digits and '-', starting"
             f" with a letter, at most {NAME_MAX} characters",
         )
-    if not VERSION.match(version):
-        raise ApiError(422, f"invalid package version {version!r}: use a PEP 440 version")
+    try:
+        packaging.version.Version(version)  # the Package Manager takes PEP 440 versions
+    except packaging.version.InvalidVersion:
+        raise ApiError(422, f"invalid package version {version!r}: use a PEP 440 version") from None
 
 
 def _untar(data: bytes) -> dict[str, bytes]:

@@ -221,7 +221,8 @@ class Pachd:
         return found
 
     def _need_project(self, name: str) -> None:
-        if name not in self._projects():
+        # One row, not every project: pachd looks a project up by its key too.
+        if name != DEFAULT_PROJECT and self.store.get("project", name) is None:
             raise not_found(f"project {name} not found")
 
     def ListProject(self, body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import InputError
+from reconciler.manifests.package_files import package_files
 from reconciler.providers.insights import artifact as artifacts
 from reconciler.providers.insights.artifact import build, read_prebuilt
 from reconciler.providers.insights.build_index import BuildIndex
@@ -230,3 +231,39 @@ def test_a_torn_index_is_ignored(tmp_path: Path) -> None:
     cache.mkdir()
     (cache / "builds-insights.marshal").write_bytes(b"\x00torn")
     assert build(folder, cache, "a", BuildIndex(cache, "insights")).name == "equities"
+
+
+@pytest.mark.parametrize(
+    ("ignore", "kept", "left_out"),
+    [
+        ("src/*.q\n", ["src/sub/deep.q"], ["src/top.q"]),  # '*' stays in its folder
+        ("doc/**/*.md\n", ["doc/keep.txt"], ["doc/top.md", "doc/a/b/deep.md"]),  # '**' spans 0+
+        ("*.md\n!doc/top.md\n", ["doc/top.md"], ["doc/a/b/deep.md"]),  # taken back in
+        (
+            "doc/\n!doc/top.md\n",
+            [],
+            ["doc/top.md", "doc/keep.txt"],
+        ),  # not out of an excluded folder
+        ("/top.txt\n", ["src/top.txt"], ["top.txt"]),  # anchored at the package's top
+    ],
+)
+def test_kxignore_has_gits_semantics(
+    tmp_path: Path, ignore: str, kept: list[str], left_out: list[str]
+) -> None:
+    """An artifact holds what git would hold under the same patterns in .gitignore."""
+    folder = tmp_path / "pkg"
+    for relative in (
+        "src/top.q",
+        "src/sub/deep.q",
+        "src/top.txt",
+        "top.txt",
+        "doc/top.md",
+        "doc/keep.txt",
+        "doc/a/b/deep.md",
+    ):
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_text(relative)
+    (folder / ".kxignore").write_text(ignore)
+    listed = {path for path, _ in package_files(folder)}
+    assert set(kept) <= listed
+    assert not set(left_out) & listed

@@ -115,3 +115,20 @@ def test_manifest_globs_and_hidden_folders(tmp_path: Path) -> None:
     files = {p.file for p in caught.value.problems}
     assert any(f.endswith("docker-compose.yml") for f in files)
     assert not any(".github" in f for f in files)
+
+
+@pytest.mark.parametrize("version", ["1!2.0", "1.0-rc1", "2.1.0rc1", "1.0.0.post1", "1.0+local.7"])
+def test_every_pep_440_package_version_is_accepted(version: str) -> None:
+    from reconciler.manifests.kinds.insights import PackageSpec
+
+    assert PackageSpec.model_validate({"version": version, "source": "p"}).version == version
+
+
+@pytest.mark.parametrize("version", ["1.0.0-final-final", "latest", "1..0"])
+def test_what_is_not_pep_440_is_refused(version: str) -> None:
+    from pydantic import ValidationError
+
+    from reconciler.manifests.kinds.insights import PackageSpec
+
+    with pytest.raises(ValidationError, match="not a PEP 440 package version"):
+        PackageSpec.model_validate({"version": version, "source": "p"})

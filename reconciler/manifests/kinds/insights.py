@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
+import packaging.version
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from reconciler.manifests.model import InsightsName, Model, Value
 
-# PEP 440, as the Package Manager requires: release, then optional pre, post, dev, local.
-_VERSION = re.compile(
-    r"v?\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[a-z0-9]+(\.[a-z0-9]+)*)?\Z",
-    re.IGNORECASE,
-)
-
 
 def _version(value: str) -> str:
-    if not _VERSION.match(value):
+    # PEP 440, as the Package Manager requires, read by `packaging` (epochs, `-rc1`
+    # spellings and local versions included).
+    try:
+        packaging.version.Version(value)
+    except packaging.version.InvalidVersion:
         raise PydanticCustomError(
             "package_version",
             "'{value}' is not a PEP 440 package version such as '1.0.0', '2.1.0rc1' or"
             " '1.0.0.post1'",
             {"value": value},
-        )
+        ) from None
     return value
 
 
