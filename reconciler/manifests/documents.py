@@ -130,9 +130,10 @@ def read_documents(path: Path, display: str, cache: ParseCache | None = None) ->
                 ]
         except RecursionError:
             raise InputError([_too_deep(display, 1)]) from None
-        deep = [_too_deep(display, line) for _, line, data in parsed if _deeper(data, MAX_DEPTH)]
-        if deep:
-            raise InputError(deep)
+        if _could_nest(raw, MAX_DEPTH):
+            deep = [_too_deep(display, at) for _, at, data in parsed if _deeper(data, MAX_DEPTH)]
+            if deep:
+                raise InputError(deep)
         if cache is not None:
             cache.put(digest, parsed)
     return [Document(display, index, line, data, references) for index, line, data in parsed]
@@ -142,6 +143,14 @@ MAX_DEPTH = 100
 """Mappings and lists nested deeper than this are refused: no manifest needs it (a
 pipeline spec with a pod patch reaches about 15), and what reads documents recursively
 (validation, diffs, caches) must never meet a depth that exhausts the stack."""
+
+
+def _could_nest(raw: bytes, limit: int) -> bool:
+    """Whether a file's bytes can hold a value nested `limit` levels: each level is an
+    opening bracket or at least one more column of indentation. Most files cannot, and
+    are not walked."""
+    brackets = raw.count(b"[") + raw.count(b"{")
+    return brackets >= limit // 2 or re.search(rb"^[ -]{%d}" % (limit // 2), raw, re.M) is not None
 
 
 def _deeper(data: Any, limit: int) -> bool:
