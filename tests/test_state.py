@@ -289,3 +289,14 @@ def test_a_state_with_a_lock_held_is_not_copied(tmp_path: Path) -> None:
     source.acquire_lock(holder("p", "A", os.getpid(), at=now), stale_before=now - 60)
     with pytest.raises(OperationalError, match="locks held"):
         copy_state(source, SqliteStore(tmp_path / "b.db"))
+
+
+def test_a_state_identity_is_made_once_and_read_without_writing(tmp_path: Path) -> None:
+    """Saved plans are signed with the state's key: made by the first run, then only
+    read (a plan role that may not write still signs with it)."""
+    store = SqliteStore(tmp_path / "state.db")
+    first = store.identity()
+    assert store.identity() == first and len(first.key) == 32
+    store._db.execute("PRAGMA query_only = ON")  # as a role that may only read
+    assert store.identity() == first
+    store.close()

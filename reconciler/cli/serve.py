@@ -82,7 +82,9 @@ def serve(
         raise InputError([Problem("--interval", message=str(exc))]) from None
     origin = Origin.parse(source, ref)  # a bad source is input: exit 3 before serving
     if branch is None:
-        branch = ref or default_branch(origin)
+        # A folder outside git has no branch: its pushes cannot be told apart, "main" is
+        # as good as any (webhooks name a branch; the schedule runs regardless).
+        branch = ref or default_branch(origin) or (None if origin.remote else "main")
         if branch is None:
             raise InputError(
                 [

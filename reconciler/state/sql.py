@@ -292,14 +292,17 @@ class SqlStore(ABC):
     # --- identity: which state a saved plan was made against -------------------------
 
     def identity(self) -> StateIdentity:
-        values = {}
-        fresh = {"lineage": str(uuid.uuid4()), "plan_key": secrets.token_hex(32)}
-        for name, value in fresh.items():
-            self._query(
-                "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-                (name, value),
-            )
-            values[name] = self._query("SELECT value FROM meta WHERE name = ?", (name,))[0][0]
+        values: dict[str, str] = dict(self._query("SELECT name, value FROM meta"))
+        if "lineage" not in values or "plan_key" not in values:
+            # Made once, by the first run that can write (a plan role that may only read
+            # finds them made already). Racing writers agree: the first insert wins.
+            fresh = {"lineage": str(uuid.uuid4()), "plan_key": secrets.token_hex(32)}
+            for name, value in fresh.items():
+                self._query(
+                    "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                    (name, value),
+                )
+            values = dict(self._query("SELECT name, value FROM meta"))
         return StateIdentity(values["lineage"], bytes.fromhex(values["plan_key"]))
 
     # --- copying a whole state (`reconciler state migrate`) -------------------------
