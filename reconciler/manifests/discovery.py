@@ -62,7 +62,7 @@ def discover(
         if any(ch in pattern for ch in "*?["):
             try:
                 matched = [m for m in root.glob(pattern) if m.is_file()]
-            except (ValueError, NotImplementedError) as exc:
+            except ValueError as exc:  # a malformed pattern ('**' inside a name, ...)
                 problem(index, f"manifests entry '{pattern}' is not a usable glob: {exc}", "")
                 continue
             matched = [m for m in matched if not _hidden(m.relative_to(root))]

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.manifests.kinds.pipeline_rules import _accepts, _validator
-from tests.conftest import require_reference
+from tests.conftest import DATA
 from tests.pachyderm_examples import load_specs, valid_examples
 
 
@@ -29,7 +29,7 @@ def agree(request: Any) -> bool:
 
 
 def requests() -> list[dict[str, Any]]:
-    specs = [spec for path in valid_examples(require_reference()) for spec in load_specs(path)]
+    specs = [spec for path in valid_examples(DATA) for spec in load_specs(path)]
     return [{k: v for k, v in spec.items() if k != "pipeline"} for spec in specs]
 
 

@@ -13,7 +13,7 @@ from reconciler.errors import InputError
 from reconciler.graph import build
 from reconciler.manifests import LoadOptions, load
 from reconciler.manifests.kinds.pachyderm import PipelineSpec
-from tests.conftest import require_reference
+from tests.conftest import DATA, require_reference
 from tests.pachyderm_examples import (
     BROKEN_JSON,
     NO_GLOB,
@@ -26,11 +26,11 @@ from tests.pachyderm_examples import (
 
 
 def _examples() -> list[Path]:
-    return sorted((require_reference() / "pachyderm" / "examples").iterdir())
+    return sorted((DATA / "pachyderm" / "examples").iterdir())
 
 
 def _valid_examples() -> list[Path]:
-    return valid_examples(require_reference())
+    return valid_examples(DATA)
 
 
 def _wrap(spec: dict[str, Any], project: str) -> list[dict[str, Any]]:
@@ -97,7 +97,7 @@ def test_every_valid_example_loads_and_graphs(tmp_path: Path) -> None:
 
 
 def test_the_example_without_a_glob_is_refused_where_its_input_is(tmp_path: Path) -> None:
-    spec = load_spec(require_reference() / "pachyderm" / "examples" / NO_GLOB)
+    spec = load_spec(DATA / "pachyderm" / "examples" / NO_GLOB)
     text = "\n---\n".join(json.dumps(d, indent=2) for d in _wrap(spec, "warehouse"))
     (tmp_path / "redshift.yaml").write_text(text)
     with pytest.raises(InputError) as caught:
@@ -111,7 +111,7 @@ def test_the_example_without_a_glob_is_refused_where_its_input_is(tmp_path: Path
 
 @pytest.mark.parametrize("name", ["kubeflow__mnist__pipeline.yaml"])
 def test_snake_case_spec_is_the_camel_case_spec(name: str) -> None:
-    path = require_reference() / "pachyderm" / "examples" / name
+    path = DATA / "pachyderm" / "examples" / name
     spec = load_spec(path)
     spec.pop("pipeline")
     assert "s3_out" in spec
@@ -123,7 +123,7 @@ def test_snake_case_spec_is_the_camel_case_spec(name: str) -> None:
 
 @pytest.mark.parametrize("name,line", sorted(BROKEN_JSON.items()))
 def test_broken_json_is_a_syntax_error_at_its_line(name: str, line: int) -> None:
-    path = require_reference() / "pachyderm" / "examples" / name
+    path = DATA / "pachyderm" / "examples" / name
     with pytest.raises(InputError) as caught:
         load(path, LoadOptions(env={}))
     (problem,) = caught.value.problems
@@ -133,7 +133,7 @@ def test_broken_json_is_a_syntax_error_at_its_line(name: str, line: int) -> None
 
 
 def test_template_placeholders_are_name_errors(tmp_path: Path) -> None:
-    spec = load_spec(require_reference() / "pachyderm" / "examples" / TEMPLATE)
+    spec = load_spec(DATA / "pachyderm" / "examples" / TEMPLATE)
     documents = _wrap(spec, "default")
     documents = [d for d in documents if d["kind"] != "Project"]
     text = "\n---\n".join(json.dumps(d, indent=2) for d in documents)

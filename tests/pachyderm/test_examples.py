@@ -15,7 +15,7 @@ from jsonschema import Draft7Validator
 from reconciler.sandbox import SandboxOptions
 from reconciler.sandbox.pachyderm import Pachd, PachydermOptions
 from reconciler.sandbox.store import Store
-from tests.conftest import require_reference, run_cli
+from tests.conftest import DATA, run_cli
 from tests.pachyderm.helpers import Call, Sandbox, served
 from tests.pachyderm_examples import load_specs, valid_examples, write_folder
 
@@ -24,7 +24,7 @@ EMBEDDED = "targets:\n  pachyderm: {provider: pachyderm, url: embedded}\n"
 
 @cache
 def _validator(package: str, message: str) -> Draft7Validator | None:
-    path = require_reference() / "pachyderm" / "jsonschema" / package / f"{message}.schema.json"
+    path = DATA / "pachyderm" / "jsonschema" / package / f"{message}.schema.json"
     if not path.is_file():
         return None
     return Draft7Validator(json.loads(path.read_text()))
@@ -51,7 +51,7 @@ def applied(
 ) -> Iterator[tuple[Path, Sandbox]]:
     """The examples applied once, through the sandbox in-process or over real HTTP."""
     monkeypatch.setenv("EXAMPLE_SECRET", "hunter2-secret-value")
-    paths = valid_examples(require_reference())
+    paths = valid_examples(DATA)
     assert sum(len(load_specs(p)) for p in paths) == 56  # the 56 valid specs of NOTES.md
     sandbox = Sandbox(tmp_path / "sandbox.db")
     if request.param == "in-process":
@@ -225,7 +225,7 @@ def test_the_examples_converge_under_other_defaults(
         tmp_path / "sandbox.db",
         SandboxOptions(pachyderm=PachydermOptions(cluster_defaults=cluster)),
     )
-    folder = write_folder(tmp_path / "examples", valid_examples(require_reference()), EMBEDDED)
+    folder = write_folder(tmp_path / "examples", valid_examples(DATA), EMBEDDED)
     if mode == "project defaults everywhere":
         assert run_cli("apply", str(folder), "--yes", "--select", "Project", connector=sandbox) == 0
         store = Store(sandbox.db)

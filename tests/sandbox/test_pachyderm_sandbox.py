@@ -14,7 +14,7 @@ import pytest
 from reconciler.errors import PermanentError, RetryableError
 from reconciler.providers.http import HttpClient, HttpError, asgi_transport
 from reconciler.sandbox import SandboxOptions, create_app
-from tests.conftest import require_reference
+from tests.conftest import DATA
 
 Scenario = Callable[[HttpClient], Awaitable[Any]]
 
@@ -195,7 +195,7 @@ def test_injected_faults_are_retryable(tmp_path: Path) -> None:
 def test_answers_carry_every_field_as_the_gateway_emits_them(tmp_path: Path) -> None:
     """EmitUnpopulated: every field of pachyderm_api.swagger.json's *Info definitions is
     present, unset ones as zero values (null, "0", the first enum name)."""
-    swagger = require_reference() / "pachyderm" / "pachyderm_api.swagger.json"
+    swagger = DATA / "pachyderm" / "pachyderm_api.swagger.json"
     definitions = json.loads(swagger.read_text())["definitions"]
 
     async def scenario(client: HttpClient) -> Any:
