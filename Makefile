@@ -27,7 +27,7 @@ demo: $(STAMP)
 	BIN=$(BIN) sh scripts/demo.sh
 
 schemas: $(STAMP)
-	$(BIN)/reconciler schema --out specs
+	$(BIN)/reconciler schema --out specs --provider insights --provider pachyderm
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py --sizes 1000,10000

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from reconciler import targets
+from reconciler import compose
 from reconciler.engine import Session
 from reconciler.manifests import load
 from reconciler.state import open_store
@@ -24,7 +24,7 @@ async def update_everything(folder: Path) -> dict[str, int]:
     store = open_store(manifests.settings.state, manifests.root)
     counts = {"updated": 0, "created": 0}
     try:
-        async with Session(manifests, targets.Connector(), store) as session:
+        async with Session(manifests, compose.Connector(), store) as session:
             observations = await session.observe()
             desired = session.desire()
             for rid in session.graph.order():

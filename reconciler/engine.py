@@ -29,7 +29,7 @@ from reconciler.diff import digest
 from reconciler.errors import InputError, OperationalError, Problem, ReconcilerError
 from reconciler.execute import ExecuteOptions, Listener, Outcome, Work, execute
 from reconciler.manifests import Manifests, ResourceId
-from reconciler.manifests.config import InsightsTarget, PachydermTarget, Settings
+from reconciler.manifests.config import Settings, TargetConfig
 from reconciler.plan import Action, Binding, Plan, PlanOptions, Source, make_plan
 from reconciler.providers.base import Applied, Check, Desired, Observation, Observed, Provider
 from reconciler.redact import masked
@@ -40,9 +40,7 @@ from reconciler.state.locks import Lease, LockOptions, held
 class Connector(Protocol):
     """Makes the provider that serves one configured target."""
 
-    def __call__(
-        self, target: str, config: InsightsTarget | PachydermTarget, manifests: Manifests
-    ) -> Provider: ...
+    def __call__(self, target: str, config: TargetConfig, manifests: Manifests) -> Provider: ...
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ the command line maps them to exit codes and never shows a traceback for them.
         ├── RetryableError          may succeed if tried again: timeouts, connection
         │                           resets, 429, 5xx, a lock held by a live holder
         └── PermanentError          will fail again the same way: refused, conflict,
-                                    not found, a platform's validation error
+            │                       not found, a platform's validation error
+            └── PluginError         an installed provider plugin cannot be used
 
 `retryable` is a class attribute so that callers (the executor's retry policy) can ask
 any exception without importing the concrete classes.
@@ -95,3 +96,8 @@ class RetryableError(OperationalError):
 
 class PermanentError(OperationalError):
     """Trying again would fail the same way."""
+
+
+class PluginError(PermanentError):
+    """A provider plugin that is installed but cannot be used: it failed to import, its
+    entry point names something else, or two plugins declare the same kind."""

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,16 +11,6 @@ from reconciler.engine import Connector
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 EXAMPLES = ROOT / "examples"
-REFERENCE = ROOT.parent / "shared" / "reference"
-
-
-def require_reference() -> Path:
-    """The shared reference files; CI always has them beside the checkout."""
-    if not REFERENCE.is_dir():
-        if os.environ.get("CI"):
-            raise AssertionError(f"shared reference files missing at {REFERENCE}")
-        pytest.skip(f"shared reference files not found at {REFERENCE}")
-    return REFERENCE
 
 
 @pytest.fixture(autouse=True)

@@ -22,8 +22,7 @@ from typing import Any
 from reconciler.diff import Change, digest, sealed
 from reconciler.errors import OperationalError, PermanentError, RetryableError
 from reconciler.manifests import Manifests, Resource, ResourceId
-from reconciler.manifests.config import InsightsTarget, PachydermTarget
-from reconciler.manifests.kinds import KINDS
+from reconciler.manifests.config import TargetConfig
 from reconciler.providers.base import (
     Applied,
     Bounce,
@@ -122,7 +121,9 @@ class FakeProvider:
         self._provider = provider
         self.platform = platform
         self.manifests = manifests
-        self._kinds = frozenset(i.kind for i in KINDS.values() if i.provider == provider)
+        self._kinds = frozenset(
+            i.kind for i in manifests.catalog.kinds.values() if i.provider == provider
+        )
         self._versions = {
             r.name: str(r.spec.spec_data()["version"])
             for r in manifests.resources
@@ -340,9 +341,7 @@ class FakeConnector:
         self.platforms: dict[str, FakePlatform] = dict(platforms or {})
         self.providers: dict[str, FakeProvider] = {}
 
-    def __call__(
-        self, target: str, config: InsightsTarget | PachydermTarget, manifests: Manifests
-    ) -> FakeProvider:
+    def __call__(self, target: str, config: TargetConfig, manifests: Manifests) -> FakeProvider:
         platform = self.platforms.setdefault(target, FakePlatform())
         provider = FakeProvider(target, config.provider, platform, manifests)
         self.providers[target] = provider

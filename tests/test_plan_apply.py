@@ -10,7 +10,7 @@ import pytest
 
 from reconciler.errors import OperationalError, PermanentError
 from reconciler.manifests import Manifests, ResourceId
-from reconciler.manifests.config import InsightsTarget, PachydermTarget
+from reconciler.manifests.config import TargetConfig
 from reconciler.plan import Plan
 from reconciler.render.plan import markdown
 from tests.conftest import EXAMPLES, run_cli
@@ -271,9 +271,7 @@ def test_a_target_that_cannot_connect_closes_the_ones_already_connected(
         async def aclose(self) -> None:
             closed.append(self.target)
 
-    def connector(
-        target: str, config: InsightsTarget | PachydermTarget, manifests: Manifests
-    ) -> FakeProvider:
+    def connector(target: str, config: TargetConfig, manifests: Manifests) -> FakeProvider:
         if target == "pachyderm":
             raise OperationalError("pachd: cannot build a client")
         return Closing(target, config.provider, FakePlatform(), manifests)

@@ -16,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.compose import sandbox_db
 from reconciler.errors import OperationalError
 from reconciler.redact import masked
 from reconciler.sandbox.store import Store
 from reconciler.state import LockHolder, SqliteStore
 from reconciler.state.locks import Lease, LockLost, LockOptions, held
-from reconciler.targets import sandbox_db
 from tests.conftest import run_cli
 from tests.gitrepo import GitRepo, git
 

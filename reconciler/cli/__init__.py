@@ -47,6 +47,7 @@ from reconciler.engine import Connector, Planned, Session, diagnose
 from reconciler.errors import InputError, OperationalError, Problem, ReconcilerError
 from reconciler.execute import ExecuteOptions, Outcome
 from reconciler.manifests import LoadOptions, Manifests, load, load_configuration
+from reconciler.manifests.catalog import installed
 from reconciler.manifests.config import configuration_changes
 from reconciler.manifests.schemas import all_schemas, dumps
 from reconciler.manifests.snapshot import snapshot
@@ -198,11 +199,29 @@ def schema(
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Folder to write the JSON Schemas into.")
     ] = Path("specs"),
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--provider", "-p", help="Only these installed providers (default: every one)."
+        ),
+    ] = None,
 ) -> int:
-    """Write JSON Schemas of every manifest kind and of reconciler.yaml, and the kdb
-    Insights API contract the provider assumes."""
+    """Write JSON Schemas of every manifest kind and of reconciler.yaml (for the
+    installed provider plugins), and the kdb Insights API contract the provider assumes."""
+    catalog = installed()
+    unknown = sorted(set(provider or ()) - set(catalog.plugins))
+    if unknown:
+        raise InputError(
+            [
+                Problem(
+                    "--provider",
+                    message=f"no provider plugin named {', '.join(unknown)} is installed",
+                    hint=f"installed: {', '.join(sorted(catalog.plugins))}",
+                )
+            ]
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = all_schemas()
+    written = all_schemas(catalog.only(provider) if provider else catalog)
     for name, content in written.items():
         (out_dir / name).write_text(dumps(content), encoding="utf-8")
     (out_dir / CONTRACT_FILE).write_text(schemas.text(schemas.PACKAGE_MANAGER), encoding="utf-8")

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from reconciler import checkout, targets
+from reconciler import checkout, compose
 from reconciler.checkout import Checkout, Origin
 from reconciler.engine import Connector
 from reconciler.errors import OperationalError
@@ -66,7 +66,7 @@ def _fetch(location: str, ref: str | None) -> Checkout:
 
 def _connector(ctx: typer.Context) -> Connector:
     found = ctx.find_root().obj
-    return found if found is not None else targets.Connector()
+    return found if found is not None else compose.Connector()
 
 
 def confirm(question: str, what: str) -> None:

@@ -10,13 +10,13 @@ import typer
 from rich.console import Console
 
 from reconciler.cli.common import long_running
+from reconciler.compose import sandbox_db
 from reconciler.errors import InputError, Problem
 from reconciler.sandbox import SandboxOptions, create_app
 from reconciler.sandbox.app import stats_of
 from reconciler.sandbox.insights import InsightsOptions
 from reconciler.sandbox.pachyderm import PachydermOptions
 from reconciler.sandbox.store import Store
-from reconciler.targets import sandbox_db
 
 app = typer.Typer(
     help="The embedded sandbox: both platforms' APIs, emulated, persisted in SQLite.",

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator
 
-from reconciler.manifests.model import Model, Value
+from reconciler.manifests.model import Model
 from reconciler.manifests.values import DEFAULT_MAX_BYTES, FileAccess
 
 CONFIG_FILE = "reconciler.yaml"
@@ -23,24 +23,11 @@ DEFAULT_STATE = "sqlite:///.reconciler/state.db"
 EMBEDDED = "embedded"
 
 
-class PachydermAuth(Model):
-    token: Value | None = None
-    """Sent as the `authn-token` header; normally ${env:PACHYDERM_TOKEN}."""
+class TargetConfig(Model):
+    """What every target has; a provider plugin's target model extends it with a
+    `provider: Literal["<its name>"]` field and whatever its platform needs."""
 
-
-class InsightsAuth(Model):
-    client_id: Value | None = None
-    """Default: the INSIGHTS_CLIENT_ID environment variable."""
-    client_secret: Value | None = None
-    """Default: the INSIGHTS_CLIENT_SECRET environment variable."""
-    realm: str | None = None
-    """Default: INSIGHTS_REALM, else `insights`."""
-    token_url: str | None = None
-    """Default: <url>/auth/realms/<realm>/protocol/openid-connect/token, or the same
-    without /auth (Keycloak 17 and later), whichever answers."""
-
-
-class _Target(Model):
+    provider: str
     url: str = EMBEDDED
     """`embedded` (the in-process sandbox) or the platform's https:// address."""
     ca_bundle: str | None = None
@@ -63,24 +50,6 @@ class _Target(Model):
     """Further tries of a read that failed in a retryable way (5xx, 429, timeout, reset),
     with exponential backoff from half a second, never sooner than Retry-After. (The
     executor retries mutating calls itself, each try in the intent log.)"""
-
-
-class InsightsTarget(_Target):
-    provider: Literal["insights"]
-    auth: InsightsAuth = Field(default_factory=InsightsAuth)
-    deploy_timeout: float = Field(default=600.0, gt=0)
-    """Seconds a created, redeployed or bounced deployment may take to be Running."""
-
-
-class PachydermTarget(_Target):
-    provider: Literal["pachyderm"]
-    auth: PachydermAuth = Field(default_factory=PachydermAuth)
-    start_timeout: float = Field(default=300.0, gt=0)
-    """Seconds a created or updated pipeline may stay PIPELINE_STARTING before the action
-    fails (a pipeline that goes CRASHING or FAILURE fails it at once, with pachd's reason)."""
-
-
-Target = Annotated[InsightsTarget | PachydermTarget, Field(discriminator="provider")]
 
 
 class Match(Model):
@@ -127,13 +96,6 @@ class Profile(Model):
     state: str | None = None
 
 
-def _default_targets() -> dict[str, InsightsTarget | PachydermTarget]:
-    return {
-        "insights": InsightsTarget(provider="insights"),
-        "pachyderm": PachydermTarget(provider="pachyderm"),
-    }
-
-
 class Files(Model):
     """Where `${file:...}` references may read besides the manifests folder."""
 
@@ -153,7 +115,8 @@ class Config(Model):
     files: Files = Field(default_factory=Files)
     state: str = DEFAULT_STATE
     prune: bool = False
-    targets: dict[str, Target] = Field(default_factory=_default_targets)
+    targets: dict[str, TargetConfig] = Field(default_factory=dict)
+    """Name to target; each validated by its provider's model (see `catalog`)."""
     profiles: dict[str, Profile] = Field(default_factory=dict)
 
 
@@ -164,7 +127,7 @@ class Settings:
     manifests: tuple[str, ...]
     state: str
     prune: bool
-    targets: dict[str, InsightsTarget | PachydermTarget]
+    targets: dict[str, TargetConfig]
     select: tuple[str, ...]
     patches: tuple[PatchRule, ...]
     profile: str | None
@@ -198,7 +161,7 @@ def configuration_changes(trusted: Settings, proposed: Settings) -> list[str]:
     written, never read), the state URL, and the folders `${file:...}` may read."""
     changes = []
 
-    def shown(target: InsightsTarget | PachydermTarget) -> dict[str, Any]:
+    def shown(target: TargetConfig) -> dict[str, Any]:
         data = target.model_dump(mode="json", context={"expressions": True})
         return {k: v for k, v in data.items() if k not in ("timeout", "retries")}
 

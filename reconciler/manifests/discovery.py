@@ -6,10 +6,14 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.errors import InputError, Problem
 from reconciler.manifests.config import CONFIG_FILE
 from reconciler.manifests.documents import Document
+
+if TYPE_CHECKING:
+    from reconciler.manifests.catalog import Catalog
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
@@ -128,19 +132,25 @@ def inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def package_source_dirs(parsed: list[tuple[Path, str, list[Document] | InputError]]) -> list[Path]:
-    """Folders that Package manifests name as `source`: their files are not manifests."""
-    sources: list[Path] = []
+def content_folders(
+    parsed: list[tuple[Path, str, list[Document] | InputError]], catalog: Catalog
+) -> list[Path]:
+    """Folders that manifests name as their content (a Package's `source`, see
+    `KindInfo.content_field`): the files inside are content, not manifests."""
+    fields = {
+        (info.api_version, info.kind): info.content_field
+        for info in catalog.kinds.values()
+        if info.content_field is not None
+    }
+    folders: list[Path] = []
     for file, _, result in parsed:
         if isinstance(result, InputError):
             continue
         for document in result:
             data = document.data
-            if (
-                isinstance(data, dict)
-                and data.get("kind") == "Package"
-                and isinstance(data.get("spec"), dict)
-                and isinstance(data["spec"].get("source"), str)
-            ):
-                sources.append((file.parent / data["spec"]["source"]).resolve())
-    return sources
+            if not isinstance(data, dict) or not isinstance(data.get("spec"), dict):
+                continue
+            name = fields.get((data.get("apiVersion"), data.get("kind")))  # type: ignore[arg-type]
+            if name is not None and isinstance(data["spec"].get(name), str):
+                folders.append((file.parent / data["spec"][name]).resolve())
+    return folders

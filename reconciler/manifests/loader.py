@@ -20,13 +20,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler.errors import InputError
-from reconciler.manifests import cachefile, kinds
+from reconciler.manifests import cachefile
+from reconciler.manifests.catalog import Catalog, Content, ContentRequest, KindInfo, installed
 from reconciler.manifests.config import CONFIG_FILE, Settings
-from reconciler.manifests.discovery import discover, display_name, inside, package_source_dirs
+from reconciler.manifests.discovery import content_folders, discover, display_name, inside
 from reconciler.manifests.documents import Document, read_documents
-from reconciler.manifests.kinds.pachyderm import DEFAULT_PROJECT
 from reconciler.manifests.merge import merge
-from reconciler.manifests.packages import check_package
 from reconciler.manifests.parse_cache import ParseCache
 from reconciler.manifests.profiles import load_settings
 from reconciler.manifests.reporting import (
@@ -51,10 +50,11 @@ class Manifests:
     settings: Settings
     resources: tuple[Resource, ...]
     files: tuple[str, ...]
-    package_sources: Mapping[ResourceId, Path]
-    package_files: Mapping[Path, list[tuple[str, Path]]] = dataclasses.field(default_factory=dict)
-    """The files of each package source folder, as listed while validating it (an
-    artifact build lists them again only for a folder not here)."""
+    content: Mapping[ResourceId, Content]
+    """The files each resource's content comes from, as its kind listed them while
+    validating it (a package folder)."""
+    catalog: Catalog = dataclasses.field(default_factory=installed)
+    """The kinds and targets the manifests were loaded with."""
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,17 @@ class LoadOptions:
     cache: bool = False
     """Keep parsed files in the run cache for the next run (`cache_folder`,
     `reconciler.manifests.parse_cache`)."""
+    catalog: Catalog | None = None
+    """The provider plugins' kinds and targets; None: every installed plugin."""
 
 
 def load(path: Path, options: LoadOptions | None = None) -> Manifests:
     """Load and validate; raises InputError with every problem found."""
     options = options or LoadOptions()
+    catalog = options.catalog or installed()
     report = Reporter()
     path = Path(path)
-    root, config_file, settings = _configuration(path, options, report)
+    root, config_file, settings = _configuration(path, options, catalog, report)
     if path.is_file():
         files = [path]
     else:
@@ -89,7 +92,7 @@ def load(path: Path, options: LoadOptions | None = None) -> Manifests:
     folder = cache_folder(root) if options.cache else None
     cache = ParseCache(folder) if folder is not None else None
     try:
-        return _load(path, root, config_file, settings, files, options, report, cache)
+        return _load(path, root, config_file, settings, files, options, catalog, report, cache)
     finally:
         if cache is not None:
             cache.save()
@@ -98,12 +101,14 @@ def load(path: Path, options: LoadOptions | None = None) -> Manifests:
 def load_configuration(path: Path, options: LoadOptions | None = None) -> tuple[Path, Settings]:
     """The manifests root and the settings in force, without reading any manifest: for
     commands that need only the targets and the state (`status`, `unlock`)."""
-    root, _, settings = _configuration(Path(path), options or LoadOptions(), Reporter())
+    options = options or LoadOptions()
+    catalog = options.catalog or installed()
+    root, _, settings = _configuration(Path(path), options, catalog, Reporter())
     return root, settings
 
 
 def _configuration(
-    path: Path, options: LoadOptions, report: Reporter
+    path: Path, options: LoadOptions, catalog: Catalog, report: Reporter
 ) -> tuple[Path, Path | None, Settings]:
     """The root, reconciler.yaml (None without one) and the settings in force."""
     if not path.exists():
@@ -119,7 +124,7 @@ def _configuration(
             "keep the configuration in the repository: replace the link by the file",
         )
         raise InputError(report.problems)
-    settings = load_settings(root, config_file, options.profile, options.env, report)
+    settings = load_settings(root, config_file, options.profile, options.env, catalog, report)
     if settings is None:
         raise InputError(report.problems)
     return root, config_file, settings
@@ -138,6 +143,7 @@ def _load(
     settings: Settings,
     files: list[Path],
     options: LoadOptions,
+    catalog: Catalog,
     report: Reporter,
     cache: ParseCache | None,
 ) -> Manifests:
@@ -149,8 +155,8 @@ def _load(
         except InputError as exc:
             parsed.append((file, display, exc))
 
-    sources = set(package_source_dirs(parsed))
-    builder = _Builder(root, settings, options, report, cache)
+    sources = set(content_folders(parsed, catalog))
+    builder = _Builder(root, settings, options, catalog, report, cache)
     used_files: list[str] = []
     for file, display, result in parsed:
         if path.is_dir() and sources and _in_any(file.resolve(), sources):
@@ -171,8 +177,8 @@ def _load(
         settings=settings,
         resources=tuple(builder.resources),
         files=tuple(used_files),
-        package_sources=builder.package_sources,
-        package_files=builder.package_files,
+        content=builder.content,
+        catalog=catalog,
     )
 
 
@@ -191,17 +197,18 @@ class _Builder:
         root: Path,
         settings: Settings,
         options: LoadOptions,
+        catalog: Catalog,
         report: Reporter,
         cache: ParseCache | None,
     ) -> None:
         self.root = root.resolve()
+        self.catalog = catalog
         self.cache = cache
         self.settings = settings
         self.options = options
         self.report = report
         self.resources: list[Resource] = []
-        self.package_sources: dict[ResourceId, Path] = {}
-        self.package_files: dict[Path, list[tuple[str, Path]]] = {}
+        self.content: dict[ResourceId, Content] = {}
 
     def document(self, file: Path, document: Document) -> None:
         display, index, data = document.file, document.index, document.data
@@ -224,7 +231,7 @@ class _Builder:
         if not self._envelope(data, problem):
             return
         api_version, kind = data["apiVersion"], data["kind"]
-        info = kinds.KINDS[(api_version, kind)]
+        info = self.catalog.kinds[(api_version, kind)]
 
         if document.references:
             resolver = Resolver(
@@ -303,9 +310,10 @@ class _Builder:
             problem(("metadata", "name"), f"metadata.name: {reason}")
             ok = False
         project: str | None = None
-        if info.scoped:
-            project = metadata.project or DEFAULT_PROJECT
-            reason = kinds.KINDS[("pachyderm/v1", "Project")].check_name(project)
+        scope = self.catalog.scope_info(info)
+        if info.scope is not None:
+            project = metadata.project or info.scope.default
+            reason = scope.check_name(project) if scope is not None else None
             if reason:
                 problem(("metadata", "project"), f"metadata.project: {reason}")
                 ok = False
@@ -313,7 +321,7 @@ class _Builder:
             problem(
                 ("metadata", "project"),
                 f"metadata.project does not apply to a {kind}",
-                f"remove metadata.project: a {kind} is not inside a Pachyderm project",
+                f"remove metadata.project: a {kind} is not inside another resource",
                 key=True,
             )
             ok = False
@@ -338,8 +346,8 @@ class _Builder:
             ok = False
         extra = []
         for position, entry in enumerate(metadata.depends_on):
-            reference = kinds.depends_on_reference(
-                entry, position, target=target, provider=info.provider, project=project
+            reference = self.catalog.depends_on_reference(
+                entry, position, target=target, provider=info.provider, scope=project
             )
             if reference is None:
                 problem(
@@ -359,23 +367,23 @@ class _Builder:
         if not ok or spec is None:
             return
 
-        name = f"{project}/{metadata.name}" if info.scoped else metadata.name
+        name = f"{project}/{metadata.name}" if info.scope is not None else metadata.name
         origin = Origin(display, file, index, document.line)
         references = (*info.references(spec, project, metadata.name), *extra)
         resource = Resource(
             ResourceId(target, kind, name), api_version, metadata, spec, origin, project, references
         )
-        if kind == "Package":
-            source = check_package(
-                resource, file, self.root, problem, self.report, self.cache, self.package_files
+        if info.content is not None:
+            content = info.content(
+                ContentRequest(resource, file, self.root, problem, self.report, self.cache)
             )
-            if source is not None:
-                self.package_sources[resource.id] = source
+            if content is not None:
+                self.content[resource.id] = content
         self.resources.append(resource)
 
     def _rules_without_metadata(
         self,
-        info: kinds.KindInfo,
+        info: KindInfo,
         spec: Any,
         spec_raw: Any,
         metadata_raw: Any,
@@ -388,8 +396,8 @@ class _Builder:
         name, project = raw.get("name"), raw.get("project")
         if spec is None or info.rules is None or not isinstance(name, str):
             return
-        if info.scoped:
-            project = project if isinstance(project, str) else DEFAULT_PROJECT
+        if info.scope is not None:
+            project = project if isinstance(project, str) else info.scope.default
         else:
             project = None
         accepted = self.cache.accepted if self.cache is not None else None
@@ -426,55 +434,55 @@ class _Builder:
             problem(
                 ("apiVersion",) if "apiVersion" in data else (),
                 "apiVersion is missing or not text",
-                f"use one of: {', '.join(kinds.API_VERSIONS)}",
+                f"use one of: {', '.join(self.catalog.api_versions)}",
             )
             return False
-        if api_version not in kinds.API_VERSIONS:
+        if api_version not in self.catalog.api_versions:
             problem(
                 ("apiVersion",),
                 f"unknown apiVersion '{api_version}'"
-                + did_you_mean(api_version, kinds.API_VERSIONS),
-                f"use one of: {', '.join(kinds.API_VERSIONS)}",
+                + did_you_mean(api_version, self.catalog.api_versions),
+                f"use one of: {', '.join(self.catalog.api_versions)}",
             )
             return False
         if not isinstance(kind, str):
             problem(
                 ("kind",) if "kind" in data else (),
                 "kind is missing or not text",
-                f"{api_version} kinds: {', '.join(kinds.kinds_of(api_version))}",
+                f"{api_version} kinds: {', '.join(self.catalog.kinds_of(api_version))}",
             )
             return False
-        if (api_version, kind) not in kinds.KINDS:
-            elsewhere = [info.api_version for info in kinds.find(kind)]
+        if (api_version, kind) not in self.catalog.kinds:
+            elsewhere = [info.api_version for info in self.catalog.find(kind)]
             hint = (
                 f"{kind} is a {elsewhere[0]} kind: set apiVersion: {elsewhere[0]}"
                 if elsewhere
-                else f"{api_version} kinds: {', '.join(kinds.kinds_of(api_version))}"
+                else f"{api_version} kinds: {', '.join(self.catalog.kinds_of(api_version))}"
             )
             problem(
                 ("kind",),
                 f"unknown kind '{kind}' for {api_version}"
-                f"{did_you_mean(kind, kinds.kinds_of(api_version)) if not elsewhere else ''}",
+                + (did_you_mean(kind, self.catalog.kinds_of(api_version)) if not elsewhere else ""),
                 hint,
             )
             return False
         if "metadata" not in data:
             problem((), "missing metadata", "add metadata: {name: ...}")
             return False
-        info = kinds.KINDS[(api_version, kind)]
+        info = self.catalog.kinds[(api_version, kind)]
         if info.spec_required and "spec" not in data:
             problem((), "missing spec", f"add the {kind}'s spec")
             return False
         return ok
 
-    def _patch(self, data: dict[str, Any], info: kinds.KindInfo) -> tuple[dict[str, Any], bool]:
+    def _patch(self, data: dict[str, Any], info: KindInfo) -> tuple[dict[str, Any], bool]:
         metadata = data.get("metadata") or {}
         name = metadata.get("name")
         labels = metadata.get("labels") or {}
         if not isinstance(name, str) or not isinstance(labels, dict):
             return data, False
         target = metadata.get("target") or info.provider
-        project = (metadata.get("project") or DEFAULT_PROJECT) if info.scoped else None
+        project = (metadata.get("project") or info.scope.default) if info.scope else None
         applied = False
         for rule in self.settings.patches:
             if rule.match.matches(info.api_version, info.kind, name, str(target), project, labels):

@@ -9,15 +9,15 @@ mapping is an error. Dumps use camelCase.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 from pydantic_core import PydanticCustomError
 
 from reconciler.manifests.values import Value
 
-__all__ = ["Duration", "InsightsName", "Int64", "KubernetesName", "Model", "PachydermName", "Value"]
+__all__ = ["Model", "Value", "name_rule"]
 
 
 class Model(BaseModel):
@@ -68,7 +68,7 @@ def snake(name: str) -> str:
     return to_snake(name)
 
 
-def _name_rule(pattern: str, max_len: int, what: str, rule: str) -> Any:
+def name_rule(pattern: str, max_len: int, what: str, rule: str) -> Any:
     compiled = re.compile(pattern)
 
     def check(value: str) -> str:
@@ -81,51 +81,3 @@ def _name_rule(pattern: str, max_len: int, what: str, rule: str) -> Any:
         return value
 
     return AfterValidator(check)
-
-
-PACHYDERM_NAME_RULE = "use letters, digits, '_' and '-', start with a letter or digit, at most 51"
-INSIGHTS_NAME_RULE = (
-    "use lowercase letters, digits and '-', start with a letter, end with a letter or digit,"
-    " at most 24"
-)
-K8S_NAME_RULE = (
-    "use lowercase letters, digits, '-' and '.', start and end with a letter or digit, at most 253"
-)
-
-PachydermName = Annotated[
-    str,
-    _name_rule(r"[a-zA-Z0-9][a-zA-Z0-9_-]*\Z", 51, "Pachyderm name", PACHYDERM_NAME_RULE),
-]
-InsightsName = Annotated[
-    str,
-    _name_rule(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z", 24, "kdb Insights name", INSIGHTS_NAME_RULE),
-]
-KubernetesName = Annotated[
-    str,
-    _name_rule(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?\Z", 253, "Kubernetes secret name", K8S_NAME_RULE),
-]
-
-
-def _int64(value: Any) -> Any:
-    # Pachyderm's JSON carries int64 as strings; accept both forms as the gateway does.
-    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
-        return int(value)
-    return value
-
-
-Int64 = Annotated[int, BeforeValidator(_int64)]
-
-DURATION_PATTERN = r"^([0-9]+\.?[0-9]*|\.[0-9]+)s$"
-
-
-def _duration(value: str) -> str:
-    if not re.match(DURATION_PATTERN, value):
-        raise PydanticCustomError(
-            "duration",
-            "'{value}' is not a duration in seconds such as '60s' or '1.5s'",
-            {"value": value},
-        )
-    return value
-
-
-Duration = Annotated[str, AfterValidator(_duration)]

@@ -10,13 +10,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler.errors import InputError
+from reconciler.manifests.catalog import Catalog
 from reconciler.manifests.config import (
     CONFIG_FILE,
     Config,
     Files,
     Profile,
     Settings,
-    Target,
+    TargetConfig,
     profile_chain,
 )
 from reconciler.manifests.discovery import display_name
@@ -31,11 +32,13 @@ def load_settings(
     config_file: Path | None,
     profile: str | None,
     env: Mapping[str, str] | None,
+    catalog: Catalog,
     report: Reporter,
 ) -> Settings | None:
     """The settings in force, or None with the problems in `report`."""
+    model = catalog.config_model
     if config_file is None:
-        config = Config()
+        config = model()
         raw: dict[str, Any] = {}
         display = CONFIG_FILE
     else:
@@ -55,9 +58,9 @@ def load_settings(
         for path, failure in resolve_tree(raw, resolver):
             report.at(display, config_file, 0, path, failure.message, failure.hint)
         try:
-            config = Config.model_validate(raw)
+            config = model.model_validate(raw)
         except ValidationError as exc:
-            report.validation(display, config_file, 0, (), Config, raw, exc)
+            report.validation(display, config_file, 0, (), model, raw, exc)
             return None
 
     if profile is None:
@@ -71,7 +74,7 @@ def load_settings(
             profile=None,
             files=config.files.access(root),
         )
-    settings = _apply_profile(config, raw, profile, display, config_file, report)
+    settings = _apply_profile(config, model, raw, profile, display, config_file, report)
     return replace(settings, files=config.files.access(root)) if settings else None
 
 
@@ -86,6 +89,7 @@ def _files(raw: dict[str, Any], root: Path) -> FileAccess:
 
 def _apply_profile(
     config: Config,
+    model: type[Config],
     raw: dict[str, Any],
     name: str,
     display: str,
@@ -146,7 +150,7 @@ def _apply_profile(
             state = profile.state
         patches.extend(profile.patches)
     try:
-        targets: dict[str, Target] = Config.model_validate({"targets": targets_raw}).targets
+        targets: dict[str, TargetConfig] = model.model_validate({"targets": targets_raw}).targets
     except ValidationError as exc:
         report.validation(
             display,

@@ -11,8 +11,7 @@ import json
 import re
 from typing import Any
 
-from reconciler.manifests.config import Config
-from reconciler.manifests.kinds import KINDS, KindInfo
+from reconciler.manifests.catalog import Catalog, KindInfo
 from reconciler.manifests.resources import Metadata
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -49,12 +48,12 @@ _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 def kind_schema(info: KindInfo) -> dict[str, Any]:
     metadata = _model_schema(Metadata)
     spec = _model_schema(info.spec_model)
-    if info.provider == "pachyderm":
+    if info.schema_aliases:
         spec = _proto_names(spec)
     defs: dict[str, Any] = {}
     for part in (metadata, spec):
         defs.update(part.pop("$defs", {}))
-    if not info.scoped:
+    if info.scope is None:
         metadata = {
             **metadata,
             "properties": {k: v for k, v in metadata["properties"].items() if k != "project"},
@@ -83,16 +82,17 @@ def file_name(info: KindInfo) -> str:
     return f"{info.provider}.{info.kind.lower()}.schema.json"
 
 
-def all_schemas() -> dict[str, dict[str, Any]]:
-    """File name to schema, for every kind, any manifest, and reconciler.yaml."""
-    schemas = {file_name(info): kind_schema(info) for info in KINDS.values()}
+def all_schemas(catalog: Catalog) -> dict[str, dict[str, Any]]:
+    """File name to schema, for every kind of the catalog, any manifest, and
+    reconciler.yaml with the catalog's targets."""
+    schemas = {file_name(info): kind_schema(info) for info in catalog.kinds.values()}
     schemas["manifest.schema.json"] = {
         "$schema": SCHEMA_DIALECT,
         "$id": BASE_URL + "manifest.schema.json",
         "title": "any reconciler manifest",
         "oneOf": [{"$ref": name} for name in sorted(schemas)],
     }
-    config = _model_schema(Config)
+    config = _model_schema(catalog.config_model)
     schemas["reconciler.schema.json"] = {
         "$schema": SCHEMA_DIALECT,
         "$id": BASE_URL + "reconciler.schema.json",

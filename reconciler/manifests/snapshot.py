@@ -2,9 +2,10 @@
 
 Each resource becomes its manifest's metadata and spec, with references kept as written
 (`${env:NAME}`: a revision's diff shows which variable changed, never a value, and loads
-without the secrets), the literal data of a Secret kept `Sensitive` (compared by digest,
-shown as `(sensitive)`), and a Package's folder or artifact under `files`, each file by
-digest, so a change to a q file inside a package shows as that file.
+without the secrets), the literal values of a kind's sensitive fields (a Secret's data)
+kept `Sensitive` (compared by digest, shown as `(sensitive)`), and a resource's content
+(a Package's folder or artifact) under `files`, each file by digest, so a change to a q
+file inside a package shows as that file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.manifests.loader import Manifests
-from reconciler.manifests.package_files import PackageFileError, package_files
 from reconciler.manifests.resources import Resource, ResourceId
 from reconciler.manifests.values import Sensitive
 
@@ -26,27 +26,20 @@ def snapshot(manifests: Manifests) -> dict[ResourceId, dict[str, Any]]:
 def _resource(resource: Resource, manifests: Manifests) -> dict[str, Any]:
     data = resource.to_data()
     spec = _plain(data["spec"])
-    if resource.kind == "Secret" and isinstance(spec.get("data"), dict):
-        spec["data"] = {
-            key: item if _is_reference(item) else Sensitive("literal", str(item))
-            for key, item in spec["data"].items()
-        }
+    info = manifests.catalog.kinds.get((resource.api_version, resource.kind))
+    for name in info.sensitive if info is not None else ():
+        if isinstance(spec.get(name), dict):
+            spec[name] = {
+                key: item if _is_reference(item) else Sensitive("literal", str(item))
+                for key, item in spec[name].items()
+            }
     # The name (and project) are the resource's id: a rename is a remove and an add.
     metadata = {k: v for k, v in _plain(data["metadata"]).items() if k not in ("name", "project")}
     result: dict[str, Any] = {"metadata": metadata, "spec": spec}
-    source = manifests.package_sources.get(resource.id)
-    if source is not None:
-        result["files"] = _files(source)
+    content = manifests.content.get(resource.id)
+    if content is not None:
+        result["files"] = {name: _digest(path) for name, path in content.files}
     return result
-
-
-def _files(source: Path) -> dict[str, str]:
-    if source.is_file():
-        return {source.name: _digest(source)}
-    try:
-        return {name: _digest(path) for name, path in package_files(source)}
-    except PackageFileError:
-        return {}  # the loader reported it already
 
 
 def _digest(path: Path) -> str:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import fastjsonschema
 
 from reconciler import schemas
-from reconciler.manifests.kinds.cron import cron_problem
+from reconciler.providers.pachyderm.cron import cron_problem
 from reconciler.sandbox.store import Store
 
 if TYPE_CHECKING:

@@ -12,16 +12,15 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import InputError
-from reconciler.manifests.package_files import package_files
 from reconciler.providers.insights import artifact as artifacts
 from reconciler.providers.insights.artifact import build, read_prebuilt
 from reconciler.providers.insights.build_index import BuildIndex
-from tests.conftest import require_reference, run_cli
+from reconciler.providers.insights.package_files import package_files
+from tests.conftest import run_cli
 from tests.insights.world import EQUITIES
 
 
 def copy(tmp_path: Path, name: str) -> Path:
-    require_reference()
     target = tmp_path / name / "equities"
     shutil.copytree(EQUITIES, target)
     return target

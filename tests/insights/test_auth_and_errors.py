@@ -12,14 +12,15 @@ import pytest
 
 from reconciler.errors import RetryableError
 from reconciler.manifests import load
-from reconciler.manifests.config import InsightsTarget
 from reconciler.providers.http import HttpClient, Transport, asgi_transport
-from reconciler.providers.insights import InsightsProvider, connect
 from reconciler.providers.insights.auth import KeycloakAuth
+from reconciler.providers.insights.connection import connect
+from reconciler.providers.insights.provider import InsightsProvider
+from reconciler.providers.insights.target import InsightsTarget
 from reconciler.sandbox import SandboxOptions, create_app
 from reconciler.sandbox.insights import InsightsOptions
 from tests.insights.world import FAST, World, worlds
-from tests.pachyderm.helpers import observe_failures
+from tests.pachyderm.helpers import connecting, observe_failures
 
 CLIENTS = {"reconciler": "s3cret"}
 AUTH = SandboxOptions(insights=InsightsOptions(deploy_delay=0.05, clients=CLIENTS))
@@ -90,7 +91,7 @@ def test_a_revoked_token_is_refreshed_once_on_401(tmp_path: Path) -> None:
     async def scenario() -> int:
         transport = asgi_transport(app)
         provider = connect(
-            "insights", config, manifests, environ={}, transport=transport, base_url="http://sb"
+            connecting("insights", config, manifests, transport=transport, base_url="http://sb")
         )
         try:
             await provider.observe()
@@ -196,7 +197,7 @@ def test_injected_faults_on_the_package_manager_are_retryable(
 
     def provider(url: str, transport: Transport | None) -> InsightsProvider:
         config = InsightsTarget(provider="insights", url=url, timeout=5, retries=0)
-        return connect("insights", config, manifests, environ={}, transport=transport, base_url=url)
+        return connect(connecting("insights", config, manifests, transport=transport, base_url=url))
 
     seen = observe_failures(app, provider, over_http=over_http)
     assert len(seen) == 12

@@ -11,10 +11,10 @@ from typing import Any
 
 from reconciler.sandbox import SandboxOptions
 from reconciler.sandbox.insights import InsightsOptions
-from tests.conftest import REFERENCE, require_reference, run_cli
+from tests.conftest import DATA, run_cli
 from tests.pachyderm.helpers import Call, Sandbox, served
 
-EQUITIES = REFERENCE / "insights" / "equities-package"
+EQUITIES = DATA / "insights" / "equities-package"
 FAST = InsightsOptions(deploy_delay=0.05)
 
 
@@ -39,7 +39,6 @@ class World:
     def __init__(
         self, root: Path, over_http: bool, stack: ExitStack, options: SandboxOptions
     ) -> None:
-        require_reference()
         self.folder = root / "repo"
         shutil.copytree(EQUITIES, self.folder / "packages" / "equities")
         self.sandbox = Sandbox(root / "sandbox.db", options)

@@ -8,10 +8,11 @@ import pytest
 
 from reconciler.errors import InputError
 from reconciler.manifests import LoadOptions, load
-from reconciler.manifests.config import InsightsTarget, PachydermTarget
-from reconciler.manifests.kinds.insights import DeploymentSpec
-from reconciler.manifests.kinds.pachyderm import PipelineSpec
 from reconciler.manifests.values import Sensitive
+from reconciler.providers.insights.kinds import DeploymentSpec
+from reconciler.providers.insights.target import InsightsTarget
+from reconciler.providers.pachyderm.kinds import PipelineSpec
+from reconciler.providers.pachyderm.target import PachydermTarget
 from tests.conftest import EXAMPLES
 
 PIPELINE = """apiVersion: pachyderm/v1
@@ -119,7 +120,7 @@ def test_manifest_globs_and_hidden_folders(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("version", ["1!2.0", "1.0-rc1", "2.1.0rc1", "1.0.0.post1", "1.0+local.7"])
 def test_every_pep_440_package_version_is_accepted(version: str) -> None:
-    from reconciler.manifests.kinds.insights import PackageSpec
+    from reconciler.providers.insights.kinds import PackageSpec
 
     assert PackageSpec.model_validate({"version": version, "source": "p"}).version == version
 
@@ -128,7 +129,7 @@ def test_every_pep_440_package_version_is_accepted(version: str) -> None:
 def test_what_is_not_pep_440_is_refused(version: str) -> None:
     from pydantic import ValidationError
 
-    from reconciler.manifests.kinds.insights import PackageSpec
+    from reconciler.providers.insights.kinds import PackageSpec
 
     with pytest.raises(ValidationError, match="not a PEP 440 package version"):
         PackageSpec.model_validate({"version": version, "source": "p"})

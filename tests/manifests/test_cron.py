@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.manifests.kinds.cron import cron_problem
+from reconciler.providers.pachyderm.cron import cron_problem
 
 
 @pytest.mark.parametrize(

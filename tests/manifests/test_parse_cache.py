@@ -15,9 +15,9 @@ import pytest
 from reconciler.errors import InputError
 from reconciler.manifests import LoadOptions, Manifests, load
 from reconciler.manifests import documents as documents_module
-from reconciler.manifests.kinds import pipeline_rules
 from reconciler.manifests.loader import cache_folder
 from reconciler.manifests.parse_cache import FILE_NAME
+from reconciler.providers.pachyderm import pipeline_rules
 
 EXAMPLE = Path(__file__).parent.parent / "data" / "plans" / "01-create-everything" / "manifests"
 CACHED = LoadOptions(cache=True)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.manifests.kinds.pipeline_rules import _accepts, _validator
+from reconciler.providers.pachyderm.pipeline_rules import _accepts, _validator
 from tests.conftest import DATA
 from tests.pachyderm_examples import load_specs, valid_examples
 

@@ -12,8 +12,8 @@ import pytest
 from reconciler.errors import InputError
 from reconciler.graph import build
 from reconciler.manifests import LoadOptions, load
-from reconciler.manifests.kinds.pachyderm import PipelineSpec
-from tests.conftest import DATA, require_reference
+from reconciler.providers.pachyderm.kinds import PipelineSpec
+from tests.conftest import DATA
 from tests.pachyderm_examples import (
     BROKEN_JSON,
     NO_GLOB,
@@ -150,7 +150,7 @@ def test_template_placeholders_are_name_errors(tmp_path: Path) -> None:
 
 
 def test_equities_package_loads_as_a_package_source(tmp_path: Path) -> None:
-    shutil.copytree(require_reference() / "insights" / "equities-package", tmp_path / "equities")
+    shutil.copytree(DATA / "insights" / "equities-package", tmp_path / "equities")
     (tmp_path / "insights.yaml").write_text(
         "apiVersion: insights/v1\nkind: Package\nmetadata: {name: equities}\n"
         "spec: {version: 0.0.1, source: equities}\n---\n"
@@ -176,10 +176,10 @@ def test_the_editor_schema_accepts_every_valid_example_as_written() -> None:
     (`s3_out`, `parallelism_spec`) as well as camelCase, as pachd does."""
     from jsonschema import Draft202012Validator
 
-    from reconciler.manifests.kinds import KINDS
+    from reconciler.manifests.catalog import installed
     from reconciler.manifests.schemas import kind_schema
 
-    validator = Draft202012Validator(kind_schema(KINDS[("pachyderm/v1", "Pipeline")]))
+    validator = Draft202012Validator(kind_schema(installed().kinds[("pachyderm/v1", "Pipeline")]))
     problems = []
     for path in _valid_examples():
         for spec in load_specs(path):

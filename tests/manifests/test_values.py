@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.manifests import LoadOptions, load
-from reconciler.manifests.kinds.pachyderm import SecretSpec
 from reconciler.manifests.values import REDACTED, Resolver, Sensitive, VariableError
+from reconciler.providers.pachyderm.kinds import SecretSpec
 
 SECRET = "s3cr3t-value"
 

@@ -9,22 +9,40 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-from reconciler.manifests import Manifests
-from reconciler.manifests.config import InsightsTarget, PachydermTarget
-from reconciler.providers import insights, pachyderm
-from reconciler.providers.base import Provider
+from reconciler.manifests import Manifests, Settings
+from reconciler.manifests.config import TargetConfig
+from reconciler.providers.base import Connection, Provider
 from reconciler.providers.http import Transport, asgi_transport
+from reconciler.providers.insights.connection import connect as insights_connect
+from reconciler.providers.insights.target import InsightsTarget
+from reconciler.providers.pachyderm.connection import connect as pachd_connect
 from reconciler.sandbox import SandboxOptions, create_app
 from reconciler.sandbox.app import stats_of
 from reconciler.sandbox.store import Store
 
 Scope = dict[str, Any]
+
+
+def connecting(
+    target: str,
+    config: TargetConfig,
+    manifests: Manifests | None = None,
+    *,
+    transport: Transport | None = None,
+    base_url: str | None = None,
+    environ: dict[str, str] | None = None,
+) -> Connection:
+    """What a provider's `connect` is given, as the composition root would make it."""
+    if manifests is None:
+        settings = Settings((".",), "sqlite://", False, {target: config}, (), (), None)
+        manifests = Manifests(Path.cwd(), None, settings, (), (), {})
+    return Connection(target, config, manifests, None, environ or {}, transport, base_url)
 
 
 @dataclass(frozen=True)
@@ -123,22 +141,14 @@ class Sandbox:
         self.environ: dict[str, str] = {}
         """The environment the Insights provider reads its credentials from."""
 
-    def __call__(
-        self, target: str, config: InsightsTarget | PachydermTarget, manifests: Manifests
-    ) -> Provider:
+    def __call__(self, target: str, config: TargetConfig, manifests: Manifests) -> Provider:
         transport = asgi_transport(self.recorder)
-        if isinstance(config, InsightsTarget):
-            return insights.connect(
-                target,
-                config,
-                manifests,
-                environ=self.environ,
-                transport=transport,
-                base_url="http://sandbox",
-            )
-        return pachyderm.connect(
-            target, config, transport=transport, base_url="http://sandbox", manifests=manifests
+        connection = connecting(
+            target, config, manifests, transport=transport, base_url="http://sandbox"
         )
+        if isinstance(config, InsightsTarget):
+            return insights_connect(replace(connection, environ=self.environ))
+        return pachd_connect(connection)
 
     def stats(self) -> dict[str, Any]:
         store = Store(self.db)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.providers.pachyderm.normal import canonical
+from reconciler.providers.pachyderm.canonical import canonical
 from reconciler.sandbox import SandboxOptions
 from reconciler.sandbox.pachyderm import Pachd, PachydermOptions
 from reconciler.sandbox.store import Store

@@ -12,14 +12,15 @@ import pytest
 from reconciler.diff import equal
 from reconciler.errors import PermanentError, RetryableError
 from reconciler.manifests import LoadOptions, ResourceId, load
-from reconciler.manifests.config import PachydermTarget
 from reconciler.providers.base import Observed
 from reconciler.providers.http import Transport, asgi_transport
-from reconciler.providers.pachyderm import PachydermProvider, connect
+from reconciler.providers.pachyderm.connection import connect
 from reconciler.providers.pachyderm.policies import RULES
+from reconciler.providers.pachyderm.provider import PachydermProvider
+from reconciler.providers.pachyderm.target import PachydermTarget
 from reconciler.sandbox import SandboxOptions, create_app
 from tests.conftest import run_cli
-from tests.pachyderm.helpers import Recorder, Sandbox, observe_failures, served
+from tests.pachyderm.helpers import Recorder, Sandbox, connecting, observe_failures, served
 
 CONFIG = "state: sqlite:///state.db\ntargets:\n  pachyderm: {provider: pachyderm, url: embedded}\n"
 
@@ -205,10 +206,12 @@ def test_a_repo_pachd_does_not_delete_is_an_error_never_a_success(tmp_path: Path
     async def scenario() -> None:
         app = create_app(tmp_path / "sandbox.db")
         provider = connect(
-            "pachyderm",
-            PachydermTarget(provider="pachyderm"),
-            transport=asgi_transport(app),
-            base_url="http://sb",
+            connecting(
+                "pachyderm",
+                PachydermTarget(provider="pachyderm"),
+                transport=asgi_transport(app),
+                base_url="http://sb",
+            )
         )
         rid = ResourceId("pachyderm", "Repo", "default/ghost")
         try:
@@ -232,7 +235,7 @@ def test_a_snake_case_effective_spec_with_int64_strings_equals_the_manifest(tmp_
         ),
     )
     manifests = load(folder, LoadOptions(env={}))
-    provider = connect("pachyderm", PachydermTarget(provider="pachyderm"))
+    provider = connect(connecting("pachyderm", PachydermTarget(provider="pachyderm")))
     (resource,) = [r for r in manifests.resources if r.kind == "Pipeline"]
     desired = provider.desire(resource)
     effective = {
@@ -317,7 +320,7 @@ def test_injected_faults_and_resets_are_retryable(tmp_path: Path, over_http: boo
 
     def provider(url: str, transport: Transport | None) -> PachydermProvider:
         config = PachydermTarget(provider="pachyderm", url=url, timeout=5, retries=0)
-        return connect("pachyderm", config, transport=transport, base_url=url)
+        return connect(connecting("pachyderm", config, transport=transport, base_url=url))
 
     errors = observe_failures(app, provider, over_http=over_http)
     assert all(isinstance(e, RetryableError) for e in errors), errors

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import pytest
 from starlette.testclient import TestClient
 
-from reconciler import targets
+from reconciler import compose
 from reconciler.server import ServeOptions, create_app
 from reconciler.server.app import Server
 
@@ -34,7 +34,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         gitlab_token=GITLAB,
         generic_token=BEARER,
     )
-    with TestClient(create_app(options, targets.Connector())) as test_client:
+    with TestClient(create_app(options, compose.Connector())) as test_client:
         wait_runs(test_client, 1)  # the startup run
         yield test_client
 
@@ -160,7 +160,7 @@ def test_generic_hook_takes_a_bearer_token(client: TestClient) -> None:
 def test_a_hook_without_its_secret_is_not_there(tmp_path: Path) -> None:
     (tmp_path / "project.yaml").write_text(PROJECT)
     options = ServeOptions(source=str(tmp_path), interval=3600)
-    with TestClient(create_app(options, targets.Connector())) as plain:
+    with TestClient(create_app(options, compose.Connector())) as plain:
         for hook, variable in (
             ("github", "RECONCILER_GITHUB_SECRET"),
             ("gitlab", "RECONCILER_GITLAB_TOKEN"),

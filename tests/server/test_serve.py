@@ -233,7 +233,7 @@ def test_health_answers_while_a_run_plans(tmp_path: Path, monkeypatch: pytest.Mo
     """Planning runs off the event loop: /healthz answers while a long plan is made."""
     from starlette.testclient import TestClient
 
-    from reconciler import engine, targets
+    from reconciler import compose, engine
     from reconciler import plan as plan_module
     from reconciler.server import ServeOptions
     from reconciler.server import create_app as serve_app
@@ -253,7 +253,7 @@ def test_health_answers_while_a_run_plans(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(engine, "make_plan", slow_plan)
     options = ServeOptions(source=str(tmp_path), interval=3600)
-    with TestClient(serve_app(options, targets.Connector())) as client:
+    with TestClient(serve_app(options, compose.Connector())) as client:
         assert planning.wait(20)
         started = time.monotonic()
         assert client.get("/healthz").status_code == 200

@@ -1,7 +1,7 @@
 """Package artifacts: a `.kxi` built from a package folder, byte for byte the same anywhere.
 
 The archive is an uncompressed tar (compressed bytes depend on the zlib build) of the
-folder's files as `reconciler.manifests.package_files` lists them (sorted, `.kxignore`
+folder's files as `reconciler.providers.insights.package_files` lists them (sorted, `.kxignore`
 honoured, symbolic links refused), each entry with the same fixed time, owner and mode.
 Its sha256 is the package's content identity. A build is kept under the cache folder by
 a hash of the source tree, so an unchanged folder is never archived again.
@@ -30,8 +30,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from reconciler.errors import InputError, Problem
-from reconciler.manifests.package_files import PackageFileError, package_files
 from reconciler.providers.insights.build_index import BuildIndex, Built
+from reconciler.providers.insights.package_files import PackageFileError, package_files
 
 FORMAT = "kxi-tar/1"
 """Part of the cache key: a change to how archives are made invalidates every build."""

@@ -50,8 +50,7 @@ class InsightsProvider(InsightsPolicies):
         self._cache = cache
         self._waiting = waiting
         self._clock = clock
-        self._sources = dict(manifests.package_sources)
-        self._listed = manifests.package_files
+        self._content = manifests.content
         self._labels = {r.id: r.origin.file for r in manifests.resources}
         self._versions = {
             r.name: str(r.spec.spec_data()["version"])
@@ -93,7 +92,8 @@ class InsightsProvider(InsightsPolicies):
 
     def _artifact(self, resource: Resource) -> Artifact:
         if resource.id not in self._artifacts:
-            path = self._sources[resource.id]
+            content = self._content[resource.id]
+            path = content.source
             label = self._labels.get(resource.id, str(path))
             if path.is_dir():
                 if self._index is None:
@@ -103,7 +103,7 @@ class InsightsProvider(InsightsPolicies):
                     self._cache,
                     f"{label}: package folder {path.name}",
                     self._index,
-                    self._listed.get(path),
+                    list(content.files),
                 )
             else:
                 artifact = read_prebuilt(path, f"{label}: artifact {path.name}")

@@ -23,7 +23,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.providers.pachyderm.normal import USER_MAPS, camel
+from reconciler.providers.pachyderm.canonical import USER_MAPS, camel
 
 BUILT_IN: dict[str, Any] = {
     # defaults.go, builtInDefaults, as protojson writes it (int64 as a string).

@@ -27,7 +27,7 @@ from reconciler.providers.base import (
     Policy,
     classify_by_fields,
 )
-from reconciler.providers.pachyderm.normal import secret_names
+from reconciler.providers.pachyderm.canonical import secret_names
 
 RESTARTS = "restarts workers and kills running jobs"
 OUT_OF_BAND = "out of band"

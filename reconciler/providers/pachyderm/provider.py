@@ -12,14 +12,10 @@ from typing import Any
 from reconciler.diff import Change, equal
 from reconciler.errors import OperationalError, PermanentError, RetryableError
 from reconciler.manifests import Resource, ResourceId
-from reconciler.manifests.kinds.pachyderm import CLUSTER_DEFAULTS_NAME
-from reconciler.manifests.kinds.pipeline_rules import OURS, create_pipeline_request
 from reconciler.manifests.values import Sensitive
 from reconciler.providers.base import Applied, Check, Desired, Observation, Observed
 from reconciler.providers.http import HttpError
-from reconciler.providers.pachyderm.client import PachdClient
-from reconciler.providers.pachyderm.defaults import effective, json_names, request_part
-from reconciler.providers.pachyderm.normal import (
+from reconciler.providers.pachyderm.canonical import (
     DEFAULT_PROJECT,
     canonical,
     cron_repos,
@@ -27,6 +23,10 @@ from reconciler.providers.pachyderm.normal import (
     secret_names,
     with_defaults,
 )
+from reconciler.providers.pachyderm.client import PachdClient
+from reconciler.providers.pachyderm.defaults import effective, json_names, request_part
+from reconciler.providers.pachyderm.kinds import CLUSTER_DEFAULTS_NAME
+from reconciler.providers.pachyderm.pipeline_rules import OURS, create_pipeline_request
 from reconciler.providers.pachyderm.policies import (
     DEFAULTS_DIFF,
     DEFAULTS_KINDS,

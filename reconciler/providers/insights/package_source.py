@@ -1,29 +1,23 @@
-"""Package manifests: their source folders and artifacts checked before anything runs."""
+"""A Package's content: its source folder or artifact, checked while the manifests load
+(the `content` of the Package kind), so a missing folder is reported at its line."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from reconciler.errors import InputError
+from reconciler.manifests.catalog import Content, ContentRequest
 from reconciler.manifests.discovery import display_name, inside
 from reconciler.manifests.documents import read_documents
-from reconciler.manifests.kinds.insights import PackageSpec
-from reconciler.manifests.package_files import PackageFileError, package_files
-from reconciler.manifests.parse_cache import ParseCache
-from reconciler.manifests.reporting import ProblemAt, Reporter
-from reconciler.manifests.resources import Resource
+from reconciler.providers.insights.kinds import PackageSpec
+from reconciler.providers.insights.package_files import PackageFileError, package_files
 
 
-def check_package(
-    resource: Resource,
-    file: Path,
-    root: Path,
-    problem: ProblemAt,
-    report: Reporter,
-    cache: ParseCache | None = None,
-    listings: dict[Path, list[tuple[str, Path]]] | None = None,
-) -> Path | None:
-    """Problems with a Package's source or artifact; its resolved path when there are none."""
+def package_content(request: ContentRequest) -> Content | None:
+    """A Package's source folder (with its files) or artifact; None with the problems
+    reported."""
+    resource, file, root = request.resource, request.file, request.root
+    problem, report, cache = request.problem, request.report, request.cache
     spec = resource.spec
     assert isinstance(spec, PackageSpec)
     field = "source" if spec.source is not None else "artifact"
@@ -62,7 +56,7 @@ def check_package(
                 "point artifact at a built .kxi archive, or use source: for a folder",
             )
         else:
-            return resolved
+            return Content(resolved, ((resolved.name, resolved),))
         return None
     if not resolved.is_dir():
         problem(
@@ -108,9 +102,7 @@ def check_package(
         )
     try:
         listed = package_files(resolved)
-        if listings is not None:
-            listings[resolved] = listed
     except PackageFileError as exc:
         problem(where, f"spec.source '{relative}': {exc}", exc.hint)
         return None
-    return resolved
+    return Content(resolved, tuple(listed))

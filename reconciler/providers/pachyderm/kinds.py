@@ -8,22 +8,56 @@ fields it does not know; these models refuse them, so a misspelling is caught he
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from reconciler.manifests.model import (
-    Duration,
-    Int64,
-    KubernetesName,
-    Model,
-    PachydermName,
-    Value,
-)
+from reconciler.manifests.model import Model, Value, name_rule
 
 DEFAULT_PROJECT = "default"
+
+PACHYDERM_NAME_RULE = "use letters, digits, '_' and '-', start with a letter or digit, at most 51"
+K8S_NAME_RULE = (
+    "use lowercase letters, digits, '-' and '.', start and end with a letter or digit, at most 253"
+)
+
+PachydermName = Annotated[
+    str,
+    name_rule(r"[a-zA-Z0-9][a-zA-Z0-9_-]*\Z", 51, "Pachyderm name", PACHYDERM_NAME_RULE),
+]
+KubernetesName = Annotated[
+    str,
+    name_rule(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?\Z", 253, "Kubernetes secret name", K8S_NAME_RULE),
+]
+
+
+def _int64(value: Any) -> Any:
+    # Pachyderm's JSON carries int64 as strings; accept both forms as the gateway does.
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
+        return int(value)
+    return value
+
+
+Int64 = Annotated[int, BeforeValidator(_int64)]
+
+DURATION_PATTERN = r"^([0-9]+\.?[0-9]*|\.[0-9]+)s$"
+
+
+def _duration(value: str) -> str:
+    if not re.match(DURATION_PATTERN, value):
+        raise PydanticCustomError(
+            "duration",
+            "'{value}' is not a duration in seconds such as '60s' or '1.5s'",
+            {"value": value},
+        )
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
 
 # Fields of CreatePipelineRequest that a manifest must not set, and why.
 RESERVED_PIPELINE_FIELDS = {

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import fastjsonschema
 
 from reconciler import schemas
-from reconciler.manifests.kinds.cron import cron_problem
-from reconciler.manifests.kinds.pachyderm import PipelineSpec
 from reconciler.manifests.resources import PathKey
+from reconciler.providers.pachyderm.cron import cron_problem
+from reconciler.providers.pachyderm.kinds import PipelineSpec
 
 if TYPE_CHECKING:
     from jsonschema import Draft7Validator

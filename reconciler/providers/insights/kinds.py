@@ -8,7 +8,17 @@ import packaging.version
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from reconciler.manifests.model import InsightsName, Model, Value
+from reconciler.manifests.model import Model, Value, name_rule
+
+INSIGHTS_NAME_RULE = (
+    "use lowercase letters, digits and '-', start with a letter, end with a letter or digit,"
+    " at most 24"
+)
+
+InsightsName = Annotated[
+    str,
+    name_rule(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z", 24, "kdb Insights name", INSIGHTS_NAME_RULE),
+]
 
 
 def _version(value: str) -> str:
