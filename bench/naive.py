@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from reconciler import compose
-from reconciler.engine import Session
 from reconciler.manifests import load
+from reconciler.reconcile import Session
 from reconciler.state import open_store
 
 

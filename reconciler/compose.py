@@ -1,4 +1,4 @@
-"""The composition root: from a target's configuration to the provider that serves it.
+"""Layer 7, the composition root: from a target's configuration to the provider that serves it.
 
 Rule: the one module (with the command line) that names concrete providers and test
 doubles, and only as the installed plugins declare them (`installed_plugins`). `url:
@@ -19,8 +19,9 @@ from reconciler.errors import InputError, PluginError, Problem
 from reconciler.manifests import Manifests
 from reconciler.manifests.cachefile import run_cache
 from reconciler.manifests.config import EMBEDDED, TargetConfig
-from reconciler.providers.base import Connection, Provider, ProviderPlugin, installed_plugins
+from reconciler.providers.base import Provider
 from reconciler.providers.http import asgi_transport
+from reconciler.providers.plugin import Connection, ProviderPlugin, installed_plugins
 
 SANDBOX_URL = "http://sandbox.invalid"
 
@@ -35,7 +36,7 @@ def sandbox_db(root: Path) -> Path:
 
 
 class Connector:
-    """Implements `reconciler.engine.Connector` over the installed provider plugins;
+    """Implements `reconciler.reconcile.Connector` over the installed provider plugins;
     keeps one embedded app per folder and factory."""
 
     def __init__(

@@ -1,4 +1,4 @@
-"""The one exception hierarchy of reconciler.
+"""Layer 0: the one exception hierarchy of reconciler.
 
 Rule: every module raises only these (or lets programming errors surface as they are);
 the command line maps them to exit codes and never shows a traceback for them.

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
-from reconciler.engine import Connector
+from reconciler.reconcile import Connector
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"

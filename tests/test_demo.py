@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -20,6 +22,7 @@ def _stats(output: str) -> list[dict[str, object]]:
     return found
 
 
+@pytest.mark.slow
 def test_the_demo_applies_the_quickstart_then_touches_exactly_what_each_change_needs(
     tmp_path: Path,
 ) -> None:

@@ -67,6 +67,7 @@ def unowned(url: str, folder: Path) -> Repository:
 # --- faults -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sandbox_url",
     [SandboxOptions(latency_ms=3, fail_rate=0.2, seed=11, insights=FAST)],
@@ -144,6 +145,7 @@ def test_an_observation_failure_deletes_nothing(
 # --- crashes ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first", [0, 10], ids=["trials 1-10", "trials 11-20"])
 def test_an_apply_killed_at_any_moment_is_recovered_by_the_next(
     tmp_path: Path, first: int, capsys: pytest.CaptureFixture[str]
@@ -224,14 +226,30 @@ def test_two_applies_started_together_one_waits_out_and_names_the_holder(
         store.close()
 
 
+def _until_locked(db: Path, process: subprocess.Popen[str]) -> None:
+    """Until `process` holds a target's lock (on a loaded machine it may take seconds to
+    start: a fixed sleep would let the second apply take the lock first)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        if db.exists():
+            store = SqliteStore(db)
+            try:
+                if store.locks():
+                    return
+            finally:
+                store.close()
+        time.sleep(0.02)
+    raise AssertionError(f"the first apply never took a lock: {process.communicate()}")
+
+
 def test_a_second_apply_with_a_lock_timeout_waits_for_the_first(tmp_path: Path) -> None:
     db = tmp_path / "sandbox.db"
     with served(create_app(db, SandboxOptions(latency_ms=40, insights=FAST))) as url:
         repo = write(tmp_path / "m", 16, seed=4, url=url)
         first = spawn("apply", "--yes", str(repo.folder))
-        time.sleep(0.3)
+        _until_locked(repo.folder / "state.db", first)
         second = spawn("apply", "--yes", "--lock-timeout", "60", str(repo.folder))
-        assert first.wait(60) == 0
+        assert first.wait(60) == 0, first.communicate()
         code = second.wait(60)
         out, err = second.communicate()
         assert code == 0, err

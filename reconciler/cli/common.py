@@ -14,9 +14,9 @@ from rich.console import Console
 
 from reconciler import checkout, compose
 from reconciler.checkout import Checkout, Origin
-from reconciler.engine import Connector
 from reconciler.errors import OperationalError
 from reconciler.manifests import LoadOptions, Manifests, load
+from reconciler.reconcile import Connector
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -84,3 +84,29 @@ def long_running() -> None:
     """For commands that run for days (`serve`, `watch`, `sandbox serve`): the cyclic
     garbage collector back on, which `main` leaves off for commands that end soon."""
     gc.enable()
+
+
+SelectOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--select",
+        "-s",
+        help="Only these resources (id, Kind, Kind/glob, label=value) and what they depend on.",
+    ),
+]
+NoDepsOpt = Annotated[
+    bool, typer.Option("--no-deps", help="With --select: leave out what the selection uses.")
+]
+PruneOpt = Annotated[
+    bool | None,
+    typer.Option("--prune/--no-prune", help="Delete owned resources that left the manifests."),
+]
+
+MaxDeletesOpt = Annotated[
+    int, typer.Option("--max-deletes", min=0, help="Refuse a plan that deletes more.")
+]
+MassDeleteOpt = Annotated[
+    bool,
+    typer.Option("--allow-mass-delete", help="Allow deleting every owned resource of a target."),
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show unchanged resources too.")]

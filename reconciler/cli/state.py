@@ -21,10 +21,10 @@ from reconciler.cli.common import (
     confirm,
     out,
 )
-from reconciler.engine import status as status_of
-from reconciler.engine import stored_status
 from reconciler.errors import InputError, OperationalError, Problem
 from reconciler.manifests import LoadOptions, Settings, load_configuration
+from reconciler.reconcile import status as status_of
+from reconciler.reconcile import stored_status
 from reconciler.render import status as status_render
 from reconciler.state import open_store
 from reconciler.state.locks import alive

@@ -12,17 +12,16 @@ from watchfiles import DefaultFilter, awatch
 
 from reconciler.checkout import local_revision
 from reconciler.cli.common import ProfileOpt, _connector, _load, err, long_running, out
-from reconciler.engine import Connector, Session
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.execute import ExecuteOptions
 from reconciler.manifests import Manifests
-from reconciler.plan import PlanOptions, Source
+from reconciler.plan import Source
+from reconciler.reconcile import Connector, Planned, Request, plan_options, reconcile
 from reconciler.redact import masked
 from reconciler.render import plan as plan_render
 from reconciler.render import progress as progress_render
 from reconciler.render import validation as validation_render
 from reconciler.state import open_store
-from reconciler.state.locks import LockOptions
 
 
 class _ManifestFilter(DefaultFilter):
@@ -117,24 +116,26 @@ async def _cycle(
 
 async def _plan(manifests: Manifests, apply: bool, connect: Connector) -> None:
     settings = manifests.settings
-    options = PlanOptions(select=tuple(settings.select), prune=settings.prune)
     revision = await asyncio.to_thread(local_revision, manifests.root)
-    source = Source(str(manifests.root), revision, settings.profile)
+
+    def shown(planned: Planned, recovered: tuple[str, ...]) -> bool:
+        plan_render.print_text(planned.plan, out)
+        return True
+
+    request = Request(
+        "apply" if apply else "plan",
+        plan_options(settings),
+        Source(str(manifests.root), revision, settings.profile),
+        execute=ExecuteOptions(revision=revision, profile=settings.profile),
+        approve=shown,
+        progress=lambda planned: progress_render.Lines(out),
+    )
     store = open_store(settings.state, manifests.root)
     try:
-        async with Session(manifests, connect, store) as session:
-            if not apply:
-                planned = await session.plan(options, source)
-                plan_render.print_text(planned.plan, out)
-                return
-            async with session.lock(LockOptions(), revision):
-                planned = await session.plan(options, source)
-                plan_render.print_text(planned.plan, out)
-                if planned.plan.errors or not planned.plan.pending:
-                    return
-                execute = ExecuteOptions(revision=revision, profile=settings.profile)
-                with progress_render.Lines(out) as listener:
-                    outcome = await session.apply(planned, execute, listener)
-                out.print(progress_render.summary(outcome))
+        result = await reconcile(manifests, connect, store, request)
     finally:
         store.close()
+    if result.outcome is not None:
+        out.print(progress_render.summary(result.outcome))
+    elif not apply:
+        plan_render.print_text(result.planned.plan, out)

@@ -1,4 +1,4 @@
-"""Layer 3, the protocol: what a provider declares and what it does.
+"""Layer 2, the protocol: what a provider declares and what it does.
 
 Rule: types, signatures and pure helpers only; no I/O. Imports `reconciler.errors`,
 `reconciler.manifests` and `reconciler.diff`. The planner (layer 2) imports this module
@@ -21,28 +21,19 @@ A provider serves the kinds of one platform on one target, in two halves:
 This is pulumi's dynamic provider interface (check / diff / create / read / update /
 delete, with replaces and delete-before-replace), with the diff made declarative.
 
-A platform plugs in as a `ProviderPlugin`, named by an entry point of group
-`reconciler.providers` (see README, "Writing a provider"): its target model and kinds
-(read by the loader through `reconciler.manifests.catalog`), its policies, and
-`connect`, which makes the provider of one target from a `Connection`.
+A platform plugs in as a `reconciler.providers.plugin.ProviderPlugin`: its kinds, its
+target model, these policies, and `connect`, which makes its `Provider` of one target.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from reconciler.diff import Change, DiffRules, digest
-from reconciler.errors import PluginError
-from reconciler.manifests import Manifests, Resource, ResourceId
-from reconciler.manifests.catalog import KindInfo, installed
-from reconciler.manifests.config import TargetConfig
-
-if TYPE_CHECKING:
-    from reconciler.providers.http import Transport
+from reconciler.manifests import Resource, ResourceId
 
 ActionName = Literal["create", "patch", "bounce", "replace", "delete", "noop"]
 ACTIONS: tuple[ActionName, ...] = ("create", "patch", "bounce", "replace", "delete", "noop")
@@ -273,69 +264,6 @@ class Provider(Policies, Protocol):
         ...
 
     async def aclose(self) -> None: ...
-
-
-# --- plugins ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Connection:
-    """What `ProviderPlugin.connect` is given to serve one configured target."""
-
-    target: str
-    """The target's name in reconciler.yaml."""
-    config: TargetConfig
-    """Of the plugin's own target model."""
-    manifests: Manifests
-    """Every resource of the run (a provider picks those of its target) and the content
-    its kinds listed (`manifests.content`)."""
-    cache: Path | None
-    """A folder of the user's cache for this manifests folder (builds); None: cache
-    nothing."""
-    environ: Mapping[str, str]
-    """The environment to read credentials from (empty for the embedded sandbox)."""
-    transport: Transport | None = None
-    """Calls an in-process test double instead of the network (`url: embedded`)."""
-    base_url: str | None = None
-    """The address to use instead of `config.url` (with `transport`)."""
-
-    @property
-    def config_file(self) -> str:
-        """Where errors about the target's settings point."""
-        return str(self.manifests.config_file or "reconciler.yaml")
-
-
-@dataclass(frozen=True)
-class ProviderPlugin:
-    """A platform, as it registers itself under the entry point group
-    `reconciler.providers` (the entry point's name is the plugin's `name`)."""
-
-    name: str
-    """The `provider:` of its targets in reconciler.yaml."""
-    target: type[TargetConfig]
-    kinds: tuple[KindInfo, ...]
-    policies: Callable[[], Policies]
-    """The pure half alone: what a change takes, without any connection."""
-    connect: Callable[[Connection], Provider]
-    sandbox: str | None = None
-    """`module:function` of an in-process test double served for `url: embedded`: the
-    function takes the `.reconciler` folder beside the manifests and returns an ASGI
-    app. Plugins naming the same function share one app."""
-    default_target: bool = False
-    """Without reconciler.yaml, a target named after the plugin on `url: embedded`."""
-
-
-def installed_plugins() -> dict[str, ProviderPlugin]:
-    """Every installed provider plugin by name."""
-    plugins: dict[str, ProviderPlugin] = {}
-    for plugin in installed().plugins.values():
-        if not isinstance(plugin, ProviderPlugin):
-            raise PluginError(
-                f"the provider plugin '{plugin.name}' is a {type(plugin).__name__}, not a"
-                " reconciler.providers.base.ProviderPlugin"
-            )
-        plugins[plugin.name] = plugin
-    return plugins
 
 
 # --- helpers every provider may use -------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Layer 3: HTTP for every provider. httpx lives here and nowhere else.
+"""Layer 2: HTTP for every provider. httpx lives here and nowhere else.
 
 Rule: imports `reconciler.errors` and httpx; platform subpackages build their clients on
 `HttpClient` and never touch httpx themselves.

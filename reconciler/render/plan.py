@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from reconciler.diff import Change
+from reconciler.manifest_changes import ResourceChange, Review
 from reconciler.plan import Action, Plan
-from reconciler.review import ResourceChange, Review
 
 MARKDOWN_LIMIT = 65_000
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from reconciler.engine import TargetStatus
+from reconciler.reconcile import TargetStatus
 from reconciler.state import LockHolder, RunRecord
 
 

@@ -1,4 +1,4 @@
-"""Emulators of both platforms' APIs, for the quickstart and for tests.
+"""Layer 7: emulators of both platforms' APIs, for the quickstart and for tests.
 
 Rule: imports `reconciler.errors`, `reconciler.schemas` (data), the Pachyderm provider's
 cron parser (pachd's own rule, written once) and libraries (starlette, jsonschema) only;

@@ -1,4 +1,4 @@
-"""Data, not code: the platforms' own JSON Schemas and the Insights API contract, shipped
+"""Layer 0: data, not code: the platforms' own JSON Schemas and the Insights API contract, shipped
 with the package.
 
 Rule: no imports of `reconciler`; any layer may read these files. Validation of

@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reconciler.checkout import Origin
-from reconciler.engine import Connector
+from reconciler.reconcile import Connector
 from reconciler.server import hooks
 from reconciler.server.hooks import Deliveries, Trigger, Verdict
 from reconciler.server.logs import event

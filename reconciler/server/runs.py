@@ -16,11 +16,11 @@ from typing import Any, Literal
 
 from reconciler import checkout
 from reconciler.checkout import Checkout, Origin
-from reconciler.engine import Connector, Session
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.execute import ExecuteOptions, Outcome
 from reconciler.manifests import LoadOptions, Manifests, load
-from reconciler.plan import Plan, PlanOptions, Source
+from reconciler.plan import Plan, Source
+from reconciler.reconcile import Connector, Request, plan_options, reconcile
 from reconciler.server.hooks import Trigger
 from reconciler.server.logs import event
 from reconciler.server.metrics import Metrics
@@ -140,34 +140,28 @@ class Runner:
             load, fetched.folder, LoadOptions(profile=options.profile, cache=True)
         )
         self.targets = tuple(sorted(manifests.settings.targets))
-        plan_options = PlanOptions(
-            select=tuple(manifests.settings.select),
-            prune=manifests.settings.prune if options.prune is None else options.prune,
-            max_deletes=options.max_deletes,
-            allow_mass_delete=options.allow_mass_delete,
+        request = Request(
+            options.mode,
+            plan_options(
+                manifests.settings,
+                prune=options.prune,
+                max_deletes=options.max_deletes,
+                allow_mass_delete=options.allow_mass_delete,
+            ),
+            Source(fetched.origin.shown, fetched.revision, manifests.settings.profile),
+            lock=LockOptions(timeout=options.lock_timeout),
+            execute=ExecuteOptions(
+                concurrency=options.concurrency,
+                revision=fetched.revision,
+                profile=manifests.settings.profile,
+            ),
         )
-        where = Source(fetched.origin.shown, fetched.revision, manifests.settings.profile)
         store = open_store(manifests.settings.state, manifests.root)
         try:
-            async with Session(manifests, self.connect, store) as session:
-                if options.mode == "plan":
-                    planned = await session.plan(plan_options, where)
-                    self._planned(report, manifests, planned.plan, None)
-                    return
-                lock = LockOptions(timeout=options.lock_timeout)
-                async with session.lock(lock, fetched.revision):
-                    planned = await session.plan(plan_options, where)
-                    outcome = None
-                    if planned.plan.pending and not planned.plan.errors:
-                        execute = ExecuteOptions(
-                            concurrency=options.concurrency,
-                            revision=fetched.revision,
-                            profile=manifests.settings.profile,
-                        )
-                        outcome = await session.apply(planned, execute)
-                    self._planned(report, manifests, planned.plan, outcome)
+            result = await reconcile(manifests, self.connect, store, request)
         finally:
             store.close()
+        self._planned(report, manifests, result.planned.plan, result.outcome)
 
     def _planned(
         self, report: RunReport, manifests: Manifests, plan: Plan, outcome: Outcome | None

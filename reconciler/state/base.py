@@ -54,7 +54,7 @@ class InventoryEntry:
 class Intent:
     """A mutating call: written before it is sent, closed when it answers. A create's
     intent carries the inventory entry it will record, so that a run killed between the
-    call and the record still leaves the resource owned (see `reconciler.engine`)."""
+    call and the record still leaves the resource owned (see `reconciler.reconcile`)."""
 
     id: int
     run_id: int

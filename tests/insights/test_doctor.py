@@ -40,6 +40,7 @@ def test_bad_credentials_fail_the_authentication_check(
         assert "nope" not in out
 
 
+@pytest.mark.slow
 def test_an_unreachable_instance_fails_reachability(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

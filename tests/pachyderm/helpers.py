@@ -17,11 +17,12 @@ import uvicorn
 
 from reconciler.manifests import Manifests, Settings
 from reconciler.manifests.config import TargetConfig
-from reconciler.providers.base import Connection, Provider
+from reconciler.providers.base import Provider
 from reconciler.providers.http import Transport, asgi_transport
 from reconciler.providers.insights.connection import connect as insights_connect
 from reconciler.providers.insights.target import InsightsTarget
 from reconciler.providers.pachyderm.connection import connect as pachd_connect
+from reconciler.providers.plugin import Connection
 from reconciler.sandbox import SandboxOptions, create_app
 from reconciler.sandbox.app import stats_of
 from reconciler.sandbox.store import Store

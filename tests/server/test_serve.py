@@ -233,7 +233,7 @@ def test_health_answers_while_a_run_plans(tmp_path: Path, monkeypatch: pytest.Mo
     """Planning runs off the event loop: /healthz answers while a long plan is made."""
     from starlette.testclient import TestClient
 
-    from reconciler import compose, engine
+    from reconciler import compose, reconcile
     from reconciler import plan as plan_module
     from reconciler.server import ServeOptions
     from reconciler.server import create_app as serve_app
@@ -251,7 +251,7 @@ def test_health_answers_while_a_run_plans(tmp_path: Path, monkeypatch: pytest.Mo
             sum(range(1000))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "make_plan", slow_plan)
+    monkeypatch.setattr(reconcile, "make_plan", slow_plan)
     options = ServeOptions(source=str(tmp_path), interval=3600)
     with TestClient(serve_app(options, compose.Connector())) as client:
         assert planning.wait(20)

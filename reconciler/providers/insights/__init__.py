@@ -1,4 +1,4 @@
-"""Layer 4: the kdb Insights provider (packages, artifacts, deployments) over the Package
+"""Layer 3: the kdb Insights provider (packages, artifacts, deployments) over the Package
 Manager v2 REST API.
 
 Rule: imports `reconciler.providers.base`, `reconciler.providers.http`, `reconciler.diff`,

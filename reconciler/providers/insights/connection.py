@@ -10,12 +10,12 @@ from typing import cast
 
 from reconciler.errors import InputError, Problem
 from reconciler.manifests.values import Sensitive, VariableError, reveal
-from reconciler.providers.base import Connection
 from reconciler.providers.http import HttpClient, Transport
 from reconciler.providers.insights.auth import KeycloakAuth, token_paths
 from reconciler.providers.insights.client import PackageManagerClient
 from reconciler.providers.insights.provider import InsightsProvider, Waiting
 from reconciler.providers.insights.target import InsightsTarget
+from reconciler.providers.plugin import Connection
 from reconciler.retry import Backoff
 
 

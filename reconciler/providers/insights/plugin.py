@@ -15,10 +15,11 @@ from pydantic import TypeAdapter
 from reconciler.manifests.catalog import KindInfo, no_references
 from reconciler.manifests.model import Model
 from reconciler.manifests.resources import Reference
-from reconciler.providers.base import Connection, Policies, Provider, ProviderPlugin
+from reconciler.providers.base import Policies, Provider
 from reconciler.providers.insights.kinds import DeploymentSpec, InsightsName, PackageSpec
 from reconciler.providers.insights.package_source import package_content
 from reconciler.providers.insights.target import InsightsTarget
+from reconciler.providers.plugin import Connection, ProviderPlugin
 
 API_VERSION = "insights/v1"
 

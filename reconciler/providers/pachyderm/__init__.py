@@ -1,4 +1,4 @@
-"""Layer 4: the Pachyderm provider (projects, repos, secrets, pipelines) over pachd's
+"""Layer 3: the Pachyderm provider (projects, repos, secrets, pipelines) over pachd's
 REST gateway.
 
 Rule: imports `reconciler.providers.base`, `reconciler.providers.http`, `reconciler.diff`,

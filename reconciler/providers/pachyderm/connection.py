@@ -7,13 +7,13 @@ from typing import cast
 
 from reconciler.errors import InputError, Problem
 from reconciler.manifests.values import VariableError, reveal
-from reconciler.providers.base import Connection
 from reconciler.providers.http import HttpClient
 from reconciler.providers.pachyderm.canonical import DEFAULT_PROJECT
 from reconciler.providers.pachyderm.client import PachdClient
 from reconciler.providers.pachyderm.kinds import PipelineSpec
 from reconciler.providers.pachyderm.provider import PachydermProvider
 from reconciler.providers.pachyderm.target import PachydermTarget
+from reconciler.providers.plugin import Connection
 from reconciler.retry import Backoff
 
 

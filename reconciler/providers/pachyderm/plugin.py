@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 from reconciler.manifests.catalog import Accepted, KindInfo, RuleProblem, Scope, no_references
 from reconciler.manifests.model import Model
 from reconciler.manifests.resources import PathKey, Reference
-from reconciler.providers.base import Connection, Policies, Provider, ProviderPlugin
+from reconciler.providers.base import Policies, Provider
 from reconciler.providers.pachyderm.kinds import (
     CLUSTER_DEFAULTS_NAME,
     DEFAULT_PROJECT,
@@ -30,6 +30,7 @@ from reconciler.providers.pachyderm.kinds import (
 )
 from reconciler.providers.pachyderm.pipeline_rules import pipeline_problems
 from reconciler.providers.pachyderm.target import PachydermTarget
+from reconciler.providers.plugin import Connection, ProviderPlugin
 
 API_VERSION = "pachyderm/v1"
 IN_PROJECT = Scope("Project", DEFAULT_PROJECT)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.golden import CASES, dumps, run_case
+from tests.reconcile.golden import CASES, dumps, run_case
 
 CASE_DIRS = sorted(p for p in CASES.iterdir() if p.is_dir())
 

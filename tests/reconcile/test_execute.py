@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from tenacity import RetryCallState
 
-from reconciler.engine import Planned, Session
 from reconciler.errors import PermanentError, RetryableError
 from reconciler.execute import ActionResult, ExecuteOptions, Outcome
 from reconciler.manifests import LoadOptions, Manifests, ResourceId, load
 from reconciler.plan import Action, PlanOptions, Source
 from reconciler.providers.base import Desired
+from reconciler.reconcile import Planned, Session
 from reconciler.retry import Backoff
 from reconciler.state import SqliteStore
 from tests.fake import FakeConnector, FakePlatform

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.engine import Session
 from reconciler.execute import ExecuteOptions
 from reconciler.manifests import LoadOptions, ResourceId, load
 from reconciler.plan import PlanOptions, Source
+from reconciler.reconcile import Session
 from reconciler.state import SqliteStore
 from tests.fake import FakeConnector
 
@@ -100,6 +101,7 @@ class Meddling:
     disown: bool
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150,
     deadline=None,

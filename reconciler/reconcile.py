@@ -1,8 +1,12 @@
 """Layer 5: one reconcile, end to end: observe, normalise, plan, and apply.
 
-Rule: imports layers 1-5 (`reconciler.execute` included) and libraries; never prints and
-never reads flags. Which providers serve which targets is decided by the caller (layer
-7) and handed in as a `Connector`.
+Rule: imports layers 0-5 (`reconciler.execute` included) and libraries; never prints,
+never reads flags, names no platform. Which providers serve which targets is decided by
+the composition root (layer 7) and handed in as a `Connector`.
+
+`reconcile` is the one use case `apply`, `watch` and `serve` run: a `Request` says plan
+or apply, with which options, under which lock, and how to show progress; the callers
+differ in options, not in code.
 
 Planning observes every target concurrently, normalises the desired resources through
 their providers, reads the inventory, and calls the pure planner. Applying a saved plan
@@ -19,9 +23,9 @@ the inventory and closes the dead run's intents and run record.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, cast
 
 from reconciler import graph as graphs
@@ -275,6 +279,86 @@ class Session:
                 + "\n".join(f"  {e}" for e in fresh.errors)
             )
         return planned
+
+
+def plan_options(
+    settings: Settings,
+    *,
+    select: Sequence[str] | None = None,
+    with_dependencies: bool = True,
+    prune: bool | None = None,
+    max_deletes: int | None = None,
+    allow_mass_delete: bool = False,
+) -> PlanOptions:
+    """The plan options of a run: the settings (profile applied) with the caller's
+    overrides, the one place where they are put together."""
+    defaults = PlanOptions()
+    return PlanOptions(
+        select=tuple(select or settings.select),
+        with_dependencies=with_dependencies,
+        prune=settings.prune if prune is None else prune,
+        max_deletes=defaults.max_deletes if max_deletes is None else max_deletes,
+        allow_mass_delete=allow_mass_delete,
+    )
+
+
+Approve = Callable[[Planned, tuple[str, ...]], bool]
+"""Shown every plan an apply makes, with what crash recovery recorded; for a plan with
+changes, True applies it."""
+Progress = Callable[[Planned], AbstractContextManager[Listener | None]]
+"""Around the execution of a plan: the listener of its progress (and whatever the caller
+sets up meanwhile, such as a Ctrl-C handler)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one reconcile is asked to do."""
+
+    mode: Literal["plan", "apply"]
+    options: PlanOptions
+    source: Source
+    saved: Plan | None = None
+    """Apply exactly this saved plan (re-planned and compared, see `Session.replan`)."""
+    lock: LockOptions = field(default_factory=LockOptions)
+    execute: ExecuteOptions = field(default_factory=ExecuteOptions)
+    approve: Approve | None = None
+    """None: apply without asking."""
+    progress: Progress | None = None
+    stop: asyncio.Event | None = None
+    """Set: no new calls (those in flight finish)."""
+
+
+@dataclass(frozen=True)
+class Result:
+    planned: Planned
+    outcome: Outcome | None
+    """None: nothing was applied (plan mode, no changes, plan errors, or not approved)."""
+    recovered: tuple[str, ...] = ()
+
+
+async def reconcile(
+    manifests: Manifests, connect: Connector, store: StateStore, request: Request
+) -> Result:
+    """Plan, and in apply mode apply under the targets' locks: the one use case."""
+    async with Session(manifests, connect, store) as session:
+        if request.mode == "plan":
+            return Result(await session.plan(request.options, request.source), None)
+        async with session.lock(request.lock, request.execute.revision):
+            if request.saved is not None:
+                planned = await session.replan(request.saved)
+            else:
+                planned = await session.plan(request.options, request.source)
+            recovered = session.recovered
+            if planned.plan.errors or not planned.plan.pending:
+                if request.approve is not None:
+                    request.approve(planned, recovered)
+                return Result(planned, None, recovered)
+            if request.approve is not None and not request.approve(planned, recovered):
+                return Result(planned, None, recovered)
+            progress = request.progress(planned) if request.progress else nullcontext(None)
+            with progress as listener:
+                outcome = await session.apply(planned, request.execute, listener, request.stop)
+            return Result(planned, outcome, recovered)
 
 
 def _refused(message: str) -> InputError:

@@ -21,7 +21,7 @@ Each folder below `tests/data/plans/` holds:
 - `expected.json`: the plan (without digests and fingerprint) and, with `apply`, each
   action's result, the platform calls in order, and the summary of the next plan.
 
-`UPDATE_GOLDEN=1 pytest tests/engine` rewrites the expected files; review the diff.
+`UPDATE_GOLDEN=1 pytest tests/reconcile` rewrites the expected files; review the diff.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from reconciler.diff import digest
-from reconciler.engine import Session
 from reconciler.errors import OperationalError, PermanentError, RetryableError
 from reconciler.execute import ExecuteOptions
 from reconciler.manifests import LoadOptions, ResourceId, load
 from reconciler.manifests.values import Sensitive
 from reconciler.plan import PlanOptions, Source
+from reconciler.reconcile import Session
 from reconciler.state import InventoryEntry, SqliteStore
 from tests.fake import FakeConnector, FakePlatform
 
