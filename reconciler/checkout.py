@@ -194,11 +194,11 @@ class Git:
             raise OperationalError(f"{what}: cannot run git: {exc.strerror}") from None
         if done.returncode != 0:
             message = self.scrub(done.stderr.decode(errors="replace").strip())
-            raise _GitFailed(f"{what}: {message or f'git exited {done.returncode}'}")
+            raise GitError(f"{what}: {message or f'git exited {done.returncode}'}")
         return done.stdout
 
 
-class _GitFailed(OperationalError):
+class GitError(OperationalError):
     """A git command that failed; its message is scrubbed."""
 
 
@@ -411,7 +411,7 @@ def _fetch(git: Git, clone: Path, url: str, ref: str) -> str:
             clone,
             what=f"git fetch {masked(url)} {ref}",
         )
-    except _GitFailed as exc:
+    except GitError as exc:
         if any(marker in str(exc) for marker in _MISSING_REF):
             raise InputError(
                 [

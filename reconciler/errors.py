@@ -4,15 +4,33 @@ Rule: every module raises only these (or lets programming errors surface as they
 the command line maps them to exit codes and never shows a traceback for them.
 
     ReconcilerError                 base of everything a user can cause or meet
-    ├── InputError                  invalid manifests, configuration or arguments; exit 3;
-    │                               raised before any platform is contacted; carries
-    │                               every Problem found, not only the first
+    ├── InputError                  invalid manifests, configuration, plan file or
+    │                               arguments; exit 3; raised before any platform is
+    │                               contacted; carries every Problem found
+    ├── BadValue                    one value that is wrong, before its place in a file
+    │   │                           is known (message and hint); whoever read it turns
+    │   │                           it into a Problem at file:line; exit 3 if it escapes
+    │   ├── VariableError           (manifests.values) a ${env:...} or ${file:...}
+    │   │                           reference that cannot be resolved
+    │   └── PackageFileError        (providers.insights.package_files) a package folder
+    │                               that cannot become an artifact
     └── OperationalError            the platforms or the machine misbehaved; exit 1
         ├── RetryableError          may succeed if tried again: timeouts, connection
-        │                           resets, 429, 5xx, a lock held by a live holder
-        └── PermanentError          will fail again the same way: refused, conflict,
-            │                       not found, a platform's validation error
-            └── PluginError         an installed provider plugin cannot be used
+        │   │                       resets, 429, 5xx, a lock held by a live holder
+        │   ├── RetryableHttpError  (providers.http) with the HTTP status and gRPC code
+        │   └── LockedError         (state.locks) a target's lock held by a live run
+        ├── PermanentError          will fail again the same way: refused, conflict,
+        │   │                       not found, a platform's validation error
+        │   ├── HttpError           (providers.http) with the HTTP status and gRPC code
+        │   └── PluginError         an installed provider plugin cannot be used
+        ├── LockLost                (state.locks) this run's locks were taken over: it
+        │                           makes no further call
+        └── GitError                (checkout) a git command failed (message scrubbed)
+
+Anything else that escapes is a bug: the command line says so in one line and logs the
+traceback (`--debug`, RECONCILER_LOG=debug); the executor records it as the failure of
+the one action it happened in. The sandbox's own exceptions are answers it builds and
+never leave it.
 
 `retryable` is a class attribute so that callers (the executor's retry policy) can ask
 any exception without importing the concrete classes.
@@ -76,6 +94,18 @@ class InputError(ReconcilerError):
             f"{count} problem{'s' if count != 1 else ''} in the input"
             + ("" if not count else ":\n" + "\n".join(p.format() for p in self.problems))
         )
+
+
+class BadValue(ReconcilerError):
+    """One value of the input that is wrong, found before its place in a file is known;
+    the reader turns it into a `Problem` at file:line."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
 
 
 class OperationalError(ReconcilerError):

@@ -16,6 +16,7 @@ reported as not started.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +30,8 @@ from reconciler.providers.base import Applied, Desired, Observed, Provider, seal
 from reconciler.retry import Backoff, waited_too_long
 from reconciler.state import InventoryEntry, StateStore
 from reconciler.state.base import RunResult
+
+log = logging.getLogger(__name__)
 
 Status = Literal["ok", "failed", "skipped", "not started"]
 _Call = tuple[str, Callable[[], Awaitable[None]]]
@@ -286,6 +289,8 @@ class _Runner:
             )
         except Exception as exc:  # a provider's bug must not take the other actions down
             message = f"internal error in the provider: {type(exc).__name__}: {exc}"
+            # Kept for whoever fixes it: `--debug` or RECONCILER_LOG=debug prints it.
+            log.debug("%s: %s", action.id, message, exc_info=exc)
             return ActionResult(
                 action.id,
                 action.action,

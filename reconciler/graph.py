@@ -93,19 +93,6 @@ def build(resources: Iterable[Resource]) -> Graph:
 
     for resource in by_id.values():
         origin = resource.origin
-        if resource.kind == "Repo":
-            twin = ResourceId(resource.target, "Pipeline", resource.id.name)
-            if twin in by_id:
-                report.at(
-                    origin.file,
-                    origin.path,
-                    origin.index,
-                    ("metadata", "name"),
-                    f"Repo '{resource.id.name}' has the name of a Pipeline of the same project;"
-                    " Pachyderm makes that repo itself as the pipeline's output",
-                    f"remove this Repo manifest (the pipeline at {by_id[twin].origin} owns it)",
-                    fallback_line=origin.line,
-                )
         for reference in resource.references:
             target = reference.target or resource.target
             candidates = [ResourceId(target, kind, reference.name) for kind in reference.kinds]

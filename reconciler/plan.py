@@ -26,11 +26,11 @@ import functools
 import hashlib
 import hmac
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from reconciler import plan_file
 from reconciler.diff import Change, DiffRules, diff, digest
 from reconciler.graph import Graph
 from reconciler.manifests import ResourceId
@@ -49,19 +49,12 @@ from reconciler.providers.base import (
     sealed_digests,
 )
 
-FORMAT_VERSION = "1"
-
 
 @dataclass(frozen=True, slots=True)
 class Source:
     path: str
     revision: str | None = None
     profile: str | None = None
-
-
-REVISION = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?(?:\+dirty)?\Z")
-"""What a saved plan may carry as its revision: a full commit id (SHA-1 or SHA-256),
-`+dirty` for a local folder with uncommitted changes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,27 +75,6 @@ class PlanOptions:
             "allow_mass_delete": self.allow_mass_delete,
         }
 
-    @staticmethod
-    def from_json(data: Any) -> PlanOptions:
-        if not isinstance(data, Mapping):
-            raise ValueError("its options are not a mapping")
-        select = data.get("select", [])
-        if not isinstance(select, list) or not all(isinstance(s, str) for s in select):
-            raise ValueError("options.select is not a list of text")
-        flags = {k: data.get(k) for k in ("with_dependencies", "prune", "allow_mass_delete")}
-        if not all(isinstance(v, bool) for v in flags.values()):
-            raise ValueError("options hold a flag that is not true/false")
-        limit = data.get("max_deletes")
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-            raise ValueError("options.max_deletes is not a whole number >= 0")
-        return PlanOptions(
-            tuple(select),
-            bool(flags["with_dependencies"]),
-            bool(flags["prune"]),
-            limit,
-            bool(flags["allow_mass_delete"]),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Binding:
@@ -119,21 +91,6 @@ class Binding:
             "inventory": self.inventory,
             "targets": list(self.targets),
         }
-
-    @staticmethod
-    def from_json(data: Any) -> Binding:
-        if not isinstance(data, Mapping):
-            raise ValueError("it records no state (was it made by an older reconciler?)")
-        lineage, inventory, targets = (
-            data.get("lineage"),
-            data.get("inventory"),
-            data.get("targets"),
-        )
-        if not isinstance(lineage, str) or not isinstance(inventory, str):
-            raise ValueError("it records no state identity")
-        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
-            raise ValueError("state.targets is not a list of target names")
-        return Binding(lineage, inventory, tuple(targets))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,32 +139,6 @@ class Action:
         data["observed_digest"] = self.observed_digest
         return data
 
-    @staticmethod
-    def from_json(data: Mapping[str, Any]) -> Action:
-        bounce = data.get("bounce")
-        return Action(
-            id=_parse_id(data["id"]),
-            action=data["action"],
-            reasons=tuple(data.get("reasons", ())),
-            changes=tuple(
-                Change(c["path"], c["op"], c.get("old"), c.get("new"))
-                for c in data.get("changes", ())
-            ),
-            depends_on=tuple(_parse_id(d) for d in data.get("depends_on", ())),
-            step=int(data.get("step", 0)),
-            bounce=None
-            if bounce is None
-            else Bounce(
-                None if bounce["components"] is None else tuple(bounce["components"]),
-                bounce.get("reason", ""),
-            ),
-            restarts=bool(data.get("restarts", False)),
-            adopt=bool(data.get("adopt", False)),
-            delete_before_replace=bool(data.get("delete_before_replace", True)),
-            desired_digest=data.get("desired_digest"),
-            observed_digest=data.get("observed_digest"),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Forget:
@@ -253,7 +184,7 @@ class Plan:
 
     def _body(self) -> dict[str, Any]:
         return {
-            "format_version": FORMAT_VERSION,
+            "format_version": plan_file.FORMAT_VERSION,
             "source": {
                 "path": self.source.path,
                 "revision": self.source.revision,
@@ -280,37 +211,40 @@ class Plan:
         return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
 
     @staticmethod
-    def from_json(data: Mapping[str, Any]) -> Plan:
-        """A plan read back from a file; raises ValueError (with what is wrong) when the
-        file is not a plan of this format, or holds anything its content does not say
-        the same way when written again. Whether it was signed by the state it is
-        applied to is `verify`'s question: that needs the state's key."""
-        if not isinstance(data, Mapping) or data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"not a plan of format_version {FORMAT_VERSION}")
-        source = data["source"]
-        if not isinstance(source, Mapping) or not isinstance(source.get("path"), str):
-            raise ValueError("its source is not recorded")
-        revision, profile = source.get("revision"), source.get("profile")
-        if revision is not None and not (isinstance(revision, str) and REVISION.match(revision)):
-            raise ValueError("its revision is not a full commit id (40 or 64 hex digits)")
-        if profile is not None and not isinstance(profile, str):
-            raise ValueError("its profile is not text")
-        fingerprint = data.get("fingerprint")
-        if not isinstance(fingerprint, str):
-            raise ValueError("it has no fingerprint")
-        plan = Plan(
-            source=Source(source["path"], revision, profile),
-            actions=tuple(Action.from_json(a) for a in data["actions"]),
-            forget=tuple(Forget(_parse_id(f["id"]), f["reason"]) for f in data.get("forget", ())),
-            warnings=tuple(data.get("warnings", ())),
-            errors=tuple(data.get("errors", ())),
-            options=PlanOptions.from_json(data.get("options")),
-            binding=Binding.from_json(data.get("state")),
-            fingerprint=fingerprint,
-        )
+    def from_json(data: Any, file: str = "plan") -> Plan:
+        """A plan read back from a file (`plan_file` checks its format); InputError,
+        naming `file`, when it is not a plan of this format or holds anything its content
+        does not say the same way when written again. Whether it was signed by the state
+        it is applied to is `verify`'s question: that needs the state's key."""
+        parsed = plan_file.parse(data, file)
+        source = parsed.source
+        options = parsed.options
+        try:
+            plan = Plan(
+                source=Source(source.path, source.revision, source.profile),
+                actions=tuple(_action(a) for a in parsed.actions),
+                forget=tuple(Forget(_parse_id(f.id), f.reason) for f in parsed.forget),
+                warnings=tuple(parsed.warnings),
+                errors=tuple(parsed.errors),
+                options=PlanOptions(
+                    tuple(options.select),
+                    options.with_dependencies,
+                    options.prune,
+                    options.max_deletes,
+                    options.allow_mass_delete,
+                ),
+                binding=Binding(
+                    parsed.state.lineage, parsed.state.inventory, tuple(parsed.state.targets)
+                ),
+                fingerprint=parsed.fingerprint,
+            )
+        except ValueError as exc:
+            raise plan_file.refused(file, str(exc)) from None
         body = {k: v for k, v in data.items() if k != "fingerprint"}
         if json.dumps(plan._body(), sort_keys=True) != json.dumps(body, sort_keys=True):
-            raise ValueError("its content is not what reconciler writes (was it edited?)")
+            raise plan_file.refused(
+                file, "its content is not what reconciler writes (was it edited?)"
+            )
         return plan
 
     def with_fingerprint(self) -> Plan:
@@ -324,6 +258,26 @@ def _fingerprint(body: Mapping[str, Any]) -> str:
 def _signature(body: Mapping[str, Any], key: bytes) -> str:
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return "hmac-sha256:" + hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def _action(data: plan_file.ActionModel) -> Action:
+    bounce = data.bounce
+    return Action(
+        id=_parse_id(data.id),
+        action=data.action,
+        reasons=tuple(data.reasons),
+        changes=tuple(Change(c.path, c.op, c.old, c.new) for c in data.changes),
+        depends_on=tuple(_parse_id(d) for d in data.depends_on),
+        step=data.step,
+        bounce=None
+        if bounce is None
+        else Bounce(None if bounce.components is None else tuple(bounce.components), bounce.reason),
+        restarts=data.restarts,
+        adopt=data.adopt,
+        delete_before_replace=data.delete_before_replace,
+        desired_digest=data.desired_digest,
+        observed_digest=data.observed_digest,
+    )
 
 
 def _parse_id(text: str) -> ResourceId:

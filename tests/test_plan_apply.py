@@ -12,6 +12,8 @@ from reconciler.errors import OperationalError, PermanentError
 from reconciler.manifests import Manifests, ResourceId
 from reconciler.manifests.config import TargetConfig
 from reconciler.plan import Plan
+from reconciler.providers.base import Desired, Observation
+from reconciler.reconcile import Connector
 from reconciler.render.plan import markdown
 from tests.conftest import EXAMPLES, run_cli
 from tests.fake import FakeConnector, FakePlatform, FakeProvider
@@ -279,3 +281,54 @@ def test_a_target_that_cannot_connect_closes_the_ones_already_connected(
     assert run_cli("plan", str(quickstart), connector=connector) == 1
     assert "pachd: cannot build a client" in capsys.readouterr().err
     assert closed == ["insights"]
+
+
+class _Buggy(FakeProvider):
+    """A provider with a bug: a KeyError where it should have raised our errors."""
+
+    observe_bug = False
+
+    async def observe(self) -> Observation:
+        if self.observe_bug and self.target == "pachyderm":
+            raise KeyError("pipeline_info")
+        return await super().observe()
+
+    async def create(self, desired: Desired) -> None:
+        if desired.id.kind == "Package":
+            raise KeyError("versions")
+        await super().create(desired)
+
+
+def _buggy(observe: bool) -> Connector:
+    def connect(target: str, config: TargetConfig, manifests: Manifests) -> FakeProvider:
+        provider = _Buggy(target, config.provider, FakePlatform(), manifests)
+        provider.observe_bug = observe
+        return provider
+
+    return connect
+
+
+def test_a_provider_bug_is_one_line_and_its_traceback_only_with_debug(
+    quickstart: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_cli("plan", str(quickstart), connector=_buggy(observe=True)) == 1
+    err = capsys.readouterr().err
+    assert "internal error: KeyError: 'pipeline_info'" in err and "--debug" in err
+    assert "Traceback" not in err
+
+    assert run_cli("--debug", "plan", str(quickstart), connector=_buggy(observe=True)) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "raise KeyError" in err
+
+
+def test_a_provider_bug_in_one_action_fails_that_action_and_logs_where_with_debug(
+    quickstart: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECONCILER_LOG", "debug")
+    code = run_cli("apply", str(quickstart), "--yes", connector=_buggy(observe=False))
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "internal error in the provider: KeyError: 'versions'" in captured.out + captured.err
+    assert "Traceback (most recent call last)" in captured.err
+    # Other actions went on: the Pachyderm ones do not depend on the package.
+    assert "pachyderm:Project/vision" in captured.out

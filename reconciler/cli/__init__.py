@@ -26,7 +26,7 @@ from reconciler.cli import serve as serve_cli
 from reconciler.cli import state as state_cli
 from reconciler.cli import validate as validate_cli
 from reconciler.cli import watch as watch_cli
-from reconciler.cli.common import err, out
+from reconciler.cli.common import configure_logging, err, out
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.reconcile import Connector
 from reconciler.redact import masked
@@ -59,7 +59,17 @@ app.command("watch")(watch_cli.watch)
 @app.callback(invoke_without_command=True)
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Log every step on stderr, with the traceback of any internal error"
+            " (also: RECONCILER_LOG=debug).",
+        ),
+    ] = False,
 ) -> None:
+    if debug:
+        configure_logging("debug")
     if version:
         out.print(f"reconciler {__version__}")
         raise typer.Exit(0)
@@ -81,6 +91,7 @@ def main(argv: list[str] | None = None, connector: Connector | None = None) -> N
     enabled = gc.isenabled()
     gc.disable()
     try:
+        configure_logging(os.environ.get("RECONCILER_LOG") or None)
         result = command.main(
             args=argv, prog_name="reconciler", standalone_mode=False, obj=connector
         )
@@ -99,10 +110,22 @@ def main(argv: list[str] | None = None, connector: Connector | None = None) -> N
         code = 130
     except Exception as exc:
         # typer carries its own copy of click, whose UsageError is not public: know it by name.
-        if not any(cls.__name__ == "UsageError" for cls in type(exc).__mro__):
-            raise
-        exc.show()  # type: ignore[attr-defined]
-        code = InputError.exit_code
+        if any(cls.__name__ == "UsageError" for cls in type(exc).__mro__):
+            exc.show()  # type: ignore[attr-defined]
+            code = InputError.exit_code
+        else:
+            # A bug of ours or of a provider plugin: said in one line; the traceback goes
+            # to the log, printed with --debug or RECONCILER_LOG=debug.
+            logging.getLogger("reconciler").debug("internal error", exc_info=exc)
+            err.print(
+                masked(f"internal error: {type(exc).__name__}: {exc}"),
+                markup=False,
+            )
+            err.print(
+                "  this is a bug: run again with --debug for its traceback, and report it",
+                markup=False,
+            )
+            code = 1
     finally:
         if enabled:
             gc.enable()

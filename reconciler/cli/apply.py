@@ -119,21 +119,24 @@ def _same_revision(saved: Plan, fetched: Checkout) -> None:
 
 def _read_plan(file: Path) -> Plan:
     try:
-        return Plan.from_json(json.loads(file.read_text(encoding="utf-8")))
+        text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(
             [Problem(str(file), message=f"cannot read the plan: {exc.strerror}")]
         ) from None
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise InputError(
             [
                 Problem(
                     str(file),
-                    message=f"not a usable plan file: {exc}",
+                    message=f"not a usable plan file: not JSON ({exc})",
                     hint="write plans with `reconciler plan --out FILE` and do not edit them",
                 )
             ]
         ) from None
+    return Plan.from_json(data, str(file))
 
 
 def apply(

@@ -4,6 +4,7 @@ the providers' connector, and asking for confirmation."""
 from __future__ import annotations
 
 import gc
+import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -14,9 +15,10 @@ from rich.console import Console
 
 from reconciler import checkout, compose
 from reconciler.checkout import Checkout, Origin
-from reconciler.errors import OperationalError
+from reconciler.errors import InputError, OperationalError, Problem
 from reconciler.manifests import LoadOptions, Manifests, load
 from reconciler.reconcile import Connector
+from reconciler.redact import masked
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -110,3 +112,34 @@ MassDeleteOpt = Annotated[
     typer.Option("--allow-mass-delete", help="Allow deleting every owned resource of a target."),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show unchanged resources too.")]
+
+
+class _Masked(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return masked(super().format(record))
+
+
+def configure_logging(level: str | None) -> None:
+    """Log lines (and the tracebacks of internal errors) on stderr at `level`
+    (`--debug`, or RECONCILER_LOG=debug|info|warning); None: warnings alone, as Python
+    prints them by default. Credentials are masked in every line."""
+    if level is None:
+        return
+    value = logging.getLevelName(level.upper())
+    if not isinstance(value, int):
+        raise InputError(
+            [
+                Problem(
+                    "RECONCILER_LOG",
+                    message=f"'{level}' is not a log level",
+                    hint="use debug, info, warning or error",
+                )
+            ]
+        )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Masked("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(value)
+    logging.getLogger("httpx").setLevel(max(value, logging.INFO))
+    logging.getLogger("httpcore").setLevel(max(value, logging.INFO))

@@ -88,6 +88,32 @@ class ContentRequest:
 
 
 ContentCheck = Callable[[ContentRequest], Content | None]
+
+
+@dataclass(frozen=True)
+class Clash:
+    """Another kind whose resource of the same name the platform makes from one of this
+    kind (a Pachyderm pipeline makes its output repo): both in the manifests is an error."""
+
+    kind: str
+    message: str
+    """Formatted with `name`."""
+    hint: str
+    """Formatted with `other`, where the resource of `kind` is defined."""
+
+
+@dataclass(frozen=True)
+class BareSpec:
+    """How to recognise the platform's own spec format pasted without our envelope."""
+
+    fields: tuple[str, ...]
+    """Top-level fields that together say it (`pipeline` and `transform`)."""
+    what: str
+    """What it is, for the hint: "Pachyderm pipeline spec"."""
+    drop: str
+    """The field the envelope replaces (the spec without it)."""
+
+
 """The content of a resource, or None with the problems reported."""
 
 
@@ -109,6 +135,8 @@ class KindInfo:
     """The spec field naming a folder whose files are content, not manifests."""
     sensitive: tuple[str, ...] = ()
     """Top-level spec fields whose literal values are secret (a Secret's `data`)."""
+    clashes: tuple[Clash, ...] = ()
+    bare: BareSpec | None = None
     schema_aliases: bool = False
     """The platform also accepts snake_case field names (protojson): the JSON Schema
     lists both spellings."""

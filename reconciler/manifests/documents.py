@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml import events as ev
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from reconciler.errors import InputError, Problem
+from reconciler.errors import BadValue, InputError, Problem
 from reconciler.manifests import parse_cache
 from reconciler.manifests.parse_cache import ParseCache
 
@@ -212,8 +212,11 @@ def _load_json(text: str, display: str) -> Any:
         ) from None
 
 
-class _DuplicateJsonKey(Exception):
+class _DuplicateJsonKey(BadValue):
+    """Raised out of json.loads' hook, caught just above with the key's position."""
+
     def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key '{key}'", "keep one of the two")
         self.key = key
 
 

@@ -169,6 +169,7 @@ def _load(
             builder.document(file, document)
 
     builder.check_duplicates()
+    builder.check_clashes()
     if report.problems:
         raise InputError(report.problems)
     return Manifests(
@@ -419,15 +420,19 @@ class _Builder:
                 ok = False
         api_version, kind = data.get("apiVersion"), data.get("kind")
         if api_version is None and kind is None:
-            hint = (
-                "start the document with apiVersion and kind,"
-                " e.g. apiVersion: pachyderm/v1, kind: Pipeline"
-            )
-            if "pipeline" in data and "transform" in data:
-                hint = (
-                    "this is a bare Pachyderm pipeline spec: wrap it as apiVersion: pachyderm/v1,"
-                    " kind: Pipeline, metadata: {name: ...}, spec: {the spec without 'pipeline'}"
-                )
+            hint = "start the document with apiVersion and kind"
+            for info in self.catalog.kinds.values():
+                if info.bare is not None and all(f in data for f in info.bare.fields):
+                    hint = (
+                        f"this is a bare {info.bare.what}: wrap it as apiVersion:"
+                        f" {info.api_version}, kind: {info.kind}, metadata: {{name: ...}},"
+                        f" spec: {{the spec without '{info.bare.drop}'}}"
+                    )
+                    break
+            else:
+                example = next(iter(self.catalog.kinds.values()), None)
+                if example is not None:
+                    hint += f", e.g. apiVersion: {example.api_version}, kind: {example.kind}"
             problem((), "not a manifest: apiVersion and kind are missing", hint)
             return False
         if not isinstance(api_version, str):
@@ -489,6 +494,26 @@ class _Builder:
                 data = merge(data, rule.patch)
                 applied = True
         return data, applied
+
+    def check_clashes(self) -> None:
+        """Resources the platform would make itself from another in the manifests."""
+        by_id = {resource.id: resource for resource in self.resources}
+        for resource in self.resources:
+            info = self.catalog.kinds.get((resource.api_version, resource.kind))
+            for clash in info.clashes if info is not None else ():
+                other = by_id.get(ResourceId(resource.target, clash.kind, resource.id.name))
+                if other is None:
+                    continue
+                origin = resource.origin
+                self.report.at(
+                    origin.file,
+                    origin.path,
+                    origin.index,
+                    ("metadata", "name"),
+                    clash.message.format(name=resource.id.name),
+                    clash.hint.format(other=other.origin),
+                    fallback_line=origin.line,
+                )
 
     def check_duplicates(self) -> None:
         first: dict[ResourceId, Resource] = {}

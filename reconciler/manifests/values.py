@@ -31,19 +31,16 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
+from reconciler.errors import BadValue
+
 REDACTED = "(sensitive)"
 
 _REFERENCE = re.compile(r"\$(\$?)\{(env|file):([^}]*)\}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-class VariableError(Exception):
+class VariableError(BadValue):
     """A reference that cannot be resolved; the loader turns it into a Problem."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 class Sensitive:

@@ -15,15 +15,13 @@ from pathlib import Path, PurePosixPath
 
 import pathspec
 
+from reconciler.errors import BadValue
+
 IGNORE_FILE = ".kxignore"
 
 
-class PackageFileError(Exception):
+class PackageFileError(BadValue):
     """A package folder that cannot become an artifact (a symbolic link inside it)."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.hint = hint
 
 
 def _spec(folder: Path) -> pathspec.GitIgnoreSpec | None:

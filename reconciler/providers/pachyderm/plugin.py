@@ -12,7 +12,15 @@ from typing import Literal, cast
 
 from pydantic import TypeAdapter
 
-from reconciler.manifests.catalog import Accepted, KindInfo, RuleProblem, Scope, no_references
+from reconciler.manifests.catalog import (
+    Accepted,
+    BareSpec,
+    Clash,
+    KindInfo,
+    RuleProblem,
+    Scope,
+    no_references,
+)
 from reconciler.manifests.model import Model
 from reconciler.manifests.resources import PathKey, Reference
 from reconciler.providers.base import Policies, Provider
@@ -125,6 +133,15 @@ KINDS = (
         _repo_references,
         scope=IN_PROJECT,
         spec_required=False,
+        # pps/server api_server.go CreatePipeline makes the output repo itself.
+        clashes=(
+            Clash(
+                "Pipeline",
+                "Repo '{name}' has the name of a Pipeline of the same project; Pachyderm"
+                " makes that repo itself as the pipeline's output",
+                "remove this Repo manifest (the pipeline at {other} owns it)",
+            ),
+        ),
         schema_aliases=True,
     ),
     KindInfo(
@@ -137,6 +154,7 @@ KINDS = (
         scope=IN_PROJECT,
         reserved=RESERVED_PIPELINE_FIELDS,
         rules=_pipeline_rules,
+        bare=BareSpec(("pipeline", "transform"), "Pachyderm pipeline spec", "pipeline"),
         schema_aliases=True,
     ),
     KindInfo(
