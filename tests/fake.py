@@ -1,25 +1,26 @@
-"""A fake provider over an in-memory platform, for testing the engine without HTTP.
+"""The real providers' policies and normalisation over an in-memory platform: fake I/O.
 
-It serves the real manifest kinds with simplified but representative policies, so that
-every path of the engine is exercised: server defaults (a Pipeline's `datumTries`),
-write-only fields (a Secret's `data`), content changes that bounce dependents and only
-the components whose files changed (a Package's folder), patch-then-bounce, replace,
-immutable fields, dependency-ordered deletes, incomplete observations, and injected
-faults (retryable and permanent errors, latency).
+As httpx's `MockTransport` keeps the client real and fakes the wire, `FakeProvider`
+keeps everything of a platform's provider that decides (its rules, `classify`,
+`bounces`, `check`, and `desire`, which builds artifacts and fills in server defaults)
+and fakes only what it calls: observe, create, patch, bounce and delete act on a
+`FakePlatform` in memory, which can be made to fail (retryable and permanent errors,
+latency), to hold resources no manifest names, or to list some kinds incompletely. So
+the golden plans exercise the real classification of both platforms.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from reconciler.diff import Change, digest, sealed
+import httpx
+
+from reconciler.diff import Change, sealed
 from reconciler.errors import OperationalError, PermanentError, RetryableError
 from reconciler.manifests import Manifests, Resource, ResourceId
 from reconciler.manifests.config import TargetConfig
@@ -29,41 +30,17 @@ from reconciler.providers.base import (
     Check,
     Decision,
     Desired,
-    FieldPolicy,
     Finding,
     KindRules,
     Observation,
     Observed,
-    Policy,
-    classify_by_fields,
+    Provider,
 )
-from reconciler.providers.pachyderm.policies import RULES as PACHYDERM_RULES
+from reconciler.providers.plugin import Connection, installed_plugins
 
-RULES: dict[str, KindRules] = {
-    # The real Pachyderm rules: the fake differs from pachd in I/O, not in what a change takes.
-    **PACHYDERM_RULES,
-    "Package": KindRules(
-        fields=(
-            FieldPolicy("spec.version", Policy.REPLACE, "a new package version"),
-            FieldPolicy("spec.digest", Policy.PATCH, "re-pushed under the same version"),
-        ),
-        delete_before_replace=False,
-    ),
-    "Deployment": KindRules(
-        fields=(
-            FieldPolicy("spec.version", Policy.PATCH_BOUNCE, "hot-loads the new version"),
-            FieldPolicy(
-                "spec.env", Policy.REPLACE, "redeployed: torn down (data kept) and created"
-            ),
-            FieldPolicy("spec.components", Policy.REPLACE, "redeployed with other components"),
-            FieldPolicy(
-                "spec.package",
-                Policy.IMMUTABLE,
-                "a deployment keeps its package; deploy the other one under a new name",
-            ),
-        )
-    ),
-}
+
+def _no_calls(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"the fake provider's real half called {request.url}")
 
 
 @dataclass
@@ -112,40 +89,44 @@ class FakePlatform:
 
 
 class FakeProvider:
-    """Implements `reconciler.providers.base.Provider` over a `FakePlatform`."""
+    """Implements `reconciler.providers.base.Provider`: the real provider's pure half and
+    `desire`, over a `FakePlatform`."""
 
     def __init__(
-        self, target: str, provider: str, platform: FakePlatform, manifests: Manifests
+        self, target: str, config: TargetConfig, platform: FakePlatform, manifests: Manifests
     ) -> None:
         self._target = target
-        self._provider = provider
         self.platform = platform
         self.manifests = manifests
-        self._kinds = frozenset(
-            i.kind for i in manifests.catalog.kinds.values() if i.provider == provider
+        plugin = installed_plugins()[config.provider]
+        self.real: Provider = plugin.connect(
+            Connection(
+                target,
+                config,
+                manifests,
+                cache=None,
+                environ={},
+                transport=httpx.MockTransport(_no_calls),
+                base_url="http://fake.invalid",
+            )
         )
-        self._versions = {
-            r.name: str(r.spec.spec_data()["version"])
-            for r in manifests.resources
-            if r.kind == "Package" and r.target == target
-        }
 
-    # --- the pure half -----------------------------------------------------------------
+    # --- the real provider's -------------------------------------------------------------
 
     @property
     def provider(self) -> str:
-        return self._provider
+        return self.real.provider
 
     @property
     def kinds(self) -> frozenset[str]:
-        return self._kinds
+        return self.real.kinds
 
     @property
     def target(self) -> str:
         return self._target
 
     def rules(self, kind: str) -> KindRules:
-        return RULES[kind]
+        return self.real.rules(kind)
 
     def classify(
         self,
@@ -154,82 +135,18 @@ class FakeProvider:
         changes: Sequence[Change],
         applied: Applied | None,
     ) -> Decision:
-        decision = classify_by_fields(self.rules(desired.id.kind), changes)
-        kind = desired.id.kind
-        if kind == "Pipeline" and decision.action == "patch":
-            restarting = any(
-                not c.path.startswith(("spec.stopped", "spec.reprocessOnUpdate")) for c in changes
-            )
-            return Decision("patch", decision.reasons, decision.changes, restarts=restarting)
-        if kind == "Secret" and decision.action == "replace":
-            return Decision(
-                "replace", decision.reasons, decision.changes, content=frozenset({"data"})
-            )
-        if kind == "Package" and decision.action == "patch":
-            known = applied.fingerprints if applied else {}
-            changed = {
-                path
-                for path in {*desired.fingerprints, *known}
-                if desired.fingerprints.get(path) != known.get(path)
-            }
-            return Decision("patch", decision.reasons, decision.changes, content=frozenset(changed))
-        return decision
+        return self.real.classify(desired, observed, changes, applied)
 
     def bounces(self, dependency: Desired, decision: Decision, dependent: Desired) -> Bounce | None:
-        if dependency.id.kind == "Package" and dependent.id.kind == "Deployment":
-            components: set[str] = set()
-            for path in decision.content:
-                name = path.removeprefix("files/")
-                if name.startswith("pipelines/") and name.endswith(".yaml"):
-                    components.add("pipeline:" + name.removeprefix("pipelines/")[:-5])
-                else:
-                    return Bounce(None, f"package {dependency.id.name} changed")
-            return Bounce(tuple(sorted(components)), f"package {dependency.id.name} changed")
-        if dependency.id.kind == "Secret" and dependent.id.kind == "Pipeline":
-            return Bounce(None, f"secret {dependency.id.name} changed; it is read at start")
-        return None
+        return self.real.bounces(dependency, decision, dependent)
 
-    def check(self, desired: Sequence[Desired], observation: Observation) -> list[Finding]:
-        defined = {d.id.name for d in desired if d.id.kind == "Secret"}
-        present = {rid.name for rid in observation.resources if rid.kind == "Secret"}
-        findings = []
-        for want in desired:
-            if want.id.kind != "Pipeline":
-                continue
-            for mount in want.spec.get("transform", {}).get("secrets", []):
-                name = mount.get("name")
-                if name not in defined and name not in present:
-                    findings.append(
-                        Finding(
-                            want.id,
-                            f"mounts secret '{name}', which is neither in the manifests nor on"
-                            " the target",
-                            "add a pachyderm/v1 Secret manifest for it",
-                        )
-                    )
-        return findings
-
-    # --- the I/O half ------------------------------------------------------------------
+    def check(self, desired: Sequence[Desired], observation: Observation) -> Sequence[Finding]:
+        return self.real.check(desired, observation)
 
     def desire(self, resource: Resource) -> Desired:
-        spec = resource.spec.spec_data()
-        fingerprints: dict[str, str] = {}
-        if resource.kind == "Pipeline":
-            spec.setdefault("datumTries", 3)  # a server default
-            spec.pop("reprocessOnUpdate", None)
-        if resource.kind == "Secret":
-            spec.setdefault("type", "Opaque")
-        if resource.kind == "Deployment":
-            spec.setdefault("version", self._versions.get(spec["package"]))
-            spec.setdefault("updateStrategy", "redeploy")
-        if resource.kind == "Package":
-            folder = resource.origin.path.parent / str(spec.pop("source", "") or "")
-            if "artifact" in spec:
-                fingerprints = {"artifact": digest(spec.pop("artifact"))}
-            else:
-                fingerprints = dict(_files(folder))
-            spec["digest"] = digest(fingerprints)
-        return Desired(resource, spec, fingerprints)
+        return self.real.desire(resource)
+
+    # --- the fake I/O ------------------------------------------------------------------
 
     async def observe(self) -> Observation:
         self.platform.reads += 1
@@ -239,7 +156,8 @@ class FakeProvider:
         for rid, spec in self.platform.resources.items():
             if rid.target != self._target:
                 continue
-            shown = {k: v for k, v in spec.items() if not (rid.kind == "Secret" and k == "data")}
+            sealed_fields = {p.removeprefix("spec.") for p in self.rules(rid.kind).sealed}
+            shown = {k: v for k, v in spec.items() if k not in sealed_fields}
             found[rid] = Observed(rid, shown, tuple(_uses(rid, spec)))
         return Observation(self._target, found, dict(self.platform.incomplete))
 
@@ -258,9 +176,7 @@ class FakeProvider:
         if desired.id not in self.platform.resources:
             raise PermanentError(f"{desired.id} not found")
         self._store(desired)
-        if desired.id.kind == "Pipeline" and any(
-            not c.path.startswith(("spec.stopped", "spec.reprocessOnUpdate")) for c in changes
-        ):
+        if self.classify(desired, observed, changes, None).restarts:
             self.platform.restarts[str(desired.id)] += 1
 
     async def bounce(self, desired: Desired, components: tuple[str, ...] | None) -> None:
@@ -294,7 +210,7 @@ class FakeProvider:
         return [Check("reachable", True, "the fake platform answered")]
 
     async def aclose(self) -> None:
-        pass
+        await self.real.aclose()
 
     def _store(self, desired: Desired) -> None:
         spec = sealed(dict(desired.spec))
@@ -304,13 +220,6 @@ class FakeProvider:
                 for key, value in desired.spec.get("data", {}).items()
             }
         self.platform.resources[desired.id] = spec
-
-
-def _files(folder: Path) -> Iterator[tuple[str, str]]:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            rel = path.relative_to(folder).as_posix()
-            yield f"files/{rel}", "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _uses(rid: ResourceId, spec: Mapping[str, Any]) -> Iterator[ResourceId]:
@@ -343,6 +252,6 @@ class FakeConnector:
 
     def __call__(self, target: str, config: TargetConfig, manifests: Manifests) -> FakeProvider:
         platform = self.platforms.setdefault(target, FakePlatform())
-        provider = FakeProvider(target, config.provider, platform, manifests)
+        provider = FakeProvider(target, config, platform, manifests)
         self.providers[target] = provider
         return provider

@@ -168,7 +168,11 @@ def test_plan_errors_exit_1_and_block_apply(
         )
     )
     assert run_cli("apply", str(quickstart), "--yes", connector=fake) == 0
-    insights.write_text(insights.read_text().replace("LOG_LEVEL: debug", "LOG_LEVEL: info"))
+    # A new package version is pushed beside the old one and the old one removed: a
+    # replace, which protect forbids.
+    insights.write_text(insights.read_text().replace("version: 1.0.0", "version: 1.1.0"))
+    package = quickstart / "packages" / "trades" / "manifest.yaml"
+    package.write_text(package.read_text().replace("version: 1.0.0", "version: 1.1.0"))
     fake.providers.clear()
     assert run_cli("plan", str(quickstart), connector=fake) == 1
     out = capsys.readouterr().out
@@ -276,7 +280,7 @@ def test_a_target_that_cannot_connect_closes_the_ones_already_connected(
     def connector(target: str, config: TargetConfig, manifests: Manifests) -> FakeProvider:
         if target == "pachyderm":
             raise OperationalError("pachd: cannot build a client")
-        return Closing(target, config.provider, FakePlatform(), manifests)
+        return Closing(target, config, FakePlatform(), manifests)
 
     assert run_cli("plan", str(quickstart), connector=connector) == 1
     assert "pachd: cannot build a client" in capsys.readouterr().err
@@ -301,7 +305,7 @@ class _Buggy(FakeProvider):
 
 def _buggy(observe: bool) -> Connector:
     def connect(target: str, config: TargetConfig, manifests: Manifests) -> FakeProvider:
-        provider = _Buggy(target, config.provider, FakePlatform(), manifests)
+        provider = _Buggy(target, config, FakePlatform(), manifests)
         provider.observe_bug = observe
         return provider
 
