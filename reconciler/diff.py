@@ -2,7 +2,9 @@
 
 Rule: imports only `reconciler.errors`, `reconciler.manifests` and libraries; deepdiff is
 used here and nowhere else, and never leaks out: callers get the project's own immutable
-`Change(path, op, old, new)` values, sorted by path.
+`Change(path, op, old, new)` values (kopf's `DiffItem`), sorted by path. A path is a
+tuple of keys and list indices; `dotted` writes it as text (`spec.transform.cmd[0]`) for
+people and for the plan's JSON, and nothing else reads paths as text.
 
 Before comparing, both sides are made canonical: paths the provider ignores are dropped,
 lists the provider says are unordered are sorted (so `[a, b]` and `[b, a]` are equal),
@@ -15,7 +17,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Literal
@@ -30,17 +33,50 @@ Pattern = tuple[str, ...]
 _SENSITIVE_PREFIX = "\x00sensitive:"
 
 
-@dataclass(frozen=True, order=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One difference: at `path`, `old` (observed) became `new` (desired)."""
 
-    path: str
+    path: PathKey
     op: Op
     old: Any = None
     new: Any = None
 
+    @property
+    def text(self) -> str:
+        return dotted(self.path)
+
+    def under(self, field: PathKey) -> bool:
+        """Whether the change is at `field` or inside it."""
+        return self.path[: len(field)] == field
+
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "op": self.op, "old": self.old, "new": self.new}
+        return {"path": dotted(self.path), "op": self.op, "old": self.old, "new": self.new}
+
+
+def dotted(path: PathKey) -> str:
+    """A path as people read it: keys joined by dots, list indices in brackets."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + part
+    return text
+
+
+_PART = re.compile(r"\[(\d+)\]|\.?([^.\[]+)")
+
+
+def path_of(text: str) -> PathKey:
+    """`dotted` read back, for a path written as text in a rule (`"spec.transform"`):
+    exact for keys without dots and brackets, as the fields of specs are."""
+    return tuple(int(index) if index else key for index, key in _PART.findall(text) if index or key)
+
+
+def by_path(changes: Iterable[Change]) -> list[Change]:
+    """Changes in the order people read them: by path as text, then by operation."""
+    return sorted(changes, key=lambda c: (dotted(c.path), c.op))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +96,7 @@ class DiffRules:
 
 
 def diff(
-    desired: Any, observed: Any, rules: DiffRules = DiffRules(), prefix: str = ""
+    desired: Any, observed: Any, rules: DiffRules = DiffRules(), prefix: PathKey = ()
 ) -> list[Change]:
     """The changes that turn `observed` into `desired`, sorted by path."""
     if _same(desired, observed, rules):
@@ -77,11 +113,11 @@ def diff(
     for report, items in result.items():
         op = _op(report)
         for item in items:
-            path = _show(item.path(output_format="list"), prefix)
+            path: PathKey = (*prefix, *item.path(output_format="list"))
             old = None if op == "add" else _shown(item.t1)
             new = None if op == "remove" else _shown(item.t2)
             changes.append(Change(path, op, old, new))
-    return sorted(changes)
+    return by_path(changes)
 
 
 def equal(desired: Any, observed: Any, rules: DiffRules = DiffRules()) -> bool:
@@ -242,16 +278,6 @@ def _shown(value: Any) -> Any:
     if isinstance(value, list):
         return [_shown(item) for item in value]
     return value
-
-
-def _show(parts: Sequence[Any], prefix: str) -> str:
-    text = prefix
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + str(part)
-    return text
 
 
 def digest(value: Any) -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler import plan_file
-from reconciler.diff import Change, DiffRules, diff, digest
+from reconciler.diff import Change, DiffRules, by_path, diff, digest, path_of
 from reconciler.graph import Graph
 from reconciler.manifests import ResourceId
 from reconciler.manifests.values import REDACTED
@@ -149,13 +149,30 @@ class Forget:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A warning or an error of a plan, with what it is about: a resource, or a target
+    (a kind it could not list in full). Shown as its message."""
+
+    message: str
+    id: ResourceId | None = None
+    target: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.target is None and self.id is not None:
+            object.__setattr__(self, "target", self.id.target)
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @dataclass(frozen=True)
 class Plan:
     source: Source
     actions: tuple[Action, ...]
     forget: tuple[Forget, ...] = ()
-    warnings: tuple[str, ...] = ()
-    errors: tuple[str, ...] = ()
+    warnings: tuple[Note, ...] = ()
+    errors: tuple[Note, ...] = ()
     """Why this plan must not be applied (protect, guards, immutable fields)."""
     options: PlanOptions = PlanOptions()
     binding: Binding = Binding()
@@ -195,8 +212,8 @@ class Plan:
             "summary": self.summary(),
             "actions": [a.to_json() for a in self.actions],
             "forget": [{"id": str(f.id), "reason": f.reason} for f in self.forget],
-            "warnings": list(self.warnings),
-            "errors": list(self.errors),
+            "warnings": [str(w) for w in self.warnings],
+            "errors": [str(e) for e in self.errors],
         }
 
     def signed(self, key: bytes) -> Plan:
@@ -224,8 +241,8 @@ class Plan:
                 source=Source(source.path, source.revision, source.profile),
                 actions=tuple(_action(a) for a in parsed.actions),
                 forget=tuple(Forget(_parse_id(f.id), f.reason) for f in parsed.forget),
-                warnings=tuple(parsed.warnings),
-                errors=tuple(parsed.errors),
+                warnings=tuple(Note(w) for w in parsed.warnings),
+                errors=tuple(Note(e) for e in parsed.errors),
                 options=PlanOptions(
                     tuple(options.select),
                     options.with_dependencies,
@@ -266,7 +283,10 @@ def _action(data: plan_file.ActionModel) -> Action:
         id=_parse_id(data.id),
         action=data.action,
         reasons=tuple(data.reasons),
-        changes=tuple(Change(c.path, c.op, c.old, c.new) for c in data.changes),
+        # A saved plan's changes are for reading (every decision is made on a fresh plan,
+        # `Session.replan`): each path is kept as the one text part it was written as,
+        # which writes back the very same text whatever its keys hold (dots, brackets).
+        changes=tuple(Change((c.path,), c.op, c.old, c.new) for c in data.changes),
         depends_on=tuple(_parse_id(d) for d in data.depends_on),
         step=data.step,
         bounce=None
@@ -319,8 +339,8 @@ def make_plan(
     `policies` are keyed by target and cover every target of `desired` and of the
     inventory that is still configured.
     """
-    warnings: list[str] = []
-    errors: list[str] = []
+    warnings: list[Note] = []
+    errors: list[Note] = []
     order = graph.order()
     if options.select:
         scope = graph.select(options.select, with_dependencies=options.with_dependencies)
@@ -341,9 +361,10 @@ def make_plan(
         for finding in policies[target].check(wanted, observations[target]):
             where = f"{finding.id}: " if finding.id else f"target {target}: "
             text = where + finding.message + (f" ({finding.hint})" if finding.hint else "")
-            (errors if finding.error else warnings).append(text)
+            (errors if finding.error else warnings).append(Note(text, finding.id, target))
         for kind, why in sorted(observations[target].incomplete.items()):
-            warnings.append(f"{target}: {kind} could not be listed in full ({why}); no deletes")
+            text = f"{target}: {kind} could not be listed in full ({why}); no deletes"
+            warnings.append(Note(text, target=target))
 
     deletes, forget = _prunes(desired, observations, inventory, options, warnings, errors)
     actions = _order(in_scope, drafts, deletes, graph, observations)
@@ -359,7 +380,7 @@ def _draft(
     observation: Observation,
     policies: Policies,
     applied: Applied | None,
-    errors: list[str],
+    errors: list[Note],
 ) -> _Draft:
     rid = want.id
     desired_digest = digest(want.spec)
@@ -375,14 +396,17 @@ def _draft(
         # Write-only fields never show, even written in clear in a manifest.
         hidden = tuple((path.removeprefix("spec."),) for path in rules.sealed)
         shown = (
-            *diff(want.spec, {}, DiffRules(ignored=hidden), prefix="spec"),
-            *(Change(path, "add", None, REDACTED) for path in sealed_digests(want.spec, rules)),
+            *diff(want.spec, {}, DiffRules(ignored=hidden), prefix=("spec",)),
+            *(
+                Change(path_of(path), "add", None, REDACTED)
+                for path in sealed_digests(want.spec, rules)
+            ),
         )
-        return _Draft("create", [reason], tuple(sorted(shown)), desired_digest=desired_digest)
+        return _Draft("create", [reason], tuple(by_path(shown)), desired_digest=desired_digest)
     changes = compare(want, observed, policies, applied)
     decision: Decision = policies.classify(want, observed, changes, applied)
     if decision.blocked:
-        errors.append(f"{rid}: {decision.blocked}")
+        errors.append(Note(f"{rid}: {decision.blocked}", rid))
     draft = _Draft(
         decision.action,
         list(decision.reasons),
@@ -405,13 +429,13 @@ def compare(
 ) -> list[Change]:
     """The changes from `observed` to `want`, write-only fields by digest."""
     rules = policies.rules(want.id.kind)
-    changes = diff(want.spec, observed.spec, _compared(rules), prefix="spec")
+    changes = diff(want.spec, observed.spec, _compared(rules), prefix=("spec",))
     known = applied.fingerprints if applied is not None else {}
     for path, value in sealed_digests(want.spec, rules).items():
         if known.get(path) != value:
             old = REDACTED if path in known else "(not known)"
-            changes.append(Change(path, "change", old, REDACTED))
-    return sorted(changes)
+            changes.append(Change(path_of(path), "change", old, REDACTED))
+    return by_path(changes)
 
 
 @functools.lru_cache(maxsize=64)
@@ -428,7 +452,7 @@ def _propagate_bounces(
     graph: Graph,
     policies: Mapping[str, Policies],
     scope: set[ResourceId],
-    warnings: list[str],
+    warnings: list[Note],
 ) -> None:
     for rid in in_scope:
         draft = drafts[rid]
@@ -443,8 +467,11 @@ def _propagate_bounces(
                 continue
             if dependent not in scope:
                 warnings.append(
-                    f"{dependent} loads content of {rid}, which changes, but is not selected:"
-                    " it is not bounced"
+                    Note(
+                        f"{dependent} loads content of {rid}, which changes, but is not"
+                        " selected: it is not bounced",
+                        dependent,
+                    )
                 )
                 continue
             _add_bounce(drafts[dependent], bounce)
@@ -466,8 +493,8 @@ def _prunes(
     observations: Mapping[str, Observation],
     inventory: Mapping[ResourceId, Applied],
     options: PlanOptions,
-    warnings: list[str],
-    errors: list[str],
+    warnings: list[Note],
+    errors: list[Note],
 ) -> tuple[list[tuple[ResourceId, _Draft]], list[Forget]]:
     deletes: list[tuple[ResourceId, _Draft]] = []
     forget: list[Forget] = []
@@ -476,14 +503,19 @@ def _prunes(
     for target in unconfigured:
         count = sum(1 for rid in gone if rid.target == target)
         warnings.append(
-            f"{count} owned resource(s) on target '{target}', which is no longer configured:"
-            " left alone"
+            Note(
+                f"{count} owned resource(s) on target '{target}', which is no longer"
+                " configured: left alone",
+                target=target,
+            )
         )
     gone = [rid for rid in gone if rid.target in observations]
     if gone and options.select:
         warnings.append(
-            f"{len(gone)} owned resource(s) left the manifests; not pruned while --select"
-            " limits the run"
+            Note(
+                f"{len(gone)} owned resource(s) left the manifests; not pruned while"
+                " --select limits the run"
+            )
         )
         return [], []
     for rid in gone:
@@ -493,7 +525,10 @@ def _prunes(
         if observation.incomplete:
             # What is unseen may still use what would be deleted: no deletes on the target.
             warnings.append(
-                f"{rid} left the manifests; kept while {rid.target} cannot be observed in full"
+                Note(
+                    f"{rid} left the manifests; kept while {rid.target} cannot be observed in full",
+                    rid,
+                )
             )
             continue
         if observed is None:
@@ -501,8 +536,11 @@ def _prunes(
             continue
         if not options.prune:
             warnings.append(
-                f"{rid} is owned but no longer in the manifests: delete it with --prune"
-                " (or prune: true)"
+                Note(
+                    f"{rid} is owned but no longer in the manifests: delete it with --prune"
+                    " (or prune: true)",
+                    rid,
+                )
             )
             continue
         if applied.deletion_policy == "Orphan":
@@ -512,8 +550,11 @@ def _prunes(
             continue
         if applied.protect:
             errors.append(
-                f"{rid} is protected and left the manifests: restore its manifest, or set"
-                " protect: false and apply before removing it"
+                Note(
+                    f"{rid} is protected and left the manifests: restore its manifest, or"
+                    " set protect: false and apply before removing it",
+                    rid,
+                )
             )
             continue
         deletes.append(
@@ -529,8 +570,10 @@ def _prunes(
     deletes = _unmanaged_users(deletes, desired, observations, inventory, errors)
     if len(deletes) > options.max_deletes:
         errors.append(
-            f"this plan deletes {len(deletes)} resources, more than --max-deletes"
-            f" {options.max_deletes}: check the manifests, or raise --max-deletes"
+            Note(
+                f"this plan deletes {len(deletes)} resources, more than --max-deletes"
+                f" {options.max_deletes}: check the manifests, or raise --max-deletes"
+            )
         )
     if not options.allow_mass_delete:
         # What would still be owned once the plan ran: what the manifests keep, and what
@@ -547,9 +590,12 @@ def _prunes(
             }
             if not kept:
                 errors.append(
-                    f"this plan deletes every resource reconciler still owns on target"
-                    f" '{target}' ({len(doomed)}) and keeps none: if that is meant, pass"
-                    " --allow-mass-delete"
+                    Note(
+                        f"this plan deletes every resource reconciler still owns on target"
+                        f" '{target}' ({len(doomed)}) and keeps none: if that is meant, pass"
+                        " --allow-mass-delete",
+                        target=target,
+                    )
                 )
     return deletes, forget
 
@@ -559,7 +605,7 @@ def _unmanaged_users(
     desired: Mapping[ResourceId, Desired],
     observations: Mapping[str, Observation],
     inventory: Mapping[ResourceId, Applied],
-    errors: list[str],
+    errors: list[Note],
 ) -> list[tuple[ResourceId, _Draft]]:
     """Deletes of what a resource we do not manage still uses, refused: deleting it would
     break that resource, which no manifest speaks for (pachd's DeletePipeline of a
@@ -580,9 +626,13 @@ def _unmanaged_users(
             named = ", ".join(str(r) for r in readers[:3])
             more = f" and {len(readers) - 3} more" if len(readers) > 3 else ""
             errors.append(
-                f"{rid} left the manifests, but {named}{more}, which reconciler does not"
-                " manage, still uses it: it is not deleted (the platform would break or"
-                " half-delete it). Remove or adopt the user first, or restore the manifest"
+                Note(
+                    f"{rid} left the manifests, but {named}{more}, which reconciler does"
+                    " not manage, still uses it: it is not deleted (the platform would"
+                    " break or half-delete it). Remove or adopt the user first, or restore"
+                    " the manifest",
+                    rid,
+                )
             )
         else:
             kept.append((rid, draft))
@@ -660,13 +710,17 @@ def _order(
 
 
 def _protect(
-    actions: Sequence[Action], desired: Mapping[ResourceId, Desired], errors: list[str]
+    actions: Sequence[Action], desired: Mapping[ResourceId, Desired], errors: list[Note]
 ) -> None:
     """A replace of a protected resource fails the plan (protected deletes never reach
     here: pruning refuses them with their own message)."""
     for action in actions:
         if action.action == "replace" and desired[action.id].resource.metadata.protect:
             errors.append(
-                f"{action.id} is protected (protect: true) and this plan would replace it:"
-                f" {'; '.join(action.reasons)}. Undo the change, or set protect: false first"
+                Note(
+                    f"{action.id} is protected (protect: true) and this plan would replace"
+                    f" it: {'; '.join(action.reasons)}. Undo the change, or set protect:"
+                    " false first",
+                    action.id,
+                )
             )

@@ -496,9 +496,8 @@ def stored_status(
             drift = tuple(
                 a for a in plan.actions if a.id.target == target and (a.mutates or a.adopt)
             )
-            marks = (f"{target}:", f"target {target}", f"target '{target}'")
             warnings = tuple(
-                w for w in (*plan.errors, *plan.warnings) if any(m in w for m in marks)
+                str(note) for note in (*plan.errors, *plan.warnings) if note.target == target
             )
         result.append(
             TargetStatus(

@@ -7,18 +7,18 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.diff import Change, DiffRules, diff, equal
+from reconciler.diff import Change, DiffRules, diff, dotted, equal, path_of
 from reconciler.manifests.values import REDACTED, Sensitive
 
 
 def test_changes_adds_and_removes_with_paths() -> None:
     desired = {"version": "1.1.0", "env": {"rt": {"LOG": "info"}}, "cmd": ["sh", "-c"]}
     observed = {"version": "1.0.0", "env": {"rt": {"OLD": "x"}}, "cmd": ["sh"]}
-    assert diff(desired, observed, prefix="spec") == [
-        Change("spec.cmd[1]", "add", None, "-c"),
-        Change("spec.env.rt.LOG", "add", None, "info"),
-        Change("spec.env.rt.OLD", "remove", "x", None),
-        Change("spec.version", "change", "1.0.0", "1.1.0"),
+    assert diff(desired, observed, prefix=("spec",)) == [
+        Change(("spec", "cmd", 1), "add", None, "-c"),
+        Change(("spec", "env", "rt", "LOG"), "add", None, "info"),
+        Change(("spec", "env", "rt", "OLD"), "remove", "x", None),
+        Change(("spec", "version"), "change", "1.0.0", "1.1.0"),
     ]
 
 
@@ -50,7 +50,7 @@ def test_sensitive_values_compare_by_digest_and_never_show() -> None:
     same = {"data": {"password": Sensitive("${env:P}", "old-secret")}}
     assert diff(old, same) == []
     (change,) = diff(new, old)
-    assert change == Change("data.password", "change", REDACTED, REDACTED)
+    assert change == Change(("data", "password"), "change", REDACTED, REDACTED)
     text = json.dumps([c.to_json() for c in diff(new, {"data": {}})])
     assert "secret" not in text and REDACTED in text
 
@@ -73,7 +73,7 @@ def test_clear_text_shown_back_where_the_manifest_holds_a_reference_compares_by_
     desired = {"env": {"TOKEN": Sensitive("${env:T}", "the-token"), "MODE": "fast"}}
     assert equal(desired, {"env": {"TOKEN": "the-token", "MODE": "fast"}})
     changes = diff(desired, {"env": {"TOKEN": "an-old-token", "MODE": "fast"}})
-    assert changes == [Change("env.TOKEN", "change", REDACTED, REDACTED)]
+    assert changes == [Change(("env", "TOKEN"), "change", REDACTED, REDACTED)]
     assert "an-old-token" not in json.dumps([c.to_json() for c in changes])
 
 
@@ -163,3 +163,29 @@ def test_equal_exactly_when_equal_under_the_rules(desired: object, other: object
     expected = _oracle(desired) == _oracle(observed, hashed=hashed)
     assert equal(desired, observed, RULES) == expected
     assert (diff(desired, observed, RULES) == []) == expected
+
+
+_FIELDS = st.text(alphabet="abcXYZ_-/0", min_size=1, max_size=6)
+
+
+@given(st.lists(st.one_of(_FIELDS, st.integers(0, 20)), max_size=6))
+def test_a_rule_field_written_as_text_is_read_as_its_path(path: list[str | int]) -> None:
+    assert path_of(dotted(tuple(path))) == tuple(path)
+
+
+@given(st.dictionaries(st.text(alphabet="ab.[]0 ", min_size=1, max_size=5), st.integers()))
+def test_a_saved_plan_with_any_keys_reads_back_exactly(env: dict[str, int]) -> None:
+    """Plan files hold paths as text; keys with dots or brackets (labels such as
+    app.kubernetes.io/name) must read back to the same text, or a signed plan would
+    look edited."""
+    changes = [c.to_json() for c in diff({"env": env}, {"env": {}}, prefix=("spec",))]
+    for written in changes:
+        assert Change((written["path"],), written["op"]).to_json()["path"] == written["path"]
+
+
+def test_paths_are_tuples_of_keys_and_indices() -> None:
+    (change,) = diff({"cmd": ["a", "b"]}, {"cmd": ["a", "c"]}, prefix=("spec", "transform"))
+    assert change.path == ("spec", "transform", "cmd", 1)
+    assert change.text == "spec.transform.cmd[1]"
+    assert change.under(("spec", "transform")) and not change.under(("spec", "input"))
+    assert path_of("spec.transform.cmd[1]") == ("spec", "transform", "cmd", 1)

@@ -336,3 +336,24 @@ def test_a_provider_bug_in_one_action_fails_that_action_and_logs_where_with_debu
     assert "Traceback (most recent call last)" in captured.err
     # Other actions went on: the Pachyderm ones do not depend on the package.
     assert "pachyderm:Project/vision" in captured.out
+
+
+def test_a_saved_plan_whose_changes_have_dotted_keys_applies(
+    quickstart: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Keys holding dots and brackets (as labels and env names may) are kept exactly in
+    a plan file, so its signature still verifies."""
+    fake = FakeConnector()
+    assert run_cli("apply", str(quickstart), "--yes", connector=fake) == 0
+    insights = quickstart / "manifests" / "insights.yaml"
+    insights.write_text(
+        insights.read_text().replace(
+            "LOG_LEVEL: debug", "LOG_LEVEL: debug\n      'app.kubernetes.io/x[y]..z': 'on'"
+        )
+    )
+    plan_file = quickstart / "plan.json"
+    assert run_cli("plan", str(quickstart), "--out", str(plan_file), connector=fake) == 0
+    assert '"spec.env.trades-rt.app.kubernetes.io/x[y]..z"' in plan_file.read_text()
+    capsys.readouterr()
+    assert run_cli("apply", "--plan", str(plan_file), "--yes", connector=fake) == 0
+    assert "Apply complete: 1 done" in capsys.readouterr().out

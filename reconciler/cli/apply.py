@@ -252,7 +252,10 @@ def apply(
     planned, outcome = result.planned, result.outcome
     if planned.plan.errors:
         if not text:
-            out.print(json.dumps({"errors": list(planned.plan.errors)}, indent=2), markup=False)
+            out.print(
+                json.dumps({"errors": [str(e) for e in planned.plan.errors]}, indent=2),
+                markup=False,
+            )
         return 1
     if outcome is None:
         if not text:

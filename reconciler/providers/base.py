@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Literal, Protocol
 
-from reconciler.diff import Change, DiffRules, digest
+from reconciler.diff import Change, DiffRules, PathKey, digest, path_of
 from reconciler.manifests import Resource, ResourceId
 
 ActionName = Literal["create", "patch", "bounce", "replace", "delete", "noop"]
@@ -53,17 +53,23 @@ class Policy(IntEnum):
     """Cannot change at all: the plan fails and says what to do instead."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class FieldPolicy:
     """The policy of a field and of everything below it, e.g. `spec.transform`."""
 
-    path: str
+    path: PathKey
     policy: Policy
-    reason: str = ""
+    reason: str
     """Added to the action's reasons when this field changes."""
 
-    def covers(self, path: str) -> bool:
-        return path == self.path or path.startswith((self.path + ".", self.path + "["))
+    def __init__(self, path: str | PathKey, policy: Policy, reason: str = "") -> None:
+        # Written as text in the providers' tables (`"spec.transform"`), kept as a path.
+        object.__setattr__(self, "path", path_of(path) if isinstance(path, str) else path)
+        object.__setattr__(self, "policy", policy)
+        object.__setattr__(self, "reason", reason)
+
+    def covers(self, path: PathKey) -> bool:
+        return path[: len(self.path)] == self.path
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +92,12 @@ class KindRules:
         entry) and any field below it (a whole new `spec.transform` holds its image)."""
         covering = [p for p in self.fields if p.covers(change.path)]
         found = max(covering, key=lambda p: len(p.path)) if covering else self.default
-        below = [p for p in self.fields if p.path != change.path and _under(p.path, change.path)]
+        below = [
+            p
+            for p in self.fields
+            if len(p.path) > len(change.path) and p.path[: len(change.path)] == change.path
+        ]
         return max([found, *below], key=lambda p: p.policy)
-
-
-def _under(path: str, parent: str) -> bool:
-    return path.startswith((parent + ".", parent + "["))
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +283,7 @@ def classify_by_fields(rules: KindRules, changes: Sequence[Change]) -> Decision:
     strongest = max(policy.policy for _, policy in policies)
     reasons = _reasons(changes, [p for _, p in policies if p.policy == strongest])
     if strongest is Policy.IMMUTABLE:
-        fields = ", ".join(sorted({c.path for c, p in policies if p.policy is Policy.IMMUTABLE}))
+        fields = ", ".join(sorted({c.text for c, p in policies if p.policy is Policy.IMMUTABLE}))
         why = next((p.reason for _, p in policies if p.reason), "")
         return Decision(
             "noop",
@@ -299,7 +305,7 @@ def classify_by_fields(rules: KindRules, changes: Sequence[Change]) -> Decision:
 
 
 def _reasons(changes: Sequence[Change], policies: Iterable[FieldPolicy]) -> tuple[str, ...]:
-    paths = sorted({c.path for c in changes})
+    paths = sorted({c.text for c in changes})
     shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
     reasons = [f"changed: {shown}"]
     for reason in dict.fromkeys(p.reason for p in policies if p.reason):

@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from reconciler.diff import Change
+from reconciler.diff import Change, dotted
 from reconciler.manifest_changes import ResourceChange, Review
 from reconciler.plan import Action, Plan
 
@@ -50,10 +50,10 @@ def value(item: Any, limit: int = 120) -> str:
 
 def change_line(change: Change) -> str:
     if change.op == "add":
-        return f"+ {change.path}: {value(change.new)}"
+        return f"+ {dotted(change.path)}: {value(change.new)}"
     if change.op == "remove":
-        return f"- {change.path}: {value(change.old)}"
-    return f"~ {change.path}: {value(change.old)} → {value(change.new)}"
+        return f"- {dotted(change.path)}: {value(change.old)}"
+    return f"~ {dotted(change.path)}: {value(change.old)} → {value(change.new)}"
 
 
 def headline(plan: Plan) -> str:
@@ -120,9 +120,9 @@ def print_text(plan: Plan, console: Console, *, verbose: bool = False) -> None:
             console.print(f"        [dim]{escape(forget.reason)}[/dim]")
         console.print()
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+        console.print(f"[yellow]warning:[/yellow] {escape(str(warning))}")
     for error in plan.errors:
-        console.print(f"[red]error:[/red] {escape(error)}")
+        console.print(f"[red]error:[/red] {escape(str(error))}")
     if plan.warnings or plan.errors:
         console.print()
     console.print(f"[bold]{escape(headline(plan))}[/bold]")
@@ -200,10 +200,10 @@ def markdown(plan: Plan, review: Review | None = None, *, limit: int = MARKDOWN_
     tail: list[str] = []
     if plan.errors:
         tail += ["**Errors: this plan cannot be applied**", ""]
-        tail += [f"- :x: {_md(e)}" for e in plan.errors] + [""]
+        tail += [f"- :x: {_md(str(e))}" for e in plan.errors] + [""]
     if plan.warnings:
         tail += ["**Warnings**", ""]
-        tail += [f"- :warning: {_md(w)}" for w in plan.warnings] + [""]
+        tail += [f"- :warning: {_md(str(w))}" for w in plan.warnings] + [""]
     tail += [f"<sub>plan fingerprint `{plan.fingerprint}`</sub>"]
 
     sections += [_md_section(a) for a in plan.actions if a.mutates or a.adopt]

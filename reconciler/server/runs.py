@@ -182,7 +182,7 @@ class Runner:
                 self.metrics.actions.labels(result.action, result.status).inc()
         if plan.errors:
             report.result = "failed"
-            report.error = "; ".join(plan.errors)
+            report.error = "; ".join(str(e) for e in plan.errors)
             self.metrics.errors.labels("plan").inc()
         elif outcome is not None and not outcome.ok:
             report.result = "failed"

@@ -78,9 +78,13 @@ def strategy(desired: Desired) -> str:
     return str(desired.spec.get("updateStrategy") or "redeploy")
 
 
+def _redeploying(change: Change) -> bool:
+    return change.under(("spec", "env")) or change.under(("spec", "components"))
+
+
 def redeploys(desired: Desired, changes: Sequence[Change]) -> bool:
     """Whether the changes need the deployment torn down and created (else a hot-load)."""
-    if any(c.path.startswith(("spec.env", "spec.components")) for c in changes):
+    if any(_redeploying(c) for c in changes):
         return True
     return strategy(desired) != "hotload"
 
@@ -121,7 +125,9 @@ class InsightsPolicies:
         version = desired.spec.get("version")
         if redeploys(desired, changes):
             why = REDEPLOY
-            if not any(c.path.startswith(("spec.env", "spec.components")) for c in changes):
+            if not any(
+                c.under(("spec", "env")) or c.under(("spec", "components")) for c in changes
+            ):
                 why += f" at version {version} (updateStrategy: redeploy)"
             return Decision("patch", (*decision.reasons, why), decision.changes, restarts=True)
         why = f"hot-loads version {version} into the running components; nothing restarts"

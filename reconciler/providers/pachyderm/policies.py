@@ -32,7 +32,7 @@ from reconciler.providers.pachyderm.canonical import secret_names
 RESTARTS = "restarts workers and kills running jobs"
 OUT_OF_BAND = "out of band"
 """The status of a secret that exists but was not made through pachd (kubectl, Helm)."""
-STOPPED = "spec.stopped"
+STOPPED = ("spec", "stopped")
 KINDS = frozenset({"Project", "Repo", "Secret", "Pipeline", "ClusterDefaults", "ProjectDefaults"})
 DEFAULTS_KINDS = frozenset({"ClusterDefaults", "ProjectDefaults"})
 DEFAULTS_DIFF = DiffRules(ignored=(("regenerate",), ("reprocess",)))
