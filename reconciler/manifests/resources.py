@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Generic, Literal, NamedTuple
 
 from pydantic import Field
+from typing_extensions import TypeVar
 
 from reconciler.manifests.model import Model
 
@@ -87,12 +88,18 @@ class Reference:
     """The target it lives on; None: the referring resource's own."""
 
 
+Spec_co = TypeVar("Spec_co", bound=Model, default=Model, covariant=True)
+"""A kind's spec model: `Resource[PipelineSpec]` travels from the loader to the provider."""
+
+
 @dataclass(frozen=True, slots=True)
-class Resource:
+class Resource(Generic[Spec_co]):
+    """One manifest, validated: its spec is its kind's model, typed."""
+
     id: ResourceId
     api_version: str
     metadata: Metadata
-    spec: Model
+    spec: Spec_co
     origin: Origin
     project: str | None = None
     references: tuple[Reference, ...] = field(default=())

@@ -30,10 +30,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol
 
 from reconciler.diff import Change, DiffRules, PathKey, digest, path_of
 from reconciler.manifests import Resource, ResourceId
+from reconciler.manifests.resources import Spec_co
 
 ActionName = Literal["create", "patch", "bounce", "replace", "delete", "noop"]
 ACTIONS: tuple[ActionName, ...] = ("create", "patch", "bounce", "replace", "delete", "noop")
@@ -101,12 +102,15 @@ class KindRules:
 
 
 @dataclass(frozen=True, slots=True)
-class Desired:
-    """A manifest as the platform would hold it."""
+class Desired(Generic[Spec_co]):
+    """A manifest as the platform would hold it: its typed model (`model`), which the
+    provider's requests are built from, and its canonical form (`spec`), which is
+    compared with what the platform shows."""
 
-    resource: Resource
+    resource: Resource[Spec_co]
     spec: Mapping[str, Any]
-    """Normalised; sensitive values stay `Sensitive` until a request is built."""
+    """Canonical and normalised (server defaults filled in), for the diff; sensitive
+    values stay `Sensitive` until a request is built."""
     fingerprints: Mapping[str, str] = field(default_factory=dict)
     """Digests of content the platform cannot show back, beyond sealed fields (the files
     of a package folder, by path); kept in the inventory once applied."""
@@ -117,6 +121,11 @@ class Desired:
     @property
     def id(self) -> ResourceId:
         return self.resource.id
+
+    @property
+    def model(self) -> Spec_co:
+        """The manifest's spec as its kind's model."""
+        return self.resource.spec
 
 
 @dataclass(frozen=True, slots=True)

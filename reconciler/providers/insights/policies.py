@@ -20,6 +20,7 @@ Deployment (`{package, version, components, env}`, plus reconciler's own
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from reconciler.diff import Change, DiffRules
 from reconciler.providers.base import (
@@ -35,6 +36,7 @@ from reconciler.providers.base import (
     Policy,
     classify_by_fields,
 )
+from reconciler.providers.insights.kinds import DeploymentSpec
 
 KINDS = frozenset({"Package", "Deployment"})
 OURS = ("updateStrategy", "cleanupOnDelete")
@@ -75,7 +77,7 @@ RULES: dict[str, KindRules] = {
 
 
 def strategy(desired: Desired) -> str:
-    return str(desired.spec.get("updateStrategy") or "redeploy")
+    return cast(DeploymentSpec, desired.model).update_strategy
 
 
 def _redeploying(change: Change) -> bool:

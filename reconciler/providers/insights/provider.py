@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from reconciler.diff import Change
 from reconciler.errors import OperationalError, PermanentError, RetryableError
@@ -19,6 +19,7 @@ from reconciler.providers.http import HttpError
 from reconciler.providers.insights.artifact import Artifact, build, read_prebuilt
 from reconciler.providers.insights.build_index import BuildIndex
 from reconciler.providers.insights.client import USED, PackageManagerClient, component, missing
+from reconciler.providers.insights.kinds import DeploymentSpec, PackageSpec
 from reconciler.providers.insights.policies import InsightsPolicies, redeploys
 
 RUNNING, ERROR = "Running", "Error"
@@ -53,9 +54,9 @@ class InsightsProvider(InsightsPolicies):
         self._content = manifests.content
         self._labels = {r.id: r.origin.file for r in manifests.resources}
         self._versions = {
-            r.name: str(r.spec.spec_data()["version"])
+            r.name: r.spec.version
             for r in manifests.resources
-            if r.kind == "Package" and r.target == target
+            if isinstance(r.spec, PackageSpec) and r.target == target
         }
         """What the manifests want of each package: the version observation reports."""
         self._artifacts: dict[ResourceId, Artifact] = {}
@@ -68,24 +69,25 @@ class InsightsProvider(InsightsPolicies):
     # --- desired -----------------------------------------------------------------------
 
     def desire(self, resource: Resource) -> Desired:
-        data = resource.spec.spec_data()
-        if resource.kind == "Package":
+        if isinstance(resource.spec, PackageSpec):
             artifact = self._artifact(resource)
             package: dict[str, Any] = {
-                "version": str(data["version"]),
+                "version": resource.spec.version,
                 "sha256": artifact.sha256,
                 "components": sorted(artifact.components),
             }
             return Desired(resource, package, artifact.fingerprints, artifact.loaded_by_key())
+        deployment = cast(DeploymentSpec, resource.spec)
         spec: dict[str, Any] = {
-            "package": data["package"],
-            "version": str(data.get("version") or self._versions.get(data["package"], "")),
-            "updateStrategy": data.get("updateStrategy") or "redeploy",
-            "cleanupOnDelete": bool(data.get("cleanupOnDelete")),
+            "package": deployment.package,
+            "version": deployment.version or self._versions.get(deployment.package, ""),
+            "updateStrategy": deployment.update_strategy,
+            "cleanupOnDelete": deployment.cleanup_on_delete,
         }
-        if data.get("components") is not None:
-            spec["components"] = _entities(data["components"])
-        env = {name: dict(values) for name, values in (data.get("env") or {}).items() if values}
+        if deployment.components is not None:
+            pairs = {(c.type, c.name) for c in deployment.components}
+            spec["components"] = [{"type": t, "name": n} for t, n in sorted(pairs)]
+        env = {name: dict(values) for name, values in deployment.env.items() if values}
         if env:
             spec["env"] = env
         return Desired(resource, spec)

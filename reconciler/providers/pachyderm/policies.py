@@ -11,6 +11,7 @@ deleted and created again to change, then every pipeline that mounts them restar
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 from reconciler.diff import Change, DiffRules
 from reconciler.manifests import ResourceId
@@ -28,6 +29,7 @@ from reconciler.providers.base import (
     classify_by_fields,
 )
 from reconciler.providers.pachyderm.canonical import secret_names
+from reconciler.providers.pachyderm.kinds import DefaultsSpec, SecretSpec
 
 RESTARTS = "restarts workers and kills running jobs"
 OUT_OF_BAND = "out of band"
@@ -150,13 +152,14 @@ def _defaults_decision(
         more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
         return ", ".join(shown) + more
 
-    regenerate = bool(desired.spec.get("regenerate"))
+    model = cast(DefaultsSpec, desired.model)
+    regenerate = model.regenerate
     if observed.affects is None:
         note = "pachd did not say which pipelines the new defaults change"
     elif not affected:
         note = "no pipeline's effective spec changes"
     elif regenerate:
-        reprocessed = " and reprocesses their data" if desired.spec.get("reprocess") else ""
+        reprocessed = " and reprocesses their data" if model.reprocess else ""
         note = f"regenerate: pachd restarts {len(affected)} pipeline(s){reprocessed}: "
         note += named(affected)
     else:
@@ -237,7 +240,7 @@ def _secret_use(
             )
         mount = mounted.get(name)
         key = str(mount.get("key") or "") if mount is not None else ""
-        data = (manifest.spec.get("data") or {}) if manifest is not None else None
+        data = cast(SecretSpec, manifest.model).data if manifest is not None else None
         if mount is not None and mount.get("envVar") and data is not None and key not in data:
             findings.append(
                 Finding(

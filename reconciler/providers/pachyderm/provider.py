@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from reconciler.diff import Change, equal
 from reconciler.errors import OperationalError, PermanentError, RetryableError
@@ -25,7 +25,12 @@ from reconciler.providers.pachyderm.canonical import (
 )
 from reconciler.providers.pachyderm.client import PachdClient
 from reconciler.providers.pachyderm.defaults import effective, json_names, request_part
-from reconciler.providers.pachyderm.kinds import CLUSTER_DEFAULTS_NAME
+from reconciler.providers.pachyderm.kinds import (
+    CLUSTER_DEFAULTS_NAME,
+    DefaultsSpec,
+    PipelineSpec,
+    SecretSpec,
+)
 from reconciler.providers.pachyderm.pipeline_rules import OURS, create_pipeline_request
 from reconciler.providers.pachyderm.policies import (
     DEFAULTS_DIFF,
@@ -76,20 +81,29 @@ class PachydermProvider(PachydermPolicies):
     # --- desired -----------------------------------------------------------------------
 
     def desire(self, resource: Resource) -> Desired:
-        data = resource.spec.spec_data()
-        kind = resource.kind
-        if kind == "Secret":
-            spec: dict[str, Any] = {"type": data.get("type") or "Opaque"}
-            if data.get("data"):
-                spec["data"] = dict(data["data"])
+        model = resource.spec
+        if isinstance(model, SecretSpec):
+            spec: dict[str, Any] = {"type": model.type or "Opaque"}
+            if model.data:
+                spec["data"] = dict(model.data)
             return Desired(resource, spec)
-        if kind in DEFAULTS_KINDS:
-            return Desired(resource, _defaults_spec(data))
-        if kind != "Pipeline":
-            return Desired(resource, canonical(data))
+        if isinstance(model, DefaultsSpec):
+            return Desired(resource, _defaults_spec(model))
+        if not isinstance(model, PipelineSpec):
+            return Desired(resource, canonical(model.spec_data()))
         project, name = _split(resource.id)
-        ours = {key: data.pop(key) for key in OURS if data.get(key)}
-        return Desired(resource, {**self._runs(data, project, name), **ours})
+        # pachd's own fields as the request carries them (one dump of the model); the
+        # fields that are ours are read from the model and never sent.
+        request = {k: v for k, v in model.spec_data().items() if k not in OURS}
+        ours = {
+            key: True
+            for key, value in (
+                ("stopped", model.stopped),
+                ("reprocessOnUpdate", model.reprocess_on_update),
+            )
+            if value
+        }
+        return Desired(resource, {**self._runs(request, project, name), **ours})
 
     def _runs(self, spec: Mapping[str, Any], project: str, name: str) -> dict[str, Any]:
         """What a pipeline with this user spec runs as, under the target's current
@@ -205,7 +219,7 @@ class PachydermProvider(PachydermPolicies):
             r
             for r in self._defaults
             if r.id in observed
-            and not equal(_defaults_spec(r.spec.spec_data()), observed[r.id], DEFAULTS_DIFF)
+            and not equal(_defaults_spec(cast(DefaultsSpec, r.spec)), observed[r.id], DEFAULTS_DIFF)
         ]
         asked = await asyncio.gather(
             *(
@@ -380,24 +394,25 @@ class PachydermProvider(PachydermPolicies):
     def _request(self, desired: Desired) -> dict[str, Any]:
         """The manifest's spec as written (pachd fills in its own defaults)."""
         project, name = _split(desired.id)
-        spec = _clear(desired.resource.spec.spec_data())
+        spec = _clear(desired.model.spec_data())
         return create_pipeline_request(spec, project, name)
 
 
-def _defaults_spec(data: Mapping[str, Any]) -> dict[str, Any]:
+def _defaults_spec(model: DefaultsSpec) -> dict[str, Any]:
     """A defaults manifest's spec in the form compared with the target's."""
-    request = json_names(dict(data.get("createPipelineRequest") or {}))
+    request = json_names(model.create_pipeline_request.spec_data())
     spec: dict[str, Any] = {"createPipelineRequest": canonical(request)}
-    for flag in ("regenerate", "reprocess"):
-        if data.get(flag):
-            spec[flag] = True
+    if model.regenerate:
+        spec["regenerate"] = True
+    if model.reprocess:
+        spec["reprocess"] = True
     return spec
 
 
 def _defaults_request(resource: Resource) -> dict[str, Any]:
     """The ClusterDefaults / ProjectDefaults message to send, references revealed."""
-    data = resource.spec.spec_data()
-    return {"createPipelineRequest": _clear(data.get("createPipelineRequest") or {})}
+    model = cast(DefaultsSpec, resource.spec)
+    return {"createPipelineRequest": _clear(model.create_pipeline_request.spec_data())}
 
 
 def _split(rid: ResourceId) -> tuple[str, str]:
