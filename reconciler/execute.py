@@ -141,6 +141,44 @@ async def execute(
     return await runner.run()
 
 
+class _Schedule:
+    """Which actions may start: those whose dependencies in the plan are done. A
+    create-before-delete replace deletes the old generation only once everything that
+    depends on it has moved on (finished, in whatever way)."""
+
+    def __init__(self, actions: Sequence[Action]) -> None:
+        ids = {a.id for a in actions}
+        self.by_id = {a.id: a for a in actions}
+        self.waiting = {a.id: set(a.depends_on) & ids for a in actions}
+        self.dependents: dict[ResourceId, list[ResourceId]] = {}
+        for action in actions:
+            for dependency in self.waiting[action.id]:
+                self.dependents.setdefault(dependency, []).append(action.id)
+        self.ready: list[tuple[ResourceId, Phase]] = [
+            (a.id, "main") for a in actions if not self.waiting[a.id]
+        ]
+        self.cleanups: dict[ResourceId, set[ResourceId]] = {}
+        self.created: dict[ResourceId, ActionResult] = {}
+        """Replaces whose new generation is made and whose old one awaits deletion."""
+
+    def release(self, rid: ResourceId, finished: Mapping[ResourceId, ActionResult]) -> None:
+        for dependent in self.dependents.get(rid, ()):
+            self.waiting[dependent].discard(rid)
+            if not self.waiting[dependent] and dependent not in finished:
+                self.ready.append((dependent, "main"))
+
+    def defer_cleanup(self, rid: ResourceId, created: ActionResult) -> None:
+        self.created[rid] = created
+        self.cleanups[rid] = set(self.dependents.get(rid, ()))
+
+    def cleanups_due(self, finished: Mapping[ResourceId, ActionResult]) -> None:
+        for owner in sorted(self.cleanups, key=str):
+            self.cleanups[owner] -= set(finished)
+            if not self.cleanups[owner]:
+                del self.cleanups[owner]
+                self.ready.append((owner, "cleanup"))
+
+
 class _Runner:
     def __init__(
         self,
@@ -160,6 +198,14 @@ class _Runner:
 
     async def run(self) -> Outcome:
         started = time.monotonic()
+        self._begin()
+        actions = [a for a in self.work.plan.actions if a.mutates or a.adopt]
+        schedule = _Schedule(actions)
+        await self._drive(schedule)
+        return self._close(actions, schedule, started)
+
+    def _begin(self) -> None:
+        """The run recorded, the inventory's forgets done, unchanged resources refreshed."""
         plan = self.work.plan
         self.run_id = self.store.begin_run(
             "apply",
@@ -176,58 +222,47 @@ class _Runner:
         for forgotten in plan.forget:
             self.store.forget(str(forgotten.id))
         self._refresh_noops()
-        actions = [a for a in plan.actions if a.mutates or a.adopt]
-        ids = {a.id for a in actions}
-        waiting = {a.id: set(a.depends_on) & ids for a in actions}
-        by_id = {a.id: a for a in actions}
-        dependents: dict[ResourceId, list[ResourceId]] = {}
-        for action in actions:
-            for dependency in waiting[action.id]:
-                dependents.setdefault(dependency, []).append(action.id)
-        ready: list[tuple[ResourceId, Phase]] = [
-            (a.id, "main") for a in actions if not waiting[a.id]
-        ]
+
+    async def _drive(self, schedule: _Schedule) -> None:
+        """Every action once its dependencies are done, `concurrency` at a time, until
+        all are done or skipped, or `stop` is set."""
         running: dict[asyncio.Task[ActionResult], tuple[ResourceId, Phase]] = {}
-        # A create-before-delete replace deletes the old generation only once everything
-        # that depends on it has moved on (finished, in whatever way).
-        cleanups: dict[ResourceId, set[ResourceId]] = {}
-        created: dict[ResourceId, ActionResult] = {}
-
-        def release(rid: ResourceId) -> None:
-            for dependent in dependents.get(rid, ()):
-                waiting[dependent].discard(rid)
-                if not waiting[dependent] and dependent not in self.results:
-                    ready.append((dependent, "main"))
-
-        while ready or running:
-            while ready and len(running) < self.options.concurrency and not self.stop.is_set():
-                rid, phase = ready.pop(0)
-                self.listener.started(by_id[rid])
-                running[asyncio.create_task(self._one(by_id[rid], phase))] = (rid, phase)
+        while schedule.ready or running:
+            while (
+                schedule.ready
+                and len(running) < self.options.concurrency
+                and not self.stop.is_set()
+            ):
+                rid, phase = schedule.ready.pop(0)
+                action = schedule.by_id[rid]
+                self.listener.started(action)
+                running[asyncio.create_task(self._one(action, phase))] = (rid, phase)
             if not running:
                 break
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in sorted(done, key=lambda t: str(running[t][0])):
                 rid, phase = running.pop(task)
-                result = task.result()
-                if phase == "cleanup":
-                    self._finish(_joined(created.pop(rid), result))
-                elif result.status == "ok" and _deferred_delete(by_id[rid]):
-                    created[rid] = result
-                    cleanups[rid] = set(dependents.get(rid, ()))
-                    release(rid)
-                else:
-                    self._finish(result)
-                    if result.status == "ok":
-                        release(rid)
-                    else:
-                        self._skip_dependents(rid, dependents, by_id)
-            for owner in sorted(cleanups, key=str):
-                cleanups[owner] -= set(self.results)
-                if not cleanups[owner]:
-                    del cleanups[owner]
-                    ready.append((owner, "cleanup"))
-        for result in created.values():
+                self._landed(schedule, rid, phase, task.result())
+            schedule.cleanups_due(self.results)
+
+    def _landed(
+        self, schedule: _Schedule, rid: ResourceId, phase: Phase, result: ActionResult
+    ) -> None:
+        if phase == "cleanup":
+            self._finish(_joined(schedule.created.pop(rid), result))
+        elif result.status == "ok" and _deferred_delete(schedule.by_id[rid]):
+            schedule.defer_cleanup(rid, result)
+            schedule.release(rid, self.results)
+        else:
+            self._finish(result)
+            if result.status == "ok":
+                schedule.release(rid, self.results)
+            else:
+                self._skip_dependents(rid, schedule.dependents, schedule.by_id)
+
+    def _close(self, actions: list[Action], schedule: _Schedule, started: float) -> Outcome:
+        """What did not finish said so, the outcome recorded."""
+        for result in schedule.created.values():
             self._finish(
                 replace(
                     result,

@@ -26,6 +26,7 @@ from reconciler.manifests.config import CONFIG_FILE, Settings
 from reconciler.manifests.discovery import content_folders, discover, display_name, inside
 from reconciler.manifests.documents import Document, read_documents
 from reconciler.manifests.merge import merge
+from reconciler.manifests.model import Model
 from reconciler.manifests.parse_cache import ParseCache
 from reconciler.manifests.profiles import load_settings
 from reconciler.manifests.reporting import (
@@ -35,7 +36,14 @@ from reconciler.manifests.reporting import (
     did_you_mean,
     show_path,
 )
-from reconciler.manifests.resources import Metadata, Origin, PathKey, Resource, ResourceId
+from reconciler.manifests.resources import (
+    Metadata,
+    Origin,
+    PathKey,
+    Reference,
+    Resource,
+    ResourceId,
+)
 from reconciler.manifests.values import FileAccess, Resolver, resolve_tree
 
 ENVELOPE_FIELDS = ("apiVersion", "kind", "metadata", "spec")
@@ -192,6 +200,48 @@ def _in_any(path: Path, folders: set[Path]) -> bool:
 # --- documents to resources ----------------------------------------------------------
 
 
+class _Doc:
+    """One document being turned into a resource: where its problems are reported, and
+    whether it has any."""
+
+    def __init__(self, report: Reporter, file: Path, document: Document) -> None:
+        self.report = report
+        self.file = file
+        self.display = document.file
+        self.index = document.index
+        self.line = document.line
+        self.note = ""
+        """Said after each spec problem: the profile's patches had been applied."""
+        self.ok = True
+
+    def problem(
+        self, path: PathKey, message: str, hint: str | None = None, *, key: bool = False
+    ) -> None:
+        self.report.at(
+            self.display,
+            self.file,
+            self.index,
+            path,
+            message,
+            hint,
+            key=key,
+            fallback_line=self.line,
+        )
+
+    def validation(self, path: PathKey, model: Any, raw: Any, exc: ValidationError) -> None:
+        self.report.validation(
+            self.display,
+            self.file,
+            self.index,
+            path,
+            model,
+            raw,
+            exc,
+            fallback_line=self.line,
+            note=self.note,
+        )
+
+
 class _Builder:
     def __init__(
         self,
@@ -212,171 +262,193 @@ class _Builder:
         self.content: dict[ResourceId, Content] = {}
 
     def document(self, file: Path, document: Document) -> None:
-        display, index, data = document.file, document.index, document.data
-
-        def problem(
-            path: tuple[str | int, ...], message: str, hint: str | None = None, *, key: bool = False
-        ) -> None:
-            self.report.at(
-                display, file, index, path, message, hint, key=key, fallback_line=document.line
-            )
-
+        """One document to a resource, or every problem it has reported."""
+        doc = _Doc(self.report, file, document)
+        data = document.data
         if not isinstance(data, dict):
             what = "a list" if isinstance(data, list) else "a single value"
-            problem(
+            doc.problem(
                 (),
                 f"a manifest must be a mapping (apiVersion, kind, metadata, spec), not {what}",
                 "write one resource per document, separated by '---'",
             )
             return
-        if not self._envelope(data, problem):
+        if not self._envelope(data, doc.problem):
             return
-        api_version, kind = data["apiVersion"], data["kind"]
-        info = self.catalog.kinds[(api_version, kind)]
-
-        if document.references:
-            resolver = Resolver(
-                base=file.parent,
-                files=self.settings.files or FileAccess(self.root),
-                env=self.options.env,
-                check_only=not self.options.resolve_variables,
-            )
-            failed = False
-            for path, exc in resolve_tree(data, resolver):
-                problem(path, exc.message, exc.hint)
-                failed = True
-            if failed:
-                return
-
-        metadata_raw = data.get("metadata")
-        note = ""
-        if self.settings.patches and isinstance(metadata_raw, dict):
+        info = self.catalog.kinds[(data["apiVersion"], data["kind"])]
+        if document.references and not self._resolved(doc, data):
+            return
+        if self.settings.patches and isinstance(data.get("metadata"), dict):
             data, applied = self._patch(data, info)
             if applied:
-                note = f" (after the patches of profile '{self.settings.profile}')"
-            metadata_raw = data.get("metadata")
-
-        metadata: Metadata | None = None
-        try:
-            metadata = Metadata.model_validate(metadata_raw)
-        except ValidationError as exc:
-            # Reported, and the spec is still checked: every problem of a document at once.
-            self.report.validation(
-                display,
-                file,
-                index,
-                ("metadata",),
-                Metadata,
-                metadata_raw,
-                exc,
-                fallback_line=document.line,
-                note=note,
-            )
-
+                doc.note = f" (after the patches of profile '{self.settings.profile}')"
+        metadata = self._metadata(doc, data.get("metadata"))
         spec_raw = data.get("spec")
         if spec_raw is None and not info.spec_required:
             spec_raw = {}
+        if self._reserved(doc, info, spec_raw):
+            return
+        spec = self._spec(doc, info, spec_raw)
+        if metadata is None:
+            self._rules_without_metadata(info, spec, spec_raw, data.get("metadata"), doc)
+            return
+        target, project, extra = self._placement(doc, info, metadata)
+        if spec is None:
+            return
+        if self._rules(doc, info, spec, spec_raw, project, metadata.name) and doc.ok:
+            self._add(doc, info, metadata, spec, target, project, extra)
+
+    def _resolved(self, doc: _Doc, data: dict[str, Any]) -> bool:
+        """`${env:...}` and `${file:...}` resolved in place; False when one cannot be."""
+        resolver = Resolver(
+            base=doc.file.parent,
+            files=self.settings.files or FileAccess(self.root),
+            env=self.options.env,
+            check_only=not self.options.resolve_variables,
+        )
+        failed = False
+        for path, exc in resolve_tree(data, resolver):
+            doc.problem(path, exc.message, exc.hint)
+            failed = True
+        return not failed
+
+    def _metadata(self, doc: _Doc, raw: Any) -> Metadata | None:
+        try:
+            return Metadata.model_validate(raw)
+        except ValidationError as exc:
+            # Reported, and the spec is still checked: every problem of a document at once.
+            doc.validation(("metadata",), Metadata, raw, exc)
+            return None
+
+    def _reserved(self, doc: _Doc, info: KindInfo, spec_raw: Any) -> bool:
         for field, why in info.reserved.items():
             if isinstance(spec_raw, dict) and field in spec_raw:
-                problem(
+                doc.problem(
                     ("spec", field),
                     f"spec.{field} cannot be set in a manifest: {why}",
                     f"remove spec.{field}",
                     key=True,
                 )
-                return
-        ok = True
-        spec = None
-        try:
-            spec = info.spec_model.model_validate(spec_raw)
-        except ValidationError as exc:
-            self.report.validation(
-                display,
-                file,
-                index,
-                ("spec",),
-                info.spec_model,
-                spec_raw,
-                exc,
-                fallback_line=document.line,
-                note=note,
-            )
-            ok = False
-        if metadata is None:
-            self._rules_without_metadata(info, spec, spec_raw, metadata_raw, note, problem)
-            return
+                return True
+        return False
 
+    def _spec(self, doc: _Doc, info: KindInfo, spec_raw: Any) -> Model | None:
+        try:
+            return info.spec_model.model_validate(spec_raw)
+        except ValidationError as exc:
+            doc.validation(("spec",), info.spec_model, spec_raw, exc)
+            doc.ok = False
+            return None
+
+    def _placement(
+        self, doc: _Doc, info: KindInfo, metadata: Metadata
+    ) -> tuple[str, str | None, list[Reference]]:
+        """The resource's target, scope and `dependsOn` references, each checked (what
+        is wrong is reported, and the document is no longer ok)."""
+        kind = info.kind
         reason = info.check_name(metadata.name)
         if reason:
-            problem(("metadata", "name"), f"metadata.name: {reason}")
-            ok = False
+            doc.problem(("metadata", "name"), f"metadata.name: {reason}")
+            doc.ok = False
         project: str | None = None
         scope = self.catalog.scope_info(info)
         if info.scope is not None:
             project = metadata.project or info.scope.default
             reason = scope.check_name(project) if scope is not None else None
             if reason:
-                problem(("metadata", "project"), f"metadata.project: {reason}")
-                ok = False
+                doc.problem(("metadata", "project"), f"metadata.project: {reason}")
+                doc.ok = False
         elif metadata.project is not None:
-            problem(
+            doc.problem(
                 ("metadata", "project"),
                 f"metadata.project does not apply to a {kind}",
                 f"remove metadata.project: a {kind} is not inside another resource",
                 key=True,
             )
-            ok = False
+            doc.ok = False
         target = metadata.target or info.provider
-        target_config = self.settings.targets.get(target)
-        if target_config is None:
-            where = ("metadata", "target") if metadata.target else ("kind",)
-            problem(
-                where,
-                f"no target named '{target}'{did_you_mean(target, self.settings.targets)}",
-                f"add a target '{target}' with provider '{info.provider}' to {CONFIG_FILE}"
-                + ("" if metadata.target else ", or set metadata.target"),
-            )
-            ok = False
-        elif target_config.provider != info.provider:
-            problem(
-                ("metadata", "target") if metadata.target else ("kind",),
-                f"target '{target}' is a {target_config.provider} target; a {kind} needs a"
-                f" {info.provider} target",
-                "set metadata.target to a target of the right provider",
-            )
-            ok = False
+        self._check_target(doc, info, metadata, target)
         extra = []
         for position, entry in enumerate(metadata.depends_on):
             reference = self.catalog.depends_on_reference(
                 entry, position, target=target, provider=info.provider, scope=project
             )
             if reference is None:
-                problem(
+                doc.problem(
                     ("metadata", "dependsOn", position),
                     f"'{entry}' is not a resource id",
                     "write <target>:<Kind>/<name>, e.g. pachyderm:Repo/vision/images",
                 )
-                ok = False
+                doc.ok = False
             else:
                 extra.append(reference)
-        if spec is not None and info.rules is not None:
-            accepted = self.cache.accepted if self.cache is not None else None
-            for path, message, hint in info.rules(spec, project, metadata.name, accepted):
-                at: PathKey = ("spec", *data_path(spec_raw, path))
-                problem(at, f"{show_path(at)}: {message}{note}", hint)
-                ok = False
-        if not ok or spec is None:
-            return
+        return target, project, extra
 
+    def _check_target(self, doc: _Doc, info: KindInfo, metadata: Metadata, target: str) -> None:
+        where: PathKey = ("metadata", "target") if metadata.target else ("kind",)
+        target_config = self.settings.targets.get(target)
+        if target_config is None:
+            doc.problem(
+                where,
+                f"no target named '{target}'{did_you_mean(target, self.settings.targets)}",
+                f"add a target '{target}' with provider '{info.provider}' to {CONFIG_FILE}"
+                + ("" if metadata.target else ", or set metadata.target"),
+            )
+            doc.ok = False
+        elif target_config.provider != info.provider:
+            doc.problem(
+                where,
+                f"target '{target}' is a {target_config.provider} target; a {info.kind} needs"
+                f" a {info.provider} target",
+                "set metadata.target to a target of the right provider",
+            )
+            doc.ok = False
+
+    def _rules(
+        self,
+        doc: _Doc,
+        info: KindInfo,
+        spec: Model,
+        spec_raw: Any,
+        project: str | None,
+        name: str,
+    ) -> bool:
+        """The platform's own rules for the spec; False when one is broken (reported)."""
+        if info.rules is None:
+            return True
+        accepted = self.cache.accepted if self.cache is not None else None
+        broken = False
+        for path, message, hint in info.rules(spec, project, name, accepted):
+            at: PathKey = ("spec", *data_path(spec_raw, path))
+            doc.problem(at, f"{show_path(at)}: {message}{doc.note}", hint)
+            broken = True
+        return not broken
+
+    def _add(
+        self,
+        doc: _Doc,
+        info: KindInfo,
+        metadata: Metadata,
+        spec: Model,
+        target: str,
+        project: str | None,
+        extra: list[Reference],
+    ) -> None:
         name = f"{project}/{metadata.name}" if info.scope is not None else metadata.name
-        origin = Origin(display, file, index, document.line)
+        origin = Origin(doc.display, doc.file, doc.index, doc.line)
         references = (*info.references(spec, project, metadata.name), *extra)
         resource = Resource(
-            ResourceId(target, kind, name), api_version, metadata, spec, origin, project, references
+            ResourceId(target, info.kind, name),
+            info.api_version,
+            metadata,
+            spec,
+            origin,
+            project,
+            references,
         )
         if info.content is not None:
             content = info.content(
-                ContentRequest(resource, file, self.root, problem, self.report, self.cache)
+                ContentRequest(resource, doc.file, self.root, doc.problem, self.report, self.cache)
             )
             if content is not None:
                 self.content[resource.id] = content
@@ -385,11 +457,10 @@ class _Builder:
     def _rules_without_metadata(
         self,
         info: KindInfo,
-        spec: Any,
+        spec: Model | None,
         spec_raw: Any,
         metadata_raw: Any,
-        note: str,
-        problem: ProblemAt,
+        doc: _Doc,
     ) -> None:
         """The kind's own rules for a document whose metadata is invalid, with the name
         and project as written where they are text."""
@@ -401,10 +472,7 @@ class _Builder:
             project = project if isinstance(project, str) else info.scope.default
         else:
             project = None
-        accepted = self.cache.accepted if self.cache is not None else None
-        for path, message, hint in info.rules(spec, project, name, accepted):
-            at: PathKey = ("spec", *data_path(spec_raw, path))
-            problem(at, f"{show_path(at)}: {message}{note}", hint)
+        self._rules(doc, info, spec, spec_raw, project, name)
 
     def _envelope(self, data: dict[str, Any], problem: ProblemAt) -> bool:
         ok = True
