@@ -23,10 +23,21 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
+from reconciler.manifests.resources import PathKey, dotted
 from reconciler.manifests.values import REDACTED, Sensitive
 
 Op = Literal["add", "remove", "change"]
-PathKey = tuple[str | int, ...]
+__all__ = [
+    "Change",
+    "DiffRules",
+    "PathKey",
+    "by_path",
+    "diff",
+    "digest",
+    "dotted",
+    "equal",
+    "path_of",
+]
 Pattern = tuple[str, ...]
 """A path pattern: each part is a key, `*` (any key or index), or a glob of keys."""
 
@@ -52,17 +63,6 @@ class Change:
 
     def to_json(self) -> dict[str, Any]:
         return {"path": dotted(self.path), "op": self.op, "old": self.old, "new": self.new}
-
-
-def dotted(path: PathKey) -> str:
-    """A path as people read it: keys joined by dots, list indices in brackets."""
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + part
-    return text
 
 
 _PART = re.compile(r"\[(\d+)\]|\.?([^.\[]+)")

@@ -16,7 +16,7 @@ from pydantic_core import ErrorDetails
 from reconciler.errors import Problem
 from reconciler.manifests.documents import SourceMap
 from reconciler.manifests.model import field_names
-from reconciler.manifests.resources import PathKey
+from reconciler.manifests.resources import PathKey, dotted
 from reconciler.manifests.values import Sensitive
 
 
@@ -36,13 +36,7 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
 
 
 def show_path(path: PathKey) -> str:
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + part
-    return text or "(document)"
+    return dotted(path) or "(document)"
 
 
 class ProblemAt(Protocol):

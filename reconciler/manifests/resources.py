@@ -14,6 +14,18 @@ from reconciler.manifests.model import Model
 
 PathKey = tuple[str | int, ...]
 
+
+def dotted(path: PathKey) -> str:
+    """A path as people read it: keys joined by dots, list indices in brackets."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + part
+    return text
+
+
 _ID = re.compile(r"(?:(?P<target>[A-Za-z0-9_.-]+):)?(?P<kind>[A-Z][A-Za-z]*)/(?P<name>[^\s]+)\Z")
 
 

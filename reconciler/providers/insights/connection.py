@@ -23,21 +23,16 @@ def connect(connection: Connection) -> InsightsProvider:
     """The provider for a configured target; `connection.transport` serves an
     in-process sandbox."""
     target, config = connection.target, cast(InsightsTarget, connection.config)
-    transport, base_url, config_file = (
-        connection.transport,
-        connection.base_url,
-        connection.config_file,
-    )
     environ = connection.environ
-    url = (base_url or config.url).rstrip("/")
+    url = (connection.base_url or config.url).rstrip("/")
     verify: bool | str = config.ca_bundle or config.verify_tls
     platform = f"kdb Insights ({target})"
-    auth = _auth(target, config, environ, url, verify, transport, config_file)
+    auth = _auth(target, config, environ, url, verify, connection.transport, connection.config_file)
     http = HttpClient(
         url,
         platform=platform,
         auth=auth,
-        transport=transport,
+        transport=connection.transport,
         verify=verify,
         timeout=config.timeout,
         reads=Backoff(attempts=1 + config.retries, longest_wait=config.timeout),

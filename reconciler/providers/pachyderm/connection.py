@@ -21,11 +21,6 @@ def connect(connection: Connection) -> PachydermProvider:
     """The provider for a configured target; `connection.transport` serves an in-process
     pachd."""
     target, config = connection.target, cast(PachydermTarget, connection.config)
-    transport, base_url, config_file = (
-        connection.transport,
-        connection.base_url,
-        connection.config_file,
-    )
     manifests = connection.manifests
     headers: dict[str, str] = {}
     if config.auth.token is not None:
@@ -33,14 +28,22 @@ def connect(connection: Connection) -> PachydermProvider:
             headers["authn-token"] = reveal(config.auth.token)
         except VariableError as exc:
             raise InputError(
-                [Problem(config_file, 0, 0, f"target '{target}': auth.token: {exc}", exc.hint)]
+                [
+                    Problem(
+                        connection.config_file,
+                        0,
+                        0,
+                        f"target '{target}': auth.token: {exc}",
+                        exc.hint,
+                    )
+                ]
             ) from None
     verify: bool | str = config.ca_bundle or config.verify_tls
     http = HttpClient(
-        (base_url or config.url).rstrip("/"),
+        (connection.base_url or config.url).rstrip("/"),
         platform=f"pachd ({target})",
         headers=lambda: headers,
-        transport=transport,
+        transport=connection.transport,
         verify=verify,
         timeout=config.timeout,
         reads=Backoff(attempts=1 + config.retries, longest_wait=config.timeout),
