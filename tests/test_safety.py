@@ -604,7 +604,9 @@ def test_no_saved_plan_applies_under_another_state_or_after_an_edit(data: st.Dat
     assert not parsed.verify(key)
 
 
-def test_a_lock_that_cannot_be_confirmed_before_a_change_stops_the_run(tmp_path: Path) -> None:
+def test_a_lock_that_cannot_be_confirmed_before_a_change_stops_the_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = SqliteStore(tmp_path / "state.db")
     now = [1000.0]
 
@@ -618,7 +620,13 @@ def test_a_lock_that_cannot_be_confirmed_before_a_change_stops_the_run(tmp_path:
             with pytest.raises(LockLost, match="could not be confirmed"):
                 lease.check()
 
-    asyncio.run(scenario())
+    with caplog.at_level("WARNING", logger="reconciler.state.locks"):
+        asyncio.run(scenario())
+    # The failing heartbeat itself is logged, with the store's own words.
+    assert any(
+        "lock heartbeat failed" in r.getMessage() and "database is locked" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_a_configuration_symlinked_from_outside_is_refused(

@@ -38,8 +38,9 @@ from reconciler.manifests.snapshot import snapshot
 from reconciler.plan import Plan, PlanOptions, Source
 from reconciler.reconcile import (
     Connector,
-    Session,
+    Request,
     plan_options,
+    reconcile,
 )
 from reconciler.render import plan as plan_render
 from reconciler.state import open_store
@@ -83,11 +84,10 @@ async def _make_plan(
 ) -> Plan:
     store = open_store(manifests.settings.state, manifests.root)
     try:
-        async with Session(manifests, connector, store) as session:
-            planned = await session.plan(options, source)
+        result = await reconcile(manifests, connector, store, Request("plan", options, source))
     finally:
         store.close()
-    return planned.plan
+    return result.planned.plan
 
 
 def plan(
