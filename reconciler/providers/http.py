@@ -193,6 +193,12 @@ class HttpClient:
         request = _Request(method, path, body, form, content, params, anonymous)
         return _decode(await self._send(request, read=read), self.platform, path)
 
+    async def text(self, path: str, *, anonymous: bool = False) -> tuple[str, str]:
+        """GET a document that need not be JSON (a description, an HTML page): its
+        content type and text. A read: retried like the others."""
+        response = await self._send(_Request("GET", path, anonymous=anonymous), read=True)
+        return response.headers.get("content-type", ""), response.text
+
     async def _send(self, request: _Request, *, read: bool) -> httpx.Response:
         if not read:
             return await self._answer(request)

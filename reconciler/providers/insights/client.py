@@ -8,13 +8,15 @@ from `reconciler.providers.http` already mapped, with the platform's own `detail
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler import schemas
 from reconciler.errors import PermanentError
-from reconciler.providers.http import HttpClient
+from reconciler.providers.http import HttpClient, HttpError
+from reconciler.providers.insights.contract import Difference, compare
 
 OPERATIONS = schemas.package_manager()
 
@@ -69,9 +71,27 @@ class PackageManagerClient:
 
     # --- reads: two calls observe a whole target ---------------------------------------
 
-    async def openapi(self) -> Any:
-        """The instance's own description of its API (public: no token sent)."""
-        return await self.http.request("GET", "/openapi", anonymous=True, read=True)
+    async def openapi(self) -> tuple[str, Any]:
+        """The instance's own description of its API (public: no token sent), and where it
+        was found: `/openapi` (a JSON document, or a page that links one), else
+        `/packagemanager/openapi.json`. None when neither holds one."""
+        tried: list[str] = []
+        pending = list(DESCRIPTIONS)
+        while pending:
+            path = pending.pop(0)
+            tried.append(path)
+            try:
+                kind, text = await self.http.text(path, anonymous=True)
+            except HttpError as exc:
+                if exc.status in (404, 405, 406):
+                    continue
+                raise
+            document = _document(text)
+            if document is not None:
+                return path, document
+            if "html" in kind or text.lstrip().startswith("<"):
+                pending[:0] = [p for p in _linked(text) if p not in tried]
+        return ", ".join(tried), None
 
     async def list_packages(self) -> list[dict[str, Any]]:
         return _list(await self._call("listPackages"), "listPackages")
@@ -148,19 +168,34 @@ def _list(answer: Any, operation: str) -> list[dict[str, Any]]:
     return [item for item in answer if isinstance(item, dict)]
 
 
-def missing(live: Any) -> list[str]:
-    """The operations the provider uses that a live OpenAPI description lacks, matched by
-    method and path (path parameter names and a `/packagemanager` prefix aside: a service may
-    describe itself from its own root)."""
-    found = {_shape(op.method, op.path) for op in schemas.operations(live).values()}
-    absent = []
-    for name in USED:
-        op = OPERATIONS[name]
-        if _shape(op.method, op.path) not in found:
-            absent.append(f"{op.method} {op.path} ({name})")
-    return absent
+DESCRIPTIONS = ("/openapi", "/packagemanager/openapi.json")
+"""Where an instance may describe its API: KX documents a browsable reference at
+`/openapi`; whether a machine-readable document is served there or beside the service is
+not documented (NOTES.md), so both are tried, and a page's link to a JSON document is
+followed."""
+
+_LINK = re.compile(r"""(?:href|src|url|spec-url)\s*[=:]\s*["']([^"'<>\s]+\.json)["']""")
 
 
-def _shape(method: str, path: str) -> tuple[str, str]:
-    path = path.removeprefix("/packagemanager")
-    return method.upper(), re.sub(r"\{[^}]*\}", "{}", path.rstrip("/"))
+def _document(text: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("paths"), dict) else None
+
+
+def _linked(page: str) -> list[str]:
+    """The JSON documents an HTML page links (Swagger UI's `url:`, ReDoc's `spec-url`),
+    as paths on the same host; links to other hosts are not followed."""
+    found = []
+    for link in _LINK.findall(page):
+        if "://" in link or link.startswith("//"):
+            continue
+        found.append(link if link.startswith("/") else "/" + link)
+    return list(dict.fromkeys(found))
+
+
+def differences(live: Any) -> list[Difference]:
+    """Where a live description differs from what the provider sends and reads."""
+    return compare(schemas.load(schemas.PACKAGE_MANAGER), live, USED)

@@ -18,7 +18,12 @@ from reconciler.providers.base import Applied, Check, Desired, Observation, Obse
 from reconciler.providers.http import HttpError
 from reconciler.providers.insights.artifact import Artifact, build, read_prebuilt
 from reconciler.providers.insights.build_index import BuildIndex
-from reconciler.providers.insights.client import USED, PackageManagerClient, component, missing
+from reconciler.providers.insights.client import (
+    USED,
+    PackageManagerClient,
+    component,
+    differences,
+)
 from reconciler.providers.insights.kinds import DeploymentSpec, PackageSpec
 from reconciler.providers.insights.policies import InsightsPolicies, redeploys
 
@@ -203,24 +208,28 @@ class InsightsProvider(InsightsPolicies):
 
     async def diagnose(self) -> list[Check]:
         try:
-            live = await self.client.openapi()
+            where, live = await self.client.openapi()
         except OperationalError as exc:
             return [Check("reachable", False, str(exc))]
-        checks = [Check("reachable", True, "GET /openapi answered")]
+        checks = [Check("reachable", True, f"GET {where.split(', ')[0]} answered")]
         try:
             await self.client.list_packages()
             checks.append(Check("authenticated", True, "the Package Manager answered listPackages"))
         except OperationalError as exc:
             checks.append(Check("authenticated", False, str(exc)))
-        if not isinstance(live, dict):
-            checks.append(Check("API contract", False, "GET /openapi is not an OpenAPI document"))
+        if live is None:
+            detail = f"no OpenAPI description at {where}: the assumed contract cannot be checked"
+            checks.append(Check("API contract", False, detail))
             return checks
-        absent = missing(live)
-        if absent:
-            detail = "the instance lacks: " + "; ".join(absent)
+        found = differences(live)
+        if found:
+            detail = f"{len(found)} difference(s) from {where}: " + "; ".join(map(str, found))
         else:
-            detail = f"all {len(USED)} operations the provider uses are present"
-        checks.append(Check("API contract", not absent, detail))
+            detail = (
+                f"all {len(USED)} operations the provider uses match {where}: methods,"
+                " paths, parameters, request bodies and responses"
+            )
+        checks.append(Check("API contract", not found, detail))
         return checks
 
     async def aclose(self) -> None:
