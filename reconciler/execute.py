@@ -26,7 +26,14 @@ from reconciler.diff import digest, sealed
 from reconciler.errors import OperationalError, RetryableError
 from reconciler.manifests import ResourceId
 from reconciler.plan import Action, Plan
-from reconciler.providers.base import Applied, Desired, Observed, Provider, sealed_digests
+from reconciler.providers.base import (
+    Applied,
+    Desired,
+    Observed,
+    Provider,
+    remembered_values,
+    sealed_digests,
+)
 from reconciler.retry import Backoff, waited_too_long
 from reconciler.state import InventoryEntry, StateStore
 from reconciler.state.base import RunResult
@@ -450,7 +457,11 @@ class _Runner:
             revision=self.options.revision,
             adopted=adopted,
             spec=sealed(dict(desired.spec)),
-            fingerprints={**desired.fingerprints, **sealed_digests(desired.spec, rules)},
+            fingerprints={
+                **desired.fingerprints,
+                **sealed_digests(desired.spec, rules),
+                **remembered_values(desired.spec, rules),
+            },
             protect=metadata.protect,
             deletion_policy=metadata.deletion_policy,
         )

@@ -46,6 +46,7 @@ from reconciler.providers.base import (
     Observation,
     Observed,
     Policies,
+    remembered_values,
     sealed_digests,
 )
 
@@ -435,14 +436,18 @@ def compare(
         if known.get(path) != value:
             old = REDACTED if path in known else "(not known)"
             changes.append(Change(path_of(path), "change", old, REDACTED))
+    for path, value in remembered_values(want.spec, rules).items():
+        if known.get(path) != value:
+            changes.append(Change(path_of(path), "change", known.get(path, "(not known)"), value))
     return by_path(changes)
 
 
 @functools.lru_cache(maxsize=64)
 def _compared(rules: KindRules) -> DiffRules:
-    """The kind's diff rules, its write-only fields left out (they compare by digest)."""
-    sealed_keys = tuple((path.removeprefix("spec."),) for path in rules.sealed)
-    return DiffRules(rules.diff.unordered, (*rules.diff.ignored, *sealed_keys))
+    """The kind's diff rules, without the fields the platform does not show (they are
+    compared with the inventory)."""
+    unseen = tuple((path.removeprefix("spec."),) for path in (*rules.sealed, *rules.remembered))
+    return DiffRules(rules.diff.unordered, (*rules.diff.ignored, *unseen))
 
 
 def _propagate_bounces(

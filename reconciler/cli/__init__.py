@@ -20,6 +20,7 @@ import typer
 from reconciler import __version__
 from reconciler.cli import apply as apply_cli
 from reconciler.cli import doctor as doctor_cli
+from reconciler.cli import package as package_cli
 from reconciler.cli import plan as plan_cli
 from reconciler.cli import sandbox as sandbox_cli
 from reconciler.cli import serve as serve_cli
@@ -48,6 +49,7 @@ app.command("schema")(validate_cli.schema)
 app.command("plan")(plan_cli.plan)
 app.command("apply")(apply_cli.apply)
 app.command("doctor")(doctor_cli.doctor)
+app.add_typer(package_cli.app, name="package")
 app.add_typer(sandbox_cli.app, name="sandbox")
 app.add_typer(state_cli.app, name="state")
 app.command("status")(state_cli.status)

@@ -18,9 +18,9 @@ import json
 import posixpath
 import re
 import secrets
-import tarfile
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +60,10 @@ class InsightsOptions:
     """Keycloak clients (id to secret). When set, every API call needs a bearer token."""
     token_ttl: float = 300.0
     realm: str = "insights"
+    package_digests: bool = True
+    """False: package answers carry only what KX documents of a package (name, version,
+    uuid, createdAt), not the sha256 and components our first contract assumed a server
+    echoes: a client must converge without them."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,7 @@ class PackageManager:
     # --- artifacts and packages --------------------------------------------------------
 
     def pushArtifact(self, call: Call) -> tuple[int, Any]:
-        files = _untar(call.body)
+        files = _unzip(call.body)
         manifest = _yaml(files.get("manifest.yaml"))
         if not isinstance(manifest, dict):
             raise ApiError(422, "the artifact has no readable manifest.yaml at its top")
@@ -176,7 +180,7 @@ class PackageManager:
         if package is not None:  # a registered version takes the new content
             package.update(sha256=sha, components=_entities(components))
             self.store.put(PACKAGE, key, package)
-        return 201, {"name": name, "version": version, "sha256": sha}
+        return 201, self._package({"name": name, "version": version, "sha256": sha})
 
     def _artifact(self, call: Call) -> dict[str, Any]:
         body = call.json()
@@ -208,10 +212,15 @@ class PackageManager:
             "createdAt": _now(),
         }
         self.store.put(PACKAGE, key, package)
-        return 201, package
+        return 201, self._package(package)
 
     def listPackages(self, call: Call) -> tuple[int, Any]:
-        return 200, self.store.all(PACKAGE)
+        return 200, [self._package(p) for p in self.store.all(PACKAGE)]
+
+    def _package(self, package: dict[str, Any]) -> dict[str, Any]:
+        if self.options.package_digests:
+            return package
+        return {k: v for k, v in package.items() if k not in ("sha256", "components")}
 
     def deletePackage(self, call: Call) -> tuple[int, Any]:
         name, version = call.params["name"], call.query.get("version")
@@ -365,17 +374,23 @@ def _check_name(name: str, version: str) -> None:
         raise ApiError(422, f"invalid package version {version!r}: use a PEP 440 version") from None
 
 
-def _untar(data: bytes) -> dict[str, bytes]:
+def _unzip(data: bytes) -> dict[str, bytes]:
+    """A `.kxi`: a compressed (zip) archive of the package folder (NOTES.md, "The
+    artifact"), the package at its top or in one folder there."""
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-            files = {}
-            for member in tar.getmembers():
-                if member.isfile():
-                    extracted = tar.extractfile(member)
-                    files[posixpath.normpath(member.name)] = extracted.read() if extracted else b""
-            return files
-    except (tarfile.TarError, OSError):
-        raise ApiError(400, "the body is not a .kxi archive") from None
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            files = {
+                posixpath.normpath(info.filename): archive.read(info)
+                for info in archive.infolist()
+                if not info.is_dir()
+            }
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise ApiError(400, "the body is not a .kxi archive (a zip)") from None
+    tops = {path.split("/", 1)[0] for path in files}
+    if "manifest.yaml" not in files and len(tops) == 1:
+        (top,) = tops
+        files = {path.removeprefix(top + "/"): data for path, data in files.items()}
+    return files
 
 
 def _sections(manifest: Mapping[str, Any], section: str) -> dict[str, dict[str, Any]]:

@@ -4,9 +4,10 @@ honours .kxignore, refuses symbolic links, is cached, and maps files to componen
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
-import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -35,14 +36,35 @@ def test_the_same_folder_gives_the_same_bytes_from_any_copy(tmp_path: Path) -> N
             path.chmod(0o600)
     one = build(first, tmp_path / "cache-a", "a")
     two = build(second, tmp_path / "cache-b", "b")
+    assert one.content == two.content  # the identity: paths and bytes, not times or modes
     assert one.read() == two.read()
-    assert one.sha256 == two.sha256
     assert (one.name, one.version) == ("equities", "0.0.1")
-    with tarfile.open(fileobj=io.BytesIO(one.read())) as tar:
-        members = tar.getmembers()
-    assert [m.name for m in members] == sorted(m.name for m in members)
-    assert {(m.mtime, m.mode, m.uid, m.uname) for m in members} == {(315532800, 0o644, 0, "")}
+    # A compressed zip with the package folder's layout, as `kxi package packit` makes.
+    with zipfile.ZipFile(io.BytesIO(one.read())) as archive:
+        entries = archive.infolist()
+    names = [e.filename for e in entries]
+    assert names == sorted(names) and "manifest.yaml" in names
+    assert {e.compress_type for e in entries} == {zipfile.ZIP_DEFLATED}
+    assert {(e.date_time, e.external_attr >> 16 & 0o777) for e in entries} == {
+        ((1980, 1, 1, 0, 0, 0), 0o644)
+    }
     assert "manifest.yaml" in one.files
+
+
+def test_the_content_digest_does_not_depend_on_the_archive_bytes(tmp_path: Path) -> None:
+    """Compressed bytes may differ between zlib builds: the identity is over the files."""
+    built = build(copy(tmp_path, "a"), tmp_path / "cache", "a")
+    with zipfile.ZipFile(io.BytesIO(built.read())) as archive:
+        contents = {i.filename: archive.read(i) for i in archive.infolist()}
+    stored = io.BytesIO()
+    with zipfile.ZipFile(stored, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in sorted(contents, reverse=True):
+            archive.writestr(name, contents[name])
+    other = tmp_path / "other.kxi"
+    other.write_bytes(stored.getvalue())
+    prebuilt = read_prebuilt(other, "other")
+    assert prebuilt.sha256 != built.sha256
+    assert prebuilt.content == built.content
 
 
 def test_kxignore_leaves_files_out_and_changes_nothing(tmp_path: Path) -> None:
@@ -266,3 +288,30 @@ def test_kxignore_has_gits_semantics(
     listed = {path for path, _ in package_files(folder)}
     assert set(kept) <= listed
     assert not set(left_out) & listed
+
+
+def test_package_build_writes_what_apply_would_push(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = copy(tmp_path, "src")
+    (folder / ".vscode").mkdir()
+    (folder / ".vscode" / "settings.json").write_text("{}")
+    out = tmp_path / "dist"
+    assert run_cli("package", "build", str(folder), "--out", str(out), "--format", "json") == 0
+    report = json.loads(capsys.readouterr().out)
+    written = out / "equities-0.0.1.kxi"
+    assert report["artifact"] == str(written) and written.is_file()
+    assert report["content"] == build(folder, tmp_path / "cache", "x").content
+    assert "pipeline:equities-rt" in report["components"]
+    with zipfile.ZipFile(written) as archive:
+        names = archive.namelist()
+    assert "manifest.yaml" in names and ".vscode/settings.json" not in names
+    # The same package, prebuilt: the same identity as its folder.
+    assert read_prebuilt(written, "dist").content == report["content"]
+
+
+def test_package_build_of_a_folder_without_a_manifest_is_an_input_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("package", "build", str(tmp_path)) == 3
+    assert "has no manifest.yaml" in capsys.readouterr().err

@@ -3,9 +3,13 @@ user sees happen to packages, deployments and their data."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
-from tests.insights.world import World, deployment_manifest, package_manifest
+from reconciler.sandbox import SandboxOptions
+from tests.insights.world import FAST, World, deployment_manifest, package_manifest, worlds
 
 PUSH = "POST /artifacts"
 BOUNCE = "POST /deployments/{id}/bounce"
@@ -140,3 +144,23 @@ def test_delete_keeps_data_unless_the_manifest_asked(world: World, cleanup: bool
     assert world.operations() == ["DELETE /deployments/{id}"]
     assert world.mutating()[0].query == f"cleanup={'true' if cleanup else 'false'}"
     assert world.stats()["persisted_data"] == ([] if cleanup else ["equities"])
+
+
+def test_it_converges_when_the_server_echoes_no_digest(tmp_path: Path) -> None:
+    """KX documents no checksum in package answers: what was pushed is remembered in the
+    state store, so a server that shows only names and versions still converges, and a
+    one-file change still touches that one pipeline."""
+    options = SandboxOptions(insights=replace(FAST, package_digests=False))
+    for world in worlds(tmp_path, True, options):
+        assert world.apply() == 0
+        world.reset()
+        assert world.run("plan", "--detailed-exitcode") == 0
+        assert world.apply() == 0
+        assert world.stats()["mutating"] == 0
+        world.edit("pipelines/equities-rt.yaml", "maxWorkers: 10", "maxWorkers: 12")
+        assert world.apply() == 0
+        assert world.operations() == [PUSH, BOUNCE]
+        assert world.stats()["restarts"] == {"insights:equities/pipeline:equities-rt": 1}
+        world.reset()
+        assert world.apply() == 0
+        assert world.stats()["mutating"] == 0

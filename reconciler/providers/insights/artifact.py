@@ -1,10 +1,15 @@
-"""Package artifacts: a `.kxi` built from a package folder, byte for byte the same anywhere.
+"""Package artifacts: a `.kxi` built from a package folder, and the package's identity.
 
-The archive is an uncompressed tar (compressed bytes depend on the zlib build) of the
-folder's files as `reconciler.providers.insights.package_files` lists them (sorted, `.kxignore`
-honoured, symbolic links refused), each entry with the same fixed time, owner and mode.
-Its sha256 is the package's content identity. A build is kept under the cache folder by
-a hash of the source tree, so an unchanged folder is never archived again.
+The archive is what KX's `kxi package packit` makes: a compressed (deflate) zip of the
+package folder with its layout, `manifest.yaml` at the top, holding the files
+`reconciler.providers.insights.package_files` lists (sorted, `.kxignore` read with git's
+semantics, symbolic links refused), each entry with the same fixed time and mode.
+Compressed bytes may differ between zlib builds, so the package's identity is not the
+archive's digest: it is the content digest, over each included file's path and bytes
+(`content_digest`), the same on every machine whatever the files' times and modes. It
+is kept in the state store once applied and compared there; no server is asked to echo
+it (KX documents no such field). A build is kept under the cache folder by that digest,
+so an unchanged folder is never archived again.
 
 Each file is also mapped to the components that load it, through `manifest.yaml`: a
 pipeline's file and the spec file it names (`spec: file://src/x.json`), a database's
@@ -19,8 +24,8 @@ import hashlib
 import io
 import os
 import posixpath
-import tarfile
 import tempfile
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +38,10 @@ from reconciler.errors import InputError, Problem
 from reconciler.providers.insights.build_index import BuildIndex, Built
 from reconciler.providers.insights.package_files import PackageFileError, package_files
 
-FORMAT = "kxi-tar/1"
+FORMAT = "kxi-zip/1"
 """Part of the cache key: a change to how archives are made invalidates every build."""
-EPOCH = 315532800
-"""1980-01-01T00:00:00Z, the time every entry carries (as reproducible builds do)."""
+EPOCH = (1980, 1, 1, 0, 0, 0)
+"""The time every entry carries (the earliest a zip can hold, as reproducible builds do)."""
 FILE_MODE = 0o644
 KEEP = 4
 """Builds kept per package name in the cache."""
@@ -50,12 +55,18 @@ class Artifact:
     version: str
     path: Path
     sha256: str
+    """Of the archive's bytes: which build this is (the cache checks it)."""
     files: Mapping[str, str]
     """Path inside the package to the sha256 of its content."""
     loaded_by: Mapping[str, tuple[str, ...]]
     """Path inside the package to the components that load it (`pipeline:equities-rt`)."""
     components: tuple[str, ...]
     """Every component the manifest defines, as `type:name`."""
+
+    @property
+    def content(self) -> str:
+        """The package's identity: the content digest of its files (`content_digest`)."""
+        return content_digest(self.files)
 
     @property
     def fingerprints(self) -> dict[str, str]:
@@ -88,9 +99,7 @@ def build(
         files = {relative: index.sha256(path) for relative, path in listed}
     else:
         files = {relative: _sha256(path.read_bytes()) for relative, path in listed}
-    tree = hashlib.sha256(
-        "\n".join([FORMAT, *(f"{path}\0{sha}" for path, sha in files.items())]).encode()
-    ).hexdigest()
+    tree = hashlib.sha256(f"{FORMAT}\n{content_digest(files)}".encode()).hexdigest()
     known = index.built(tree) if index is not None else None
     if known is not None:
         target = cache / f"{known.name}@{known.version}@{tree[:32]}.kxi"
@@ -138,38 +147,52 @@ def _evict(cache: Path, prefix: str, current: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+def content_digest(files: Mapping[str, str]) -> str:
+    """A package's identity: the digest of each file's path and content digest (sorted),
+    independent of how the archive compresses them, of times and of modes."""
+    lines = "".join(f"{path}\0{sha}\n" for path, sha in sorted(files.items()))
+    return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
+
+
 def archive(entries: Iterable[tuple[str, bytes]]) -> bytes:
-    """The tar archive of `entries` (path, content), in the order given."""
+    """The zip archive of `entries` (path, content), in the order given, deflated, each
+    entry with the same time and mode."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         for relative, data in entries:
-            info = tarfile.TarInfo(relative)
-            info.size = len(data)
-            info.mtime = EPOCH
-            info.mode = FILE_MODE
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            tar.addfile(info, io.BytesIO(data))
+            info = zipfile.ZipInfo(relative, date_time=EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3  # unix, so that the mode below is read as one
+            info.external_attr = (0o100000 | FILE_MODE) << 16
+            zf.writestr(info, data, compresslevel=9)
     return buffer.getvalue()
 
 
+def unpack(data: bytes) -> dict[str, bytes]:
+    """The files of a `.kxi` (a zip) by path; raises BadZipFile or OSError."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return {
+            posixpath.normpath(info.filename): zf.read(info)
+            for info in zf.infolist()
+            if not info.is_dir()
+        }
+
+
 def read_prebuilt(path: Path, label: str) -> Artifact:
-    """A `.kxi` built elsewhere: its identity, files and components, from its content."""
+    """A `.kxi` built elsewhere (`kxi package packit`): its identity, files and
+    components, from its content. The package may sit at the archive's top or in one
+    folder there."""
     data = path.read_bytes()
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-            contents = {
-                posixpath.normpath(member.name): _member(tar, member)
-                for member in tar.getmembers()
-                if member.isfile()
-            }
-    except (tarfile.TarError, OSError) as exc:
+        contents = _rooted(unpack(data))
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise InputError(
             [
                 Problem(
                     label,
-                    message=f"is not a .kxi archive: {exc}",
-                    hint="point artifact at a .kxi built by `kxi package packit`, or use source:",
+                    message=f"is not a .kxi archive (a zip of the package folder): {exc}",
+                    hint="point artifact at a .kxi built by `kxi package packit` or"
+                    " `reconciler package build`, or use source:",
                 )
             ]
         ) from None
@@ -189,9 +212,20 @@ def read_prebuilt(path: Path, label: str) -> Artifact:
     )
 
 
-def _member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
-    extracted = tar.extractfile(member)
-    return extracted.read() if extracted is not None else b""
+def _rooted(contents: dict[str, bytes]) -> dict[str, bytes]:
+    """The files relative to the package's top, where `manifest.yaml` is."""
+    if "manifest.yaml" in contents:
+        return contents
+    tops = {relative.split("/", 1)[0] for relative in contents}
+    if len(tops) == 1:
+        (top,) = tops
+        if f"{top}/manifest.yaml" in contents:
+            return {
+                relative.removeprefix(top + "/"): data
+                for relative, data in contents.items()
+                if relative.startswith(top + "/")
+            }
+    return contents
 
 
 def _write_atomically(target: Path, data: bytes) -> None:

@@ -1,6 +1,8 @@
 """What a change to a kdb Insights Package or Deployment takes: the pure half.
 
-Package (`{version, sha256, components}`; sha256 is the artifact's, the content identity):
+Package (`{version, content, components}`; `content` is the content digest of the
+package's files, computed by us and remembered in the state store, never asked of the
+server; `components` comes from its manifest.yaml and is not compared):
 - same version, other content: the artifact is pushed again with `force`; the
   deployments running that version then bounce, and only the components whose files
   changed (`Desired.loaded_by`, from the package's manifest.yaml); a change no component
@@ -47,7 +49,7 @@ REDEPLOY = "redeployed: torn down (persisted data kept) and created again"
 
 RULES: dict[str, KindRules] = {
     "Package": KindRules(
-        diff=DiffRules(unordered=(("components",),), ignored=(("otherVersions",),)),
+        diff=DiffRules(ignored=(("otherVersions",), ("components",))),
         fields=(
             FieldPolicy(
                 "spec.version",
@@ -55,9 +57,9 @@ RULES: dict[str, KindRules] = {
                 "a new package version, pushed beside the old one; the old one is removed"
                 " once no deployment runs it, if reconciler pushed it",
             ),
-            FieldPolicy("spec.sha256", Policy.PATCH, "re-pushed under the same version (force)"),
-            FieldPolicy("spec.components", Policy.PATCH),
+            FieldPolicy("spec.content", Policy.PATCH, "re-pushed under the same version (force)"),
         ),
+        remembered=("spec.content",),
         delete_before_replace=False,
     ),
     "Deployment": KindRules(
@@ -177,9 +179,11 @@ class InsightsPolicies:
 
 
 def changed_content(desired: Desired, observed: Observed, applied: Applied | None) -> set[str]:
-    """The package files that differ from what the target holds, as fingerprint keys."""
-    if applied is None or applied.spec.get("sha256") != observed.spec.get("sha256"):
-        return {UNKNOWN}  # someone else pushed what the target holds
+    """The package files that differ from what reconciler last pushed, as fingerprint
+    keys; unknown when it never pushed this version (adopted, or a version it had not
+    pushed: nobody documents a way to ask the server what it holds)."""
+    if applied is None or applied.spec.get("version") != desired.spec.get("version"):
+        return {UNKNOWN}
     known = applied.fingerprints
     keys = {key for key in (*desired.fingerprints, *known) if key.startswith("files/")}
     return {key for key in keys if desired.fingerprints.get(key) != known.get(key)} or {UNKNOWN}

@@ -21,7 +21,6 @@ from reconciler.providers.insights.build_index import BuildIndex
 from reconciler.providers.insights.client import (
     USED,
     PackageManagerClient,
-    component,
     differences,
 )
 from reconciler.providers.insights.kinds import DeploymentSpec, PackageSpec
@@ -78,7 +77,7 @@ class InsightsProvider(InsightsPolicies):
             artifact = self._artifact(resource)
             package: dict[str, Any] = {
                 "version": resource.spec.version,
-                "sha256": artifact.sha256,
+                "content": artifact.content,
                 "components": sorted(artifact.components),
             }
             return Desired(resource, package, artifact.fingerprints, artifact.loaded_by_key())
@@ -132,11 +131,9 @@ class InsightsProvider(InsightsPolicies):
             if chosen not in held:
                 chosen = max(held, key=version_key)
             item = held[chosen]
-            spec: dict[str, Any] = {
-                "version": chosen,
-                "sha256": str(item.get("sha256") or ""),
-                "components": sorted(component(c) for c in item.get("components") or ()),
-            }
+            # Names and versions only, as KX documents them: what the content is, is
+            # remembered in the state store (Package rules: `remembered`).
+            spec: dict[str, Any] = {"version": chosen}
             others = sorted((v for v in held if v != chosen), key=version_key)
             if others:
                 spec["otherVersions"] = others
