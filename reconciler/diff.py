@@ -42,6 +42,7 @@ Pattern = tuple[str, ...]
 """A path pattern: each part is a key, `*` (any key or index), or a glob of keys."""
 
 _SENSITIVE_PREFIX = "\x00sensitive:"
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +245,9 @@ def _canonical(
             found.add(path)
         return _SENSITIVE_PREFIX + value.digest
     if isinstance(value, str) and path in hashed:
+        if _DIGEST.fullmatch(value):
+            # Already a digest: the spec as last applied keeps sensitive values so.
+            return _SENSITIVE_PREFIX + value
         return _SENSITIVE_PREFIX + "sha256:" + hashlib.sha256(value.encode()).hexdigest()
     if isinstance(value, dict):
         result = {}

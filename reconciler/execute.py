@@ -31,7 +31,6 @@ from reconciler.providers.base import (
     Desired,
     Observed,
     Provider,
-    remembered_values,
     sealed_digests,
 )
 from reconciler.retry import Backoff, waited_too_long
@@ -457,11 +456,7 @@ class _Runner:
             revision=self.options.revision,
             adopted=adopted,
             spec=sealed(dict(desired.spec)),
-            fingerprints={
-                **desired.fingerprints,
-                **sealed_digests(desired.spec, rules),
-                **remembered_values(desired.spec, rules),
-            },
+            fingerprints={**desired.fingerprints, **sealed_digests(desired.spec, rules)},
             protect=metadata.protect,
             deletion_policy=metadata.deletion_policy,
         )

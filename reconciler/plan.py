@@ -46,7 +46,6 @@ from reconciler.providers.base import (
     Observation,
     Observed,
     Policies,
-    remembered_values,
     sealed_digests,
 )
 
@@ -428,26 +427,31 @@ def _draft(
 def compare(
     want: Desired, observed: Observed, policies: Policies, applied: Applied | None
 ) -> list[Change]:
-    """The changes from `observed` to `want`, write-only fields by digest."""
+    """The changes from `observed` to `want`: write-only fields by digest, fields the
+    platform does not show against what was last applied (the inventory)."""
     rules = policies.rules(want.id.kind)
-    changes = diff(want.spec, observed.spec, _compared(rules), prefix=("spec",))
+    shown: Mapping[str, Any] = observed.spec
+    if rules.remembered:
+        last = applied.spec if applied is not None else {}
+        shown = {k: v for k, v in observed.spec.items() if f"spec.{k}" not in rules.remembered}
+        for path in rules.remembered:
+            key = path.removeprefix("spec.")
+            if key in last:
+                shown[key] = last[key]
+    changes = diff(want.spec, shown, _compared(rules), prefix=("spec",))
     known = applied.fingerprints if applied is not None else {}
     for path, value in sealed_digests(want.spec, rules).items():
         if known.get(path) != value:
             old = REDACTED if path in known else "(not known)"
             changes.append(Change(path_of(path), "change", old, REDACTED))
-    for path, value in remembered_values(want.spec, rules).items():
-        if known.get(path) != value:
-            changes.append(Change(path_of(path), "change", known.get(path, "(not known)"), value))
     return by_path(changes)
 
 
 @functools.lru_cache(maxsize=64)
 def _compared(rules: KindRules) -> DiffRules:
-    """The kind's diff rules, without the fields the platform does not show (they are
-    compared with the inventory)."""
-    unseen = tuple((path.removeprefix("spec."),) for path in (*rules.sealed, *rules.remembered))
-    return DiffRules(rules.diff.unordered, (*rules.diff.ignored, *unseen))
+    """The kind's diff rules, without its write-only fields (they compare by digest)."""
+    sealed_keys = tuple((path.removeprefix("spec."),) for path in rules.sealed)
+    return DiffRules(rules.diff.unordered, (*rules.diff.ignored, *sealed_keys))
 
 
 def _propagate_bounces(

@@ -189,3 +189,12 @@ def test_paths_are_tuples_of_keys_and_indices() -> None:
     assert change.text == "spec.transform.cmd[1]"
     assert change.under(("spec", "transform")) and not change.under(("spec", "input"))
     assert path_of("spec.transform.cmd[1]") == ("spec", "transform", "cmd", 1)
+
+
+def test_a_sensitive_value_equals_its_digest_as_the_inventory_keeps_it() -> None:
+    """Fields compared with the spec as last applied (`KindRules.remembered`) meet
+    sensitive values stored as their digests: equal when the value is the same."""
+    token = Sensitive("${env:T}", "the-token")
+    assert equal({"env": {"T": token}}, {"env": {"T": token.digest}})
+    (change,) = diff({"env": {"T": token}}, {"env": {"T": Sensitive("${env:T}", "old").digest}})
+    assert (change.old, change.new) == (REDACTED, REDACTED)

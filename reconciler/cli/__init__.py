@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None, connector: Connector | None = None) -> N
     # run for days, switch it back on (`long_running`).
     enabled = gc.isenabled()
     gc.disable()
+    root = logging.getLogger()
+    logged = (list(root.handlers), root.level)
     try:
         configure_logging(os.environ.get("RECONCILER_LOG") or None)
         result = command.main(
@@ -131,6 +133,10 @@ def main(argv: list[str] | None = None, connector: Connector | None = None) -> N
     finally:
         if enabled:
             gc.enable()
+        # As it was: a caller that runs several commands in one process (the tests, a
+        # script) keeps its own logging.
+        root.handlers[:] = logged[0]
+        root.setLevel(logged[1])
     sys.exit(code)
 
 

@@ -83,9 +83,10 @@ class KindRules:
     default: FieldPolicy = FieldPolicy("spec", Policy.PATCH)
     """For a change no entry of `fields` covers."""
     remembered: tuple[str, ...] = ()
-    """Top-level spec fields the platform does not show back and that are not secret (a
-    package's content digest, which we compute): compared with what was last applied, as
-    the inventory remembers it, and shown as they are."""
+    """Top-level spec fields the platform does not show back, or shows in a way nobody
+    documents (a package's content digest, which we compute; the env a deployment was
+    given): compared with the spec as last applied, which the inventory keeps (sensitive
+    values by digest), key by key; never with the platform's answer."""
     sealed: tuple[str, ...] = ()
     """Write-only top-level spec fields (`spec.data` of a secret): the platform never shows
     them back, so they are compared by digest with what was last applied."""
@@ -324,15 +325,6 @@ def _reasons(changes: Sequence[Change], policies: Iterable[FieldPolicy]) -> tupl
     for reason in dict.fromkeys(p.reason for p in policies if p.reason):
         reasons.append(reason)
     return tuple(reasons)
-
-
-def remembered_values(spec: Mapping[str, Any], rules: KindRules) -> dict[str, str]:
-    """The value of each remembered field the desired spec sets, as text."""
-    return {
-        path: str(spec[path.removeprefix("spec.")])
-        for path in rules.remembered
-        if path.removeprefix("spec.") in spec
-    }
 
 
 def sealed_digests(spec: Mapping[str, Any], rules: KindRules) -> dict[str, str]:

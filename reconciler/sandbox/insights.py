@@ -60,10 +60,11 @@ class InsightsOptions:
     """Keycloak clients (id to secret). When set, every API call needs a bearer token."""
     token_ttl: float = 300.0
     realm: str = "insights"
-    package_digests: bool = True
-    """False: package answers carry only what KX documents of a package (name, version,
-    uuid, createdAt), not the sha256 and components our first contract assumed a server
-    echoes: a client must converge without them."""
+    invented_fields: bool = True
+    """False: answers carry only what KX documents: of a package its name, version, uuid
+    and time; of a deployment its id, package, version, status and message; not the
+    sha256, components, entities and env our first contract assumed a server echoes. A
+    client must converge without them."""
 
 
 @dataclass(frozen=True)
@@ -218,9 +219,15 @@ class PackageManager:
         return 200, [self._package(p) for p in self.store.all(PACKAGE)]
 
     def _package(self, package: dict[str, Any]) -> dict[str, Any]:
-        if self.options.package_digests:
+        if self.options.invented_fields:
             return package
         return {k: v for k, v in package.items() if k not in ("sha256", "components")}
+
+    def _shown(self, deployment: Mapping[str, Any]) -> dict[str, Any]:
+        shown = _shown(deployment)
+        if self.options.invented_fields:
+            return shown
+        return {k: v for k, v in shown.items() if k not in ("entities", "env")}
 
     def deletePackage(self, call: Call) -> tuple[int, Any]:
         name, version = call.params["name"], call.query.get("version")
@@ -264,10 +271,10 @@ class PackageManager:
         return self._settled(found)
 
     def listDeployments(self, call: Call) -> tuple[int, Any]:
-        return 200, [_shown(d) for d in self._deployments()]
+        return 200, [self._shown(d) for d in self._deployments()]
 
     def getDeployment(self, call: Call) -> tuple[int, Any]:
-        return 200, _shown(self._deployment(call.params["id"]))
+        return 200, self._shown(self._deployment(call.params["id"]))
 
     def createDeployment(self, call: Call) -> tuple[int, Any]:
         body = call.json()
@@ -310,7 +317,7 @@ class PackageManager:
         if any(c.startswith("database:") for c in deployed):
             self.store.put(DATA, name, {"package": package, "since": _now()})
         self.store.count("events", f"deploy {name}")
-        return 201, _shown(self._settled(deployment))
+        return 201, self._shown(self._settled(deployment))
 
     def bounceDeployment(self, call: Call) -> tuple[int, Any]:
         deployment = self._deployment(call.params["id"])
@@ -324,7 +331,7 @@ class PackageManager:
             deployment["status"] = "Initializing"
             deployment["readyAt"] = self.clock() + self.options.deploy_delay
         self.store.put(DEPLOYMENT, deployment["id"], deployment)
-        return 202, _shown(deployment)
+        return 202, self._shown(deployment)
 
     def patchDeploymentRuntime(self, call: Call) -> tuple[int, Any]:
         deployment = self._deployment(call.params["id"])
@@ -340,7 +347,7 @@ class PackageManager:
         deployment["version"] = version
         self.store.put(DEPLOYMENT, deployment["id"], deployment)
         self.store.count("events", f"hot-load {deployment['name']}")
-        return 200, _shown(deployment)
+        return 200, self._shown(deployment)
 
     def deleteDeployment(self, call: Call) -> tuple[int, Any]:
         deployment = self._deployment(call.params["id"])

@@ -146,11 +146,14 @@ def test_delete_keeps_data_unless_the_manifest_asked(world: World, cleanup: bool
     assert world.stats()["persisted_data"] == ([] if cleanup else ["equities"])
 
 
-def test_it_converges_when_the_server_echoes_no_digest(tmp_path: Path) -> None:
-    """KX documents no checksum in package answers: what was pushed is remembered in the
-    state store, so a server that shows only names and versions still converges, and a
-    one-file change still touches that one pipeline."""
-    options = SandboxOptions(insights=replace(FAST, package_digests=False))
+def test_it_converges_when_the_server_echoes_nothing_kx_does_not_document(
+    tmp_path: Path,
+) -> None:
+    """KX documents no checksum in package answers, nor the env and components of a
+    deployment: what was pushed and deployed is remembered in the state store, so a
+    server that shows only names, versions and status still converges, a one-file change
+    still touches that one pipeline, and an env change still redeploys."""
+    options = SandboxOptions(insights=replace(FAST, invented_fields=False))
     for world in worlds(tmp_path, True, options):
         assert world.apply() == 0
         world.reset()
@@ -161,6 +164,15 @@ def test_it_converges_when_the_server_echoes_no_digest(tmp_path: Path) -> None:
         assert world.apply() == 0
         assert world.operations() == [PUSH, BOUNCE]
         assert world.stats()["restarts"] == {"insights:equities/pipeline:equities-rt": 1}
+        world.reset()
+        assert world.apply() == 0
+        assert world.stats()["mutating"] == 0
+        world.manifests(
+            package_manifest(),
+            deployment_manifest("  env:\n    equities-rt: {LOG_LEVEL: debug}\n"),
+        )
+        assert world.apply() == 0
+        assert "DELETE /deployments/{id}" in world.operations()
         world.reset()
         assert world.apply() == 0
         assert world.stats()["mutating"] == 0

@@ -12,7 +12,9 @@ server; `components` comes from its manifest.yaml and is not compared):
   reconciler pushed it.
 
 Deployment (`{package, version, components, env}`, plus reconciler's own
-`updateStrategy` and `cleanupOnDelete`, never compared with the platform):
+`updateStrategy` and `cleanupOnDelete`, never compared with the platform; `components`
+and `env` are compared with what reconciler last deployed, not with the server's
+answer, where KX documents neither):
 - a version change is a hot-load (`updateStrategy: hotload`, nothing restarts) or a
   redeploy: teardown WITHOUT data cleanup, then create;
 - an `env` or `components` change is a redeploy;
@@ -67,6 +69,8 @@ RULES: dict[str, KindRules] = {
             unordered=(("components",),),
             ignored=tuple((key,) for key in OURS),
         ),
+        # KX documents neither in the answers: what was deployed is remembered.
+        remembered=("spec.env", "spec.components"),
         fields=(
             FieldPolicy(
                 "spec.package",

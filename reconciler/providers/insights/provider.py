@@ -147,12 +147,9 @@ class InsightsProvider(InsightsPolicies):
     def _deployment(self, item: Mapping[str, Any]) -> Observed:
         rid = ResourceId(self._target, "Deployment", str(item.get("name")))
         package = str(item.get("package"))
+        # What KX documents of a deployment: its package, version and status. Its
+        # components and env are compared with what was deployed (Deployment rules).
         spec: dict[str, Any] = {"package": package, "version": str(item.get("version"))}
-        if item.get("entities"):
-            spec["components"] = _entities(item["entities"])
-        env = {k: dict(v) for k, v in (item.get("env") or {}).items() if v}
-        if env:
-            spec["env"] = env
         uses = (ResourceId(self._target, "Package", package),)
         return Observed(rid, spec, uses, status=str(item.get("status") or "") or None)
 
