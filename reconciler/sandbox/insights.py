@@ -55,7 +55,11 @@ class ApiError(Exception):
 @dataclass(frozen=True)
 class InsightsOptions:
     deploy_delay: float = 0.2
-    """Seconds a deployment stays Initializing after a create or a bounce."""
+    """Seconds a deployment stays Initializing after a create or a bounce, and a teardown
+    takes (it is asynchronous unless `wait`, NOTES.md "Deployments")."""
+    status_case: str = "title"
+    """How statuses are spelt: `title` (Running, as the UI shows them), `upper` or
+    `lower`; KX does not publish the API's strings, so a client must not depend on it."""
     clients: Mapping[str, str] = field(default_factory=dict)
     """Keycloak clients (id to secret). When set, every API call needs a bearer token."""
     token_ttl: float = 300.0
@@ -225,6 +229,11 @@ class PackageManager:
 
     def _shown(self, deployment: Mapping[str, Any]) -> dict[str, Any]:
         shown = _shown(deployment)
+        status = str(shown.get("status", ""))
+        case = self.options.status_case
+        shown["status"] = (
+            status.upper() if case == "upper" else (status.lower() if case == "lower" else status)
+        )
         if self.options.invented_fields:
             return shown
         return {k: v for k, v in shown.items() if k not in ("entities", "env")}
@@ -239,7 +248,7 @@ class PackageManager:
         if not doomed:
             raise ApiError(404, f"no package {name}" + (f" {version}" if version else ""))
         for package in doomed:
-            for deployment in self._deployments():
+            for deployment in self._active():
                 if (deployment["package"], deployment["version"]) == (name, package["version"]):
                     raise ApiError(
                         409,
@@ -258,11 +267,27 @@ class PackageManager:
         return [self._settled(d) for d in self.store.all(DEPLOYMENT)]
 
     def _settled(self, deployment: dict[str, Any]) -> dict[str, Any]:
-        """Initializing turns Running once its time has come."""
-        if deployment["status"] == "Initializing" and self.clock() >= deployment["readyAt"]:
+        """Initializing turns Running, and Terminating (a teardown, a status the UI does not
+        show) turns Inactive, once its time has come."""
+        due = self.clock() >= deployment["readyAt"]
+        if deployment["status"] == "Initializing" and due:
             deployment["status"] = "Running"
             self.store.put(DEPLOYMENT, deployment["id"], deployment)
+        elif deployment["status"] == "Terminating" and due:
+            self._inactive(deployment)
         return deployment
+
+    def _inactive(self, deployment: dict[str, Any]) -> None:
+        deployment["status"] = "Inactive"
+        deployment["message"] = ""
+        self.store.put(DEPLOYMENT, deployment["id"], deployment)
+        if deployment.pop("cleanup", False):
+            self.store.delete(DATA, deployment["name"])
+            self.store.count("events", f"cleanup {deployment['name']}")
+            self.store.put(DEPLOYMENT, deployment["id"], deployment)
+
+    def _active(self) -> list[dict[str, Any]]:
+        return [d for d in self._deployments() if d["status"] != "Inactive"]
 
     def _deployment(self, deployment_id: str) -> dict[str, Any]:
         found = self.store.get(DEPLOYMENT, deployment_id)
@@ -285,8 +310,11 @@ class PackageManager:
         artifact = self.store.get(ARTIFACT, _key(package, version))
         if self.store.get(PACKAGE, _key(package, version)) is None or artifact is None:
             raise ApiError(404, f"no package {package} {version} to deploy")
-        if any(d["name"] == name for d in self._deployments()):
+        if any(d["name"] == name for d in self._active()):
             raise ApiError(409, f"deployment {name} exists")
+        for inactive in self._deployments():
+            if inactive["name"] == name:  # torn down before: deploying again replaces it
+                self.store.delete(DEPLOYMENT, inactive["id"])
         known = set(artifact["components"])
         entities = [_component(e) for e in body.get("entities") or []]
         for wanted in entities:
@@ -350,13 +378,20 @@ class PackageManager:
         return 200, self._shown(deployment)
 
     def deleteDeployment(self, call: Call) -> tuple[int, Any]:
+        """A teardown: asynchronous unless `wait` (the deployment shows Inactive once it
+        is done, and stays listed so); `cleanup` also deletes the persisted data."""
         deployment = self._deployment(call.params["id"])
-        self.store.delete(DEPLOYMENT, deployment["id"])
+        if deployment["status"] in ("Inactive", "Terminating"):
+            return 202, self._shown(deployment)
         self.store.count("events", f"teardown {deployment['name']}")
-        if call.flag("cleanup"):
-            self.store.delete(DATA, deployment["name"])
-            self.store.count("events", f"cleanup {deployment['name']}")
-        return 204, None
+        deployment["cleanup"] = call.flag("cleanup")
+        if call.flag("wait"):
+            self._inactive(deployment)
+            return 200, self._shown(deployment)
+        deployment["status"] = "Terminating"
+        deployment["readyAt"] = self.clock() + self.options.deploy_delay
+        self.store.put(DEPLOYMENT, deployment["id"], deployment)
+        return 202, self._shown(deployment)
 
     def data(self) -> list[str]:
         """Deployments whose persisted data exists (kept by a teardown without cleanup)."""
@@ -364,7 +399,7 @@ class PackageManager:
 
 
 def _shown(deployment: Mapping[str, Any]) -> dict[str, Any]:
-    hidden = ("readyAt", "components")
+    hidden = ("readyAt", "components", "cleanup")
     return {k: v for k, v in deployment.items() if k not in hidden and (v or k == "entities")}
 
 

@@ -28,7 +28,7 @@ def test_every_check_passes_against_the_sandbox(
     assert report["ok"] is True
     checks = {c["check"]: c for c in report["targets"]["insights"]}
     assert set(checks) == {"reachable", "authenticated", "API contract"}
-    assert "all 11 operations the provider uses match /openapi" in checks["API contract"]["detail"]
+    assert "all 10 operations the provider uses match /openapi" in checks["API contract"]["detail"]
     assert world.mutating() == []
 
 
@@ -99,12 +99,13 @@ def test_parameters_are_compared_both_ways() -> None:
     live = _contract()
     delete = live["paths"]["/packagemanager/v2/deployments/{id}"]["delete"]
     delete["parameters"] = [
-        {"name": "wait", "in": "query", "required": True, "schema": {"type": "boolean"}}
+        {"name": "force", "in": "query", "required": True, "schema": {"type": "boolean"}}
     ]
     said = _said(live)
     assert any("query parameter cleanup" in d and "does not take it" in d for d in said)
+    assert any("query parameter wait" in d and "does not take it" in d for d in said)
     assert any(
-        "query parameter wait" in d and "requires it and the provider does not send it" in d
+        "query parameter force" in d and "requires it and the provider does not send it" in d
         for d in said
     )
     assert all("breaks tearing a deployment down" in d for d in said)
@@ -188,8 +189,8 @@ def test_doctor_fails_against_a_description_that_differs_and_says_what_breaks(
     contract = checks["API contract"]
     assert contract["ok"] is False
     assert "/docs/openapi.json" in contract["detail"]
-    assert "response field status): the instance does not return it" in contract["detail"]
-    assert "waiting for a deployment to be running" in contract["detail"]
+    assert "response field [].status): the instance does not return it" in contract["detail"]
+    assert "waiting until they are Running or torn down" in contract["detail"]
 
 
 def test_doctor_says_when_no_description_is_served(

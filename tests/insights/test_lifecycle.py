@@ -176,3 +176,26 @@ def test_it_converges_when_the_server_echoes_nothing_kx_does_not_document(
         world.reset()
         assert world.apply() == 0
         assert world.stats()["mutating"] == 0
+
+
+def test_asynchronous_teardowns_and_statuses_in_any_case_are_waited_for(tmp_path: Path) -> None:
+    """Teardowns finish later (the deployment shows Inactive, still listed); statuses come
+    in a casing nobody documents; waits read the list, never one GET per deployment."""
+    options = SandboxOptions(insights=replace(FAST, status_case="upper", invented_fields=False))
+    for world in worlds(tmp_path, True, options):
+        assert world.apply() == 0
+        assert world.run("plan", "--detailed-exitcode") == 0
+        world.manifests(
+            package_manifest(),
+            deployment_manifest("  env:\n    equities-rt: {LOG_LEVEL: debug}\n"),
+        )
+        assert world.apply() == 0  # a redeploy: teardown, wait for Inactive, deploy
+        assert world.operations()[-2:] == ["DELETE /deployments/{id}", "POST /deployments"]
+        assert world.run("plan", "--detailed-exitcode") == 0
+        # Pruned: the teardown completes before the package it runs is deleted.
+        world.manifests("")
+        assert world.apply("--prune", "--allow-mass-delete") == 0
+        assert world.operations()[-2:] == ["DELETE /deployments/{id}", "DELETE /packages/equities"]
+        calls = world.sandbox.recorder.calls
+        assert not [c for c in calls if c.verb == "GET" and "/deployments/" in c.path]
+        assert world.run("plan", "--detailed-exitcode") == 0

@@ -28,7 +28,6 @@ USED = (
     "pushArtifact",
     "listDeployments",
     "createDeployment",
-    "getDeployment",
     "deleteDeployment",
     "bounceDeployment",
     "patchDeploymentRuntime",
@@ -98,12 +97,6 @@ class PackageManagerClient:
 
     async def list_deployments(self) -> list[dict[str, Any]]:
         return _list(await self._call("listDeployments"), "listDeployments")
-
-    async def get_deployment(self, deployment_id: str) -> dict[str, Any]:
-        answer = await self._call("getDeployment", path={"id": deployment_id})
-        if not isinstance(answer, dict):
-            raise PermanentError(f"getDeployment {deployment_id} answered without a deployment")
-        return answer
 
     # --- packages and artifacts --------------------------------------------------------
 

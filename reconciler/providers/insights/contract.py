@@ -28,9 +28,9 @@ BREAKS = {
     "validatePackage": "checking a package before it is registered",
     "deletePackage": "deleting a package, and retiring an old version",
     "pushArtifact": "pushing a package's artifact",
-    "listDeployments": "observing deployments: every plan and apply",
+    "listDeployments": "observing deployments (every plan and apply) and waiting until they"
+    " are Running or torn down",
     "createDeployment": "deploying a package",
-    "getDeployment": "waiting for a deployment to be running",
     "deleteDeployment": "tearing a deployment down",
     "bounceDeployment": "restarting a deployment's components",
     "patchDeploymentRuntime": "hot-loading a new version",

@@ -26,7 +26,14 @@ from reconciler.providers.insights.client import (
 from reconciler.providers.insights.kinds import DeploymentSpec, PackageSpec
 from reconciler.providers.insights.policies import InsightsPolicies, redeploys
 
-RUNNING, ERROR = "Running", "Error"
+RUNNING, ERROR, INACTIVE = "running", "error", "inactive"
+"""Statuses as compared: KX shows Running, Error, Inactive and Initializing but does not
+publish the API's strings, so they are compared case-insensitively and anything else
+(Initializing, or a word nobody documented) counts as not ready."""
+
+
+def status_of(item: Mapping[str, Any]) -> str:
+    return str(item.get("status") or "").strip().lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,8 @@ class InsightsProvider(InsightsPolicies):
         """What the manifests want of each package: the version observation reports."""
         self._artifacts: dict[ResourceId, Artifact] = {}
         self._index: BuildIndex | None = None
+        self._poll: tuple[float, list[dict[str, Any]]] | None = None
+        self._poll_lock = asyncio.Lock()
 
     @property
     def target(self) -> str:
@@ -140,6 +149,8 @@ class InsightsProvider(InsightsPolicies):
             rid = ResourceId(self._target, "Package", name)
             found[rid] = Observed(rid, spec)
         for item in deployments:
+            if status_of(item) == INACTIVE:
+                continue  # torn down: listed, but not deployed
             observed = self._deployment(item)
             found[observed.id] = observed
         return Observation(self._target, found)
@@ -192,6 +203,8 @@ class InsightsProvider(InsightsPolicies):
             # Data goes only when the manifest, as last applied, asked for it.
             cleanup = bool(applied is not None and applied.spec.get("cleanupOnDelete"))
             await self.client.delete_deployment(await self._id(rid), cleanup=cleanup)
+            # Asynchronous: what depends on it (its package's deletion) waits until done.
+            await self._gone(rid)
             return
         version = str(observed.spec.get("version"))
         wanted = self._versions.get(rid.name)
@@ -249,7 +262,11 @@ class InsightsProvider(InsightsPolicies):
         if applied is None or applied.spec.get("version") != version:
             return
         for item in await self.client.list_deployments():
-            if item.get("package") == rid.name and str(item.get("version")) == version:
+            if (
+                item.get("package") == rid.name
+                and str(item.get("version")) == version
+                and status_of(item) != INACTIVE
+            ):
                 return
         await self.client.delete_package(rid.name, version)
 
@@ -269,40 +286,67 @@ class InsightsProvider(InsightsPolicies):
 
     async def _id(self, rid: ResourceId) -> str:
         for item in await self.client.list_deployments():
-            if item.get("name") == rid.name:
+            if item.get("name") == rid.name and status_of(item) != INACTIVE:
                 return str(item["id"])
         raise PermanentError(f"{rid}: no deployment of that name on the target any more")
 
     async def _running(self, rid: ResourceId, deployment_id: str) -> None:
         """Wait until the deployment is Running; its dependents start only then."""
-        deadline = self._clock() + self._waiting.timeout
         pause = self._waiting.first_poll
+        started = self._clock()
+        deadline = started + self._waiting.timeout
         while True:
-            item = await self.client.get_deployment(deployment_id)
-            status = str(item.get("status") or "")
+            listed = await self._listed(after=started)
+            item = next((d for d in listed if str(d.get("id")) == deployment_id), None)
+            status = status_of(item) if item is not None else ""
             if status == RUNNING:
                 return
-            if status == ERROR:
+            if item is not None and status == ERROR:
                 message = str(item.get("message") or "no message")
                 raise PermanentError(f"{rid} is in state Error: {message}")
+            if status == INACTIVE:
+                raise PermanentError(f"{rid} was torn down while it was starting")
             if self._clock() >= deadline:
                 raise PermanentError(
                     f"{rid} was not Running within {self._waiting.timeout:g}s (state"
-                    f" {status or 'unknown'}); raise deployTimeout in reconciler.yaml if it"
-                    " needs longer"
+                    f" {(item or {}).get('status') or 'not listed'}); raise deployTimeout in"
+                    " reconciler.yaml if it needs longer"
                 )
             await asyncio.sleep(pause)
             pause = min(pause * 2, self._waiting.max_poll)
 
     async def _gone(self, rid: ResourceId) -> None:
-        """Wait until a torn-down deployment has left the list (its name is free again)."""
-        deadline = self._clock() + self._waiting.timeout
+        """Wait until a torn-down deployment shows Inactive, or has left the list."""
         pause = self._waiting.first_poll
-        while any(d.get("name") == rid.name for d in await self.client.list_deployments()):
+        started = self._clock()
+        deadline = started + self._waiting.timeout
+        while True:
+            left = [d for d in await self._listed(after=started) if d.get("name") == rid.name]
+            if all(status_of(d) == INACTIVE for d in left):
+                return
+            if any(status_of(d) == ERROR for d in left):
+                message = next(str(d.get("message") or "no message") for d in left)
+                raise PermanentError(f"{rid} failed to tear down: {message}")
             if self._clock() >= deadline:
-                raise RetryableError(f"{rid} is still being torn down")
+                raise RetryableError(
+                    f"{rid} is still being torn down after {self._waiting.timeout:g}s"
+                )
             await asyncio.sleep(pause)
             pause = min(pause * 2, self._waiting.max_poll)
+
+    async def _listed(self, after: float) -> list[dict[str, Any]]:
+        """The deployments as one list call shows them, shared by every wait in flight
+        (waiting on many deployments costs one call per pause, not one per deployment);
+        never a list asked for before `after`, when the wait began."""
+        async with self._poll_lock:
+            now = self._clock()
+            if (
+                self._poll is None
+                or self._poll[0] < after
+                or now - self._poll[0] >= self._waiting.first_poll
+            ):
+                self._poll = (now, await self.client.list_deployments())
+            return self._poll[1]
 
 
 def _entities(items: Sequence[Any]) -> list[dict[str, str]]:
