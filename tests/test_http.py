@@ -89,3 +89,37 @@ def test_a_write_is_sent_once_whatever_the_failure() -> None:
     with pytest.raises(RetryableError):
         run(http.request("POST", "/create", body={}))
     assert seen == ["POST /create"]
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ({"detail": "no package trades 1.0.0"}, "no package trades 1.0.0"),
+        ({"errorMessage": "no package trades 1.0.0"}, "no package trades 1.0.0"),
+        ({"error": "no package trades 1.0.0"}, "no package trades 1.0.0"),
+        (
+            {"message": "refused", "detail": {"message": "no package trades 1.0.0"}},
+            "refused; no package trades 1.0.0",
+        ),
+        (
+            {"detail": [{"loc": ["body", "version"], "msg": "field required"}]},
+            "body.version: field required",
+        ),
+        ({"error": "invalid_client", "error_description": "bad secret"}, "bad secret"),
+    ],
+    ids=["detail", "errorMessage", "error", "nested", "fastapi", "oauth"],
+)
+def test_every_error_body_shape_keeps_the_platforms_message(
+    body: dict[str, Any], said: str
+) -> None:
+    """Insights services answer errors in several shapes; the message survives each."""
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json=body)
+
+    client = HttpClient(
+        "http://insights", platform="kdb Insights", transport=httpx.MockTransport(refuse)
+    )
+    with pytest.raises(PermanentError) as caught:
+        run(client.request("POST", "/packagemanager/v2/deployments", body={}))
+    assert str(caught.value).endswith(f"HTTP 404: {said}")

@@ -283,20 +283,41 @@ def _response_error(response: httpx.Response, platform: str, path: str) -> Opera
         if retry_after is not None and isinstance(error, RetryableError):
             error.retry_after = retry_after
         return error
-    message = ""
-    if isinstance(body, dict):
-        message = str(
-            body.get("message")
-            or body.get("detail")
-            or body.get("error_description")
-            or body.get("error")
-            or ""
-        )
-    text = message or response.text.strip()[:300] or response.reason_phrase
+    text = _message(body) or response.text.strip()[:300] or response.reason_phrase
     full = f"{platform}: {path}: HTTP {status}: {text}"
     if status in RETRYABLE_STATUS or status >= 500:
         return RetryableHttpError(full, status, retry_after=retry_after)
     return HttpError(full, status)
+
+
+def _message(body: Any) -> str:
+    """The message of an error body in any of the shapes services answer with:
+    `{"message": ...}` (with `{"detail": {"message": ...}}` beside it), `{"detail": ...}`
+    (FastAPI: text, or a list of `{"msg", "loc"}`), `{"errorMessage": ...}`, `{"error":
+    ...}` with `error_description` (OAuth), or text."""
+    if isinstance(body, str):
+        return body.strip()[:300]
+    if not isinstance(body, dict):
+        return ""
+    detail = body.get("detail")
+    parts: list[str] = []
+    for key in ("message", "errorMessage", "error_description"):
+        if isinstance(body.get(key), str) and body[key].strip():
+            parts.append(body[key].strip())
+    if isinstance(detail, dict):
+        parts.append(_message(detail))
+    elif isinstance(detail, list):
+        parts.extend(
+            ".".join(str(p) for p in item.get("loc", ())) + f": {item.get('msg')}"
+            if isinstance(item, dict) and "msg" in item
+            else str(item)
+            for item in detail
+        )
+    elif detail is not None:
+        parts.append(str(detail))
+    if not parts and body.get("error") is not None:
+        parts.append(_message(body["error"]) or str(body["error"]))
+    return "; ".join(dict.fromkeys(p for p in parts if p))
 
 
 def _status_error(

@@ -108,7 +108,7 @@ def create_app(
                 manager.authorise(call.headers)
             except ApiError as exc:
                 store.count("refused", f"{operation.method} {operation.path}")
-                return JSONResponse({"detail": exc.detail}, exc.status)
+                return JSONResponse(exc.body(options.insights.error_shape), exc.status)
             store.count("calls", f"{operation.method} {operation.path}")
             store.count("kinds", "mutating" if operation.mutates else "reads")
             injected = await _faults(options, chance, _detail_fault)
@@ -118,10 +118,11 @@ def create_app(
                 with store.transaction():
                     status, answer = getattr(manager, operation.id)(call)
             except ApiError as exc:
-                return JSONResponse({"detail": exc.detail}, exc.status)
+                return JSONResponse(exc.body(options.insights.error_shape), exc.status)
             if answer is None:
                 return Response(status_code=status)
-            return JSONResponse(answer, status)
+            # The client's answers are `Value` wrappers (NOTES.md): the payload is `data`.
+            return JSONResponse({"data": answer}, status)
 
         return endpoint
 

@@ -44,12 +44,22 @@ ARTIFACT, PACKAGE, DEPLOYMENT, DATA, TOKEN = (
 
 
 class ApiError(Exception):
-    """A refusal as the Package Manager sends it: a status and {"detail": ...}."""
+    """A refusal as the Package Manager sends it: a status and a message, written in the
+    shape `InsightsOptions.error_shape` says (`body`)."""
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+
+    def body(self, shape: str) -> dict[str, Any]:
+        if shape == "errorMessage":
+            return {"errorMessage": self.detail}
+        if shape == "error":
+            return {"error": self.detail}
+        if shape == "nested":
+            return {"message": "the request was refused", "detail": {"message": self.detail}}
+        return {"detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,10 @@ class InsightsOptions:
     deploy_delay: float = 0.2
     """Seconds a deployment stays Initializing after a create or a bounce, and a teardown
     takes (it is asynchronous unless `wait`, NOTES.md "Deployments")."""
+    error_shape: str = "detail"
+    """How refusals are written (not documented for the Package Manager; other Insights
+    services answer each of these): `detail` ({"detail": ...}), `errorMessage`, `error`,
+    or `nested` ({"message": ..., "detail": {"message": ...}})."""
     status_case: str = "title"
     """How statuses are spelt: `title` (Running, as the UI shows them), `upper` or
     `lower`; KX does not publish the API's strings, so a client must not depend on it."""

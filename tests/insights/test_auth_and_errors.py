@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -205,3 +206,18 @@ def test_injected_faults_on_the_package_manager_are_retryable(
     messages = [str(e) for e in seen]
     assert any("injected: unavailable" in m for m in messages), messages
     assert any(getattr(e, "retry_after", None) == 0 for e in seen), "429 keeps Retry-After"
+
+
+@pytest.mark.parametrize("shape", ["detail", "errorMessage", "error", "nested"])
+def test_a_refusal_in_any_error_shape_reaches_the_user_with_its_message(
+    tmp_path: Path, shape: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = SandboxOptions(insights=replace(FAST, error_shape=shape))
+    for world in worlds(tmp_path, True, options):
+        # The package names a view file it does not hold: the Package Manager refuses it.
+        world.edit("manifest.yaml", "file: views/HLOC.yaml", "file: views/gone.yaml")
+        capsys.readouterr()
+        assert world.apply() == 1
+        err = capsys.readouterr()
+        said = err.out + err.err
+        assert "views/gone.yaml is not in the package" in said

@@ -128,10 +128,10 @@ def test_request_bodies_are_compared_field_by_field() -> None:
 def test_a_response_without_a_field_the_provider_reads_is_a_difference() -> None:
     live = _contract()
     version = live["components"]["schemas"]["PackageVersion"]
-    del version["properties"]["sha256"]
+    del version["properties"]["version"]
     said = _said(live)
     assert (
-        "listPackages (GET /packagemanager/v2/packages response field [].sha256): the"
+        "listPackages (GET /packagemanager/v2/packages response field data[].version): the"
         " instance does not return it; breaks observing packages: every plan and apply"
     ) in said
 
@@ -189,7 +189,7 @@ def test_doctor_fails_against_a_description_that_differs_and_says_what_breaks(
     contract = checks["API contract"]
     assert contract["ok"] is False
     assert "/docs/openapi.json" in contract["detail"]
-    assert "response field [].status): the instance does not return it" in contract["detail"]
+    assert "response field data[].status): the instance does not return it" in contract["detail"]
     assert "waiting until they are Running or torn down" in contract["detail"]
 
 

@@ -73,7 +73,7 @@ def test_deploying_a_missing_package_is_404_and_deleting_a_used_one_409(tmp_path
             f"{API}/deployments", json={"name": "t", "package": "trades", "version": "1.0.0"}
         )
         in_use = await client.delete(f"{API}/packages/trades", params={"version": "1.0.0"})
-        running = await client.get(f"{API}/deployments/{deployed.json()['id']}")
+        running = await client.get(f"{API}/deployments/{deployed.json()['data']['id']}")
         return [
             missing.status_code,
             unregistered.status_code,
@@ -81,7 +81,7 @@ def test_deploying_a_missing_package_is_404_and_deleting_a_used_one_409(tmp_path
             deployed.status_code,
             in_use.status_code,
             in_use.json()["detail"],
-            running.json()["status"],
+            running.json()["data"]["status"],
         ]
 
     assert session(tmp_path, steps) == [

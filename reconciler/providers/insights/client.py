@@ -59,7 +59,7 @@ class PackageManagerClient:
         params: Mapping[str, str] | None = None,
     ) -> Any:
         op = OPERATIONS[operation]
-        return await self.http.request(
+        answer = await self.http.request(
             op.method,
             op.url(**(path or {})),
             body=body,
@@ -67,6 +67,7 @@ class PackageManagerClient:
             params=params,
             read=not op.mutates,
         )
+        return unwrapped(answer)
 
     # --- reads: two calls observe a whole target ---------------------------------------
 
@@ -168,6 +169,18 @@ not documented (NOTES.md), so both are tried, and a page's link to a JSON docume
 followed."""
 
 _LINK = re.compile(r"""(?:href|src|url|spec-url)\s*[=:]\s*["']([^"'<>\s]+\.json)["']""")
+
+
+def unwrapped(answer: Any) -> Any:
+    """The payload of an answer: KX's client returns `Value` wrappers, documents whose
+    payload is `data` (JSON:API style, with `meta` or `links` beside it); a bare payload
+    is taken as it is."""
+    if isinstance(answer, dict) and "data" in answer and set(answer) <= WRAPPER_KEYS:
+        return answer["data"]
+    return answer
+
+
+WRAPPER_KEYS = frozenset({"data", "meta", "links", "included", "jsonapi"})
 
 
 def _document(text: str) -> dict[str, Any] | None:
