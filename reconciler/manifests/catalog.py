@@ -136,6 +136,9 @@ class KindInfo:
     sensitive: tuple[str, ...] = ()
     """Top-level spec fields whose literal values are secret (a Secret's `data`)."""
     clashes: tuple[Clash, ...] = ()
+    unique: str | None = None
+    """A spec field no two resources of this kind on one target may share (the package
+    of a kdb Insights Deployment: deployments are keyed by package)."""
     bare: BareSpec | None = None
     schema_aliases: bool = False
     """The platform also accepts snake_case field names (protojson): the JSON Schema

@@ -178,6 +178,7 @@ def _load(
 
     builder.check_duplicates()
     builder.check_clashes()
+    builder.check_unique()
     if report.problems:
         raise InputError(report.problems)
     return Manifests(
@@ -562,6 +563,30 @@ class _Builder:
                 data = merge(data, rule.patch)
                 applied = True
         return data, applied
+
+    def check_unique(self) -> None:
+        """Resources of a kind that must differ in a spec field, and do not."""
+        first: dict[tuple[str, str, str, object], Resource] = {}
+        for resource in self.resources:
+            info = self.catalog.kinds.get((resource.api_version, resource.kind))
+            if info is None or info.unique is None:
+                continue
+            value = getattr(resource.spec, info.unique, None)
+            key = (resource.target, resource.api_version, resource.kind, value)
+            other = first.setdefault(key, resource)
+            if other is resource:
+                continue
+            origin = resource.origin
+            self.report.at(
+                origin.file,
+                origin.path,
+                origin.index,
+                ("spec", info.unique),
+                f"{resource.kind} '{resource.name}' has the {info.unique} '{value}' of"
+                f" {other.kind} '{other.name}' (at {other.origin}): one per target",
+                f"deploy {value} once: merge the two manifests",
+                fallback_line=origin.line,
+            )
 
     def check_clashes(self) -> None:
         """Resources the platform would make itself from another in the manifests."""

@@ -266,8 +266,7 @@ class PackageManager:
                 if (deployment["package"], deployment["version"]) == (name, package["version"]):
                     raise ApiError(
                         409,
-                        f"package {name} {package['version']} is in use by deployment"
-                        f" {deployment['name']}",
+                        f"package {name} {package['version']} is deployed: tear it down first",
                     )
         for package in doomed:
             key = _key(name, package["version"])
@@ -296,8 +295,8 @@ class PackageManager:
         deployment["message"] = ""
         self.store.put(DEPLOYMENT, deployment["id"], deployment)
         if deployment.pop("cleanup", False):
-            self.store.delete(DATA, deployment["name"])
-            self.store.count("events", f"cleanup {deployment['name']}")
+            self.store.delete(DATA, deployment["package"])
+            self.store.count("events", f"cleanup {deployment['package']}")
             self.store.put(DEPLOYMENT, deployment["id"], deployment)
 
     def _active(self) -> list[dict[str, Any]]:
@@ -316,35 +315,42 @@ class PackageManager:
         return 200, self._shown(self._deployment(call.params["id"]))
 
     def createDeployment(self, call: Call) -> tuple[int, Any]:
+        """Deploy a package, keyed by the package (deployments have no name of their own;
+        at most one version of a package is deployed). With `entities` on a deployed
+        package, deploy those components into it; `env` goes only with a whole-package
+        deploy (client.deployments.create / create_from_package, NOTES.md)."""
         body = call.json()
-        name = str(body.get("name") or "")
         package, version = str(body.get("package") or ""), str(body.get("version") or "")
-        if not NAME.match(name) or len(name) > NAME_MAX:
-            raise ApiError(400, f"invalid deployment name {name!r}")
         artifact = self.store.get(ARTIFACT, _key(package, version))
         if self.store.get(PACKAGE, _key(package, version)) is None or artifact is None:
             raise ApiError(404, f"no package {package} {version} to deploy")
-        if any(d["name"] == name for d in self._active()):
-            raise ApiError(409, f"deployment {name} exists")
-        for inactive in self._deployments():
-            if inactive["name"] == name:  # torn down before: deploying again replaces it
-                self.store.delete(DEPLOYMENT, inactive["id"])
         known = set(artifact["components"])
         entities = [_component(e) for e in body.get("entities") or []]
         for wanted in entities:
             if wanted not in known:
                 raise ApiError(400, f"package {package} {version} has no component {wanted}")
         env = body.get("env") or {}
+        if env and entities:
+            raise ApiError(
+                422, "env is accepted only when deploying the whole package, not with entities"
+            )
         names = {c.partition(":")[2] for c in known}
         for component_name in env:
             if component_name not in names:
                 raise ApiError(400, f"env names {component_name!r}, not a component of {package}")
+        current = next((d for d in self._active() if d["package"] == package), None)
+        if current is not None:
+            return self._add_entities(current, version, entities, artifact)
         deployed = entities or sorted(known)
+        for inactive in self._deployments():
+            if inactive["package"] == package:  # torn down before: deploying replaces it
+                self.store.delete(DEPLOYMENT, inactive["id"])
+                for restarted in deployed:  # a redeploy restarts what it deploys
+                    self.store.count("restarts", f"insights:{package}/{restarted}")
         broken = [b for b in artifact.get("broken", []) if b["component"] in deployed]
         deployment_id = str(uuid.uuid4())
         deployment: dict[str, Any] = {
             "id": deployment_id,
-            "name": name,
             "package": package,
             "version": version,
             "entities": _entities(entities),
@@ -357,18 +363,49 @@ class PackageManager:
         }
         self.store.put(DEPLOYMENT, deployment_id, deployment)
         if any(c.startswith("database:") for c in deployed):
-            self.store.put(DATA, name, {"package": package, "since": _now()})
-        self.store.count("events", f"deploy {name}")
+            self.store.put(DATA, package, {"package": package, "since": _now()})
+        self.store.count("events", f"deploy {package}")
         return 201, self._shown(self._settled(deployment))
+
+    def _add_entities(
+        self,
+        deployment: dict[str, Any],
+        version: str,
+        entities: list[str],
+        artifact: Mapping[str, Any],
+    ) -> tuple[int, Any]:
+        package = deployment["package"]
+        if not entities:
+            raise ApiError(
+                409,
+                f"package {package} is deployed (version {deployment['version']}): tear it"
+                " down first",
+            )
+        if version != deployment["version"]:
+            raise ApiError(
+                409, f"package {package} runs version {deployment['version']}, not {version}"
+            )
+        for added in entities:
+            if added not in deployment["components"]:
+                deployment["components"].append(added)
+            # A component deployed again loads the package as pushed now: a restart.
+            self.store.count("restarts", f"insights:{package}/{added}")
+        broken = [b for b in artifact.get("broken", []) if b["component"] in entities]
+        deployment["status"] = "Error" if broken else "Initializing"
+        deployment["message"] = "; ".join(b["message"] for b in broken)
+        deployment["readyAt"] = self.clock() + self.options.deploy_delay
+        self.store.put(DEPLOYMENT, deployment["id"], deployment)
+        self.store.count("events", f"deploy {package} {', '.join(entities)}")
+        return 201, self._shown(deployment)
 
     def bounceDeployment(self, call: Call) -> tuple[int, Any]:
         deployment = self._deployment(call.params["id"])
         entities = [_component(e) for e in call.json().get("entities") or []]
         for wanted in entities:
             if wanted not in deployment["components"]:
-                raise ApiError(400, f"deployment {deployment['name']} does not run {wanted}")
+                raise ApiError(400, f"deployment of {deployment['package']} does not run {wanted}")
         for restarted in entities or deployment["components"]:
-            self.store.count("restarts", f"insights:{deployment['name']}/{restarted}")
+            self.store.count("restarts", f"insights:{deployment['package']}/{restarted}")
         if deployment["status"] != "Error":
             deployment["status"] = "Initializing"
             deployment["readyAt"] = self.clock() + self.options.deploy_delay
@@ -380,24 +417,29 @@ class PackageManager:
         body = call.json()
         package, version = str(body.get("package") or ""), str(body.get("version") or "")
         if package != deployment["package"]:
-            raise ApiError(400, f"deployment {deployment['name']} runs package {package}")
+            raise ApiError(400, f"deployment {deployment['id']} runs package {package}")
         artifact = self.store.get(ARTIFACT, _key(package, version))
         if self.store.get(PACKAGE, _key(package, version)) is None or artifact is None:
             raise ApiError(404, f"no package {package} {version} to load")
         if deployment["status"] == "Error":
-            raise ApiError(409, f"deployment {deployment['name']} is in Error: redeploy it")
+            raise ApiError(409, f"the deployment of {package} is in Error: redeploy it")
         deployment["version"] = version
         self.store.put(DEPLOYMENT, deployment["id"], deployment)
-        self.store.count("events", f"hot-load {deployment['name']}")
+        self.store.count("events", f"hot-load {package}")
         return 200, self._shown(deployment)
 
     def deleteDeployment(self, call: Call) -> tuple[int, Any]:
         """A teardown: asynchronous unless `wait` (the deployment shows Inactive once it
-        is done, and stays listed so); `cleanup` also deletes the persisted data."""
+        is done, and stays listed so); `cleanup` also deletes the persisted data. With
+        `component` (pipelines or databases) and `component_id`, that one component."""
         deployment = self._deployment(call.params["id"])
+        package = deployment["package"]
+        component = call.query.get("component")
+        if component is not None:
+            return self._teardown_component(deployment, component, call.query.get("component_id"))
         if deployment["status"] in ("Inactive", "Terminating"):
             return 202, self._shown(deployment)
-        self.store.count("events", f"teardown {deployment['name']}")
+        self.store.count("events", f"teardown {package}")
         deployment["cleanup"] = call.flag("cleanup")
         if call.flag("wait"):
             self._inactive(deployment)
@@ -406,6 +448,25 @@ class PackageManager:
         deployment["readyAt"] = self.clock() + self.options.deploy_delay
         self.store.put(DEPLOYMENT, deployment["id"], deployment)
         return 202, self._shown(deployment)
+
+    def _teardown_component(
+        self, deployment: dict[str, Any], component: str, component_id: str | None
+    ) -> tuple[int, Any]:
+        kinds = {"pipelines": "pipeline", "databases": "database"}
+        if component not in kinds or not component_id:
+            raise ApiError(
+                400, "component is pipelines or databases, with the component_id to tear down"
+            )
+        wanted = f"{kinds[component]}:{component_id}"
+        if wanted not in deployment["components"]:
+            raise ApiError(404, f"the deployment of {deployment['package']} runs no {wanted}")
+        deployment["components"].remove(wanted)
+        self.store.count("events", f"teardown {deployment['package']} {wanted}")
+        if not deployment["components"]:
+            self._inactive(deployment)
+        else:
+            self.store.put(DEPLOYMENT, deployment["id"], deployment)
+        return 200, self._shown(deployment)
 
     def data(self) -> list[str]:
         """Deployments whose persisted data exists (kept by a teardown without cleanup)."""

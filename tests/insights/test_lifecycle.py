@@ -12,7 +12,11 @@ from reconciler.sandbox import SandboxOptions
 from tests.insights.world import FAST, World, deployment_manifest, package_manifest, worlds
 
 PUSH = "POST /artifacts"
-BOUNCE = "POST /deployments/{id}/bounce"
+TEARDOWN = "DELETE /deployments/{id}"
+DEPLOY = "POST /deployments"
+REDEPLOY_ONE = [TEARDOWN, DEPLOY]
+"""A component deployed again: torn down alone (component, component_id), then deployed
+as an entity (whether a bounce loads a re-pushed artifact is not documented)."""
 
 
 def test_create_then_nothing_to_do(world: World, capsys: pytest.CaptureFixture[str]) -> None:
@@ -43,9 +47,15 @@ def test_a_pipeline_file_change_pushes_once_and_bounces_that_pipeline_alone(
     assert "files changed: pipelines/equities-rt.yaml" in shown
     assert "bounce: pipeline:equities-rt" in shown
     assert world.apply() == 0
-    assert world.operations() == [PUSH, BOUNCE]
-    push = world.mutating()[0]
+    assert world.operations() == [PUSH, *REDEPLOY_ONE]
+    push, teardown, deploy = world.mutating()
     assert push.query == "force=true"
+    assert "component=pipelines" in teardown.query and "component_id=equities-rt" in teardown.query
+    assert deploy.body == {
+        "package": "equities",
+        "version": "0.0.1",
+        "entities": [{"type": "pipeline", "name": "equities-rt"}],
+    }
     assert world.stats()["restarts"] == {"insights:equities/pipeline:equities-rt": 1}
     assert world.run("plan", "--detailed-exitcode") == 0
 
@@ -63,8 +73,10 @@ def test_a_change_outside_any_component_bounces_them_all(world: World) -> None:
     world.reset()
     world.edit("router/router.yaml", "size: 0", "size: 1")
     assert world.apply() == 0
-    assert world.operations() == [PUSH, BOUNCE]
-    assert world.mutating()[1].body == {"entities": []}
+    # A component no teardown takes alone (the router): the whole deployment, data kept.
+    assert world.operations() == [PUSH, TEARDOWN, DEPLOY]
+    assert "cleanup=false" in world.mutating()[1].query
+    assert world.stats()["persisted_data"] == ["equities"]
     assert set(world.stats()["restarts"]) == {
         "insights:equities/database:equities",
         "insights:equities/pipeline:equities-rt",
@@ -162,7 +174,7 @@ def test_it_converges_when_the_server_echoes_nothing_kx_does_not_document(
         assert world.stats()["mutating"] == 0
         world.edit("pipelines/equities-rt.yaml", "maxWorkers: 10", "maxWorkers: 12")
         assert world.apply() == 0
-        assert world.operations() == [PUSH, BOUNCE]
+        assert world.operations() == [PUSH, *REDEPLOY_ONE]
         assert world.stats()["restarts"] == {"insights:equities/pipeline:equities-rt": 1}
         world.reset()
         assert world.apply() == 0
@@ -199,3 +211,43 @@ def test_asynchronous_teardowns_and_statuses_in_any_case_are_waited_for(tmp_path
         calls = world.sandbox.recorder.calls
         assert not [c for c in calls if c.verb == "GET" and "/deployments/" in c.path]
         assert world.run("plan", "--detailed-exitcode") == 0
+
+
+def test_a_components_change_deploys_or_tears_down_exactly_those(world: World) -> None:
+    two = (
+        "  components:\n    - {type: pipeline, name: equities-rt}\n"
+        "    - {type: pipeline, name: static}\n"
+    )
+    one = "  components:\n    - {type: pipeline, name: equities-rt}\n"
+    world.manifests(package_manifest(), deployment_manifest(one))
+    assert world.apply() == 0
+    world.reset()
+    world.manifests(package_manifest(), deployment_manifest(two))
+    assert world.apply() == 0
+    assert world.operations() == [DEPLOY]
+    assert world.mutating()[0].body["entities"] == [{"type": "pipeline", "name": "static"}]
+    assert world.stats()["restarts"] == {"insights:equities/pipeline:static": 1}
+    world.reset()
+    world.manifests(package_manifest(), deployment_manifest(one))
+    assert world.apply() == 0
+    assert world.operations() == [TEARDOWN]
+    assert "component_id=static" in world.mutating()[0].query
+    assert world.stats()["restarts"] == {}
+    assert world.run("plan", "--detailed-exitcode") == 0
+
+
+def test_deployments_are_keyed_by_package(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    world.manifests(
+        package_manifest(), deployment_manifest(), deployment_manifest(name="equities-two")
+    )
+    assert world.run("validate") == 3
+    err = capsys.readouterr().err
+    assert "has the package 'equities' of Deployment 'equities'" in err
+    world.manifests(
+        package_manifest(),
+        deployment_manifest(
+            "  components: [{type: pipeline, name: static}]\n  env: {static: {A: b}}\n"
+        ),
+    )
+    assert world.run("validate") == 3
+    assert "env goes only with a deploy of the whole package" in capsys.readouterr().err

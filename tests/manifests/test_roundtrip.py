@@ -129,11 +129,12 @@ def manifest_sets(draw: Any) -> list[dict[str, Any]]:
         "package": "pkg",
         "updateStrategy": draw(st.sampled_from(["redeploy", "hotload"])),
     }
+    # kdb Insights takes env only with a whole-package deploy: one or the other.
     if draw(st.booleans()):
         deployment["components"] = [
             {"type": "pipeline", "name": n} for n in draw(st.lists(names, max_size=2))
         ]
-    if draw(st.booleans()):
+    elif draw(st.booleans()):
         deployment["env"] = {
             draw(names): draw(st.dictionaries(names.map(str.upper), value, max_size=2))
         }

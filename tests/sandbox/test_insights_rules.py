@@ -62,15 +62,15 @@ def test_names_and_versions_follow_the_package_rules(tmp_path: Path) -> None:
 def test_deploying_a_missing_package_is_404_and_deleting_a_used_one_409(tmp_path: Path) -> None:
     async def steps(client: httpx.AsyncClient) -> list[Any]:
         missing = await client.post(
-            f"{API}/deployments", json={"name": "t", "package": "trades", "version": "1.0.0"}
+            f"{API}/deployments", json={"package": "trades", "version": "1.0.0"}
         )
         await client.post(f"{API}/artifacts", content=kxi())
         unregistered = await client.post(
-            f"{API}/deployments", json={"name": "t", "package": "trades", "version": "1.0.0"}
+            f"{API}/deployments", json={"package": "trades", "version": "1.0.0"}
         )
         created = await client.post(f"{API}/packages", json={"name": "trades", "version": "1.0.0"})
         deployed = await client.post(
-            f"{API}/deployments", json={"name": "t", "package": "trades", "version": "1.0.0"}
+            f"{API}/deployments", json={"package": "trades", "version": "1.0.0"}
         )
         in_use = await client.delete(f"{API}/packages/trades", params={"version": "1.0.0"})
         running = await client.get(f"{API}/deployments/{deployed.json()['data']['id']}")
@@ -90,7 +90,7 @@ def test_deploying_a_missing_package_is_404_and_deleting_a_used_one_409(tmp_path
         201,
         201,
         409,
-        "package trades 1.0.0 is in use by deployment t",
+        "package trades 1.0.0 is deployed: tear it down first",
         "Running",
     ]
 

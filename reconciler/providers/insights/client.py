@@ -29,7 +29,6 @@ USED = (
     "listDeployments",
     "createDeployment",
     "deleteDeployment",
-    "bounceDeployment",
     "patchDeploymentRuntime",
 )
 """Every operation the provider calls: `reconciler doctor` checks a live instance has them."""
@@ -119,25 +118,22 @@ class PackageManagerClient:
 
     async def create_deployment(
         self,
-        name: str,
         package: str,
         version: str,
         components: Sequence[str] | None,
         env: Mapping[str, Mapping[str, str]],
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": name, "package": package, "version": version}
+        """Deploy `package` (whole, with `env`), or only `components` (into its
+        deployment, if it has one)."""
+        body: dict[str, Any] = {"package": package, "version": version}
         if components is not None:
             body["entities"] = [entity(c) for c in components]
         if env:
             body["env"] = {key: dict(values) for key, values in env.items()}
         answer = await self._call("createDeployment", body=body)
         if not isinstance(answer, dict) or "id" not in answer:
-            raise PermanentError(f"createDeployment {name} answered without a deployment id")
+            raise PermanentError(f"createDeployment {package} answered without a deployment id")
         return answer
-
-    async def bounce(self, deployment_id: str, components: Sequence[str] | None) -> None:
-        body = {"entities": [entity(c) for c in components or ()]}
-        await self._call("bounceDeployment", path={"id": deployment_id}, body=body)
 
     async def hot_load(
         self, deployment_id: str, package: str, version: str, targets: Sequence[str]
@@ -146,10 +142,21 @@ class PackageManagerClient:
         await self._call("patchDeploymentRuntime", path={"id": deployment_id}, body=body)
 
     async def delete_deployment(self, deployment_id: str, *, cleanup: bool) -> None:
+        """Tear the deployment down (asynchronous: poll for Inactive)."""
         await self._call(
             "deleteDeployment",
             path={"id": deployment_id},
             params={"cleanup": "true" if cleanup else "false"},
+        )
+
+    async def delete_component(self, deployment_id: str, component: str) -> None:
+        """Tear down one pipeline or database of a deployment, waiting for it (`wait`);
+        its persisted data stays."""
+        kind, _, name = component.partition(":")
+        await self._call(
+            "deleteDeployment",
+            path={"id": deployment_id},
+            params={"component": f"{kind}s", "component_id": name, "wait": "true"},
         )
 
     async def aclose(self) -> None:

@@ -31,8 +31,7 @@ BREAKS = {
     "listDeployments": "observing deployments (every plan and apply) and waiting until they"
     " are Running or torn down",
     "createDeployment": "deploying a package",
-    "deleteDeployment": "tearing a deployment down",
-    "bounceDeployment": "restarting a deployment's components",
+    "deleteDeployment": "tearing a deployment, or one of its components, down",
     "patchDeploymentRuntime": "hot-loading a new version",
 }
 """What each operation the provider calls is for, as a difference reports it."""

@@ -76,3 +76,15 @@ class DeploymentSpec(Model):
     update_strategy: Literal["redeploy", "hotload"] = "redeploy"
     cleanup_on_delete: bool = False
     """Also delete persisted data when the deployment is deleted."""
+
+    @model_validator(mode="after")
+    def _env_with_the_whole_package(self) -> DeploymentSpec:
+        # client.deployments.create takes entities, create_from_package takes env: the
+        # Package Manager accepts env only when the whole package is deployed.
+        if self.components is not None and any(self.env.values()):
+            raise PydanticCustomError(
+                "env_with_components",
+                "env goes only with a deploy of the whole package (kdb Insights takes no env"
+                " with a list of components): drop components, or env",
+            )
+        return self

@@ -48,7 +48,16 @@ KINDS = (
         content=package_content,
         content_field="source",
     ),
-    KindInfo(API_VERSION, "Deployment", "insights", DeploymentSpec, _NAME, _deployment_references),
+    KindInfo(
+        API_VERSION,
+        "Deployment",
+        "insights",
+        DeploymentSpec,
+        _NAME,
+        _deployment_references,
+        # Deployments are keyed by package: at most one version of a package deployed.
+        unique="package",
+    ),
 )
 
 

@@ -86,13 +86,51 @@ def strategy(desired: Desired) -> str:
     return cast(DeploymentSpec, desired.model).update_strategy
 
 
-def _redeploying(change: Change) -> bool:
-    return change.under(("spec", "env")) or change.under(("spec", "components"))
+ALONE = ("pipeline", "database")
+"""Component types the Package Manager tears down one at a time (`component=pipelines`
+or `databases` with `component_id`): the others go with the whole deployment."""
+
+
+def alone(component: str) -> bool:
+    return component.partition(":")[0] in ALONE
+
+
+def component_change(changes: Sequence[Change]) -> tuple[list[str], list[str]] | None:
+    """When `components` alone changed, item by item, and every component removed can be
+    torn down alone: (added, removed); else None (a whole redeploy)."""
+    field = ("spec", "components")
+    if not changes or any(not c.under(field) for c in changes):
+        return None
+    added: list[str] = []
+    removed: list[str] = []
+    for change in changes:
+        if change.path == field:
+            if not isinstance(change.old, list) or not isinstance(change.new, list):
+                return None  # from or to "every component": what that is, the package says
+            before, after = (_named(change.old), _named(change.new))
+            added.extend(sorted(after - before))
+            removed.extend(sorted(before - after))
+        elif len(change.path) == 3 and change.op == "add" and isinstance(change.new, dict):
+            added.extend(_named([change.new]))
+        elif len(change.path) == 3 and change.op == "remove" and isinstance(change.old, dict):
+            removed.extend(_named([change.old]))
+        else:
+            return None  # an entry changed in place: a whole redeploy
+    if not all(alone(c) for c in removed):
+        return None
+    return sorted(set(added)), sorted(set(removed))
+
+
+def _named(items: Sequence[object]) -> set[str]:
+    return {f"{i['type']}:{i['name']}" for i in items if isinstance(i, dict)}
 
 
 def redeploys(desired: Desired, changes: Sequence[Change]) -> bool:
-    """Whether the changes need the deployment torn down and created (else a hot-load)."""
-    if any(_redeploying(c) for c in changes):
+    """Whether the changes need the deployment torn down and created (else a hot-load,
+    or a change of components one by one)."""
+    if component_change(changes) is not None:
+        return False
+    if any(c.under(("spec", "env")) or c.under(("spec", "components")) for c in changes):
         return True
     return strategy(desired) != "hotload"
 
@@ -131,6 +169,15 @@ class InsightsPolicies:
                 reasons.append("files changed: " + ", ".join(shown[:5]))
             return Decision("patch", tuple(reasons), decision.changes, content=frozenset(content))
         version = desired.spec.get("version")
+        parts = component_change(changes)
+        if parts is not None:
+            added, removed = parts
+            why = "; ".join(
+                [f"deploys {', '.join(added)}"] * bool(added)
+                + [f"tears down {', '.join(removed)} (its data kept)"] * bool(removed)
+            )
+            why += "; the other components keep running"
+            return Decision("patch", (*decision.reasons, why), decision.changes)
         if redeploys(desired, changes):
             why = REDEPLOY
             if not any(

@@ -24,7 +24,12 @@ from reconciler.providers.insights.client import (
     differences,
 )
 from reconciler.providers.insights.kinds import DeploymentSpec, PackageSpec
-from reconciler.providers.insights.policies import InsightsPolicies, redeploys
+from reconciler.providers.insights.policies import (
+    InsightsPolicies,
+    alone,
+    component_change,
+    redeploys,
+)
 
 RUNNING, ERROR, INACTIVE = "running", "error", "inactive"
 """Statuses as compared: KX shows Running, Error, Inactive and Initializing but does not
@@ -69,6 +74,13 @@ class InsightsProvider(InsightsPolicies):
             for r in manifests.resources
             if isinstance(r.spec, PackageSpec) and r.target == target
         }
+        self._deployments = {
+            r.spec.package: r.name
+            for r in manifests.resources
+            if isinstance(r.spec, DeploymentSpec) and r.target == target
+        }
+        """Package to the Deployment manifest that deploys it: deployments are keyed by
+        package on the platform (they have no name of their own)."""
         """What the manifests want of each package: the version observation reports."""
         self._artifacts: dict[ResourceId, Artifact] = {}
         self._index: BuildIndex | None = None
@@ -156,8 +168,9 @@ class InsightsProvider(InsightsPolicies):
         return Observation(self._target, found)
 
     def _deployment(self, item: Mapping[str, Any]) -> Observed:
-        rid = ResourceId(self._target, "Deployment", str(item.get("name")))
         package = str(item.get("package"))
+        name = self._deployments.get(package, package)
+        rid = ResourceId(self._target, "Deployment", name)
         # What KX documents of a deployment: its package, version and status. Its
         # components and env are compared with what was deployed (Deployment rules).
         spec: dict[str, Any] = {"package": package, "version": str(item.get("version"))}
@@ -180,31 +193,44 @@ class InsightsProvider(InsightsPolicies):
             await self._push(desired, force=True)
             await self.client.validate_package(desired.id.name, str(desired.spec["version"]))
             return
-        deployment_id = await self._id(desired.id)
-        if redeploys(desired, changes):
-            # Never cleanup here: a redeploy keeps the persisted data.
-            await self.client.delete_deployment(deployment_id, cleanup=False)
-            await self._gone(desired.id)
-            await self._deploy(desired)
+        package = str(desired.spec["package"])
+        deployment_id = await self._id(desired.id, package)
+        parts = component_change(changes)
+        if parts is not None:
+            added, removed = parts
+            for component in removed:
+                await self.client.delete_component(deployment_id, component)
+            if added:
+                await self._deploy_components(desired, added)
+        elif redeploys(desired, changes):
+            await self._redeploy(desired, deployment_id)
         else:
-            await self.client.hot_load(
-                deployment_id, str(desired.spec["package"]), str(desired.spec["version"]), []
-            )
+            await self.client.hot_load(deployment_id, package, str(desired.spec["version"]), [])
+            await self._running(desired.id, deployment_id)
 
     async def bounce(self, desired: Desired, components: tuple[str, ...] | None) -> None:
+        """Make the running components load the package as pushed now. Whether a bounce
+        does is not documented (NOTES.md, "Package layout"); a redeploy of each changed
+        component is: pipelines and databases are torn down one by one (their data
+        kept) and deployed again; any other component takes the whole deployment."""
         if desired.id.kind != "Deployment":
             raise PermanentError(f"{desired.id}: a Package has nothing to restart")
-        deployment_id = await self._id(desired.id)
-        await self.client.bounce(deployment_id, components)
-        await self._running(desired.id, deployment_id)
+        deployment_id = await self._id(desired.id, str(desired.spec["package"]))
+        if components and all(alone(c) for c in components):
+            for component in components:
+                await self.client.delete_component(deployment_id, component)
+            await self._deploy_components(desired, list(components))
+        else:
+            await self._redeploy(desired, deployment_id)
 
     async def delete(self, rid: ResourceId, observed: Observed, applied: Applied | None) -> None:
         if rid.kind == "Deployment":
             # Data goes only when the manifest, as last applied, asked for it.
             cleanup = bool(applied is not None and applied.spec.get("cleanupOnDelete"))
-            await self.client.delete_deployment(await self._id(rid), cleanup=cleanup)
+            package = str(observed.spec.get("package"))
+            await self.client.delete_deployment(await self._id(rid, package), cleanup=cleanup)
             # Asynchronous: what depends on it (its package's deletion) waits until done.
-            await self._gone(rid)
+            await self._gone(rid, package)
             return
         version = str(observed.spec.get("version"))
         wanted = self._versions.get(rid.name)
@@ -280,13 +306,26 @@ class InsightsProvider(InsightsPolicies):
             for name, values in (spec.get("env") or {}).items()
         }
         answer = await self.client.create_deployment(
-            desired.id.name, str(spec["package"]), str(spec["version"]), components, env
+            str(spec["package"]), str(spec["version"]), components, env
         )
         await self._running(desired.id, str(answer["id"]))
 
-    async def _id(self, rid: ResourceId) -> str:
+    async def _deploy_components(self, desired: Desired, components: list[str]) -> None:
+        """Deploy these components into the package's deployment, then wait for it."""
+        answer = await self.client.create_deployment(
+            str(desired.spec["package"]), str(desired.spec["version"]), components, {}
+        )
+        await self._running(desired.id, str(answer["id"]))
+
+    async def _redeploy(self, desired: Desired, deployment_id: str) -> None:
+        """Tear down the whole deployment (never its data), wait, deploy again."""
+        await self.client.delete_deployment(deployment_id, cleanup=False)
+        await self._gone(desired.id, str(desired.spec["package"]))
+        await self._deploy(desired)
+
+    async def _id(self, rid: ResourceId, package: str) -> str:
         for item in await self.client.list_deployments():
-            if item.get("name") == rid.name and status_of(item) != INACTIVE:
+            if item.get("package") == package and status_of(item) != INACTIVE:
                 return str(item["id"])
         raise PermanentError(f"{rid}: no deployment of that name on the target any more")
 
@@ -315,13 +354,15 @@ class InsightsProvider(InsightsPolicies):
             await asyncio.sleep(pause)
             pause = min(pause * 2, self._waiting.max_poll)
 
-    async def _gone(self, rid: ResourceId) -> None:
-        """Wait until a torn-down deployment shows Inactive, or has left the list."""
+    async def _gone(self, rid: ResourceId, package: str) -> None:
+        """Wait until a package's torn-down deployment shows Inactive, or has left the
+        list."""
         pause = self._waiting.first_poll
         started = self._clock()
         deadline = started + self._waiting.timeout
         while True:
-            left = [d for d in await self._listed(after=started) if d.get("name") == rid.name]
+            listed = await self._listed(after=started)
+            left = [d for d in listed if d.get("package") == package]
             if all(status_of(d) == INACTIVE for d in left):
                 return
             if any(status_of(d) == ERROR for d in left):
