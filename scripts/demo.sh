@@ -3,7 +3,7 @@
 # project of three pipelines) applied to the embedded sandbox; a plan that then shows
 # "No changes."; a second apply that makes no call that changes anything; then two
 # one-line changes, each touching exactly what it must: one pipeline restarts, one
-# package component is bounced; last, the markdown a pull request would get for a small
+# package component is deployed again alone; last, the markdown a pull request would get for a small
 # change. Runs in .demo/ (a fresh copy, made a git repository of its own), so it can be
 # run again and again; nothing outside .demo/ is touched.
 set -eu
@@ -47,7 +47,7 @@ edit "$DEMO/manifests/pachyderm.yaml" 'image: v4tech/imagemagick' 'image: v4tech
 "$R" apply "$DEMO" --yes
 "$R" sandbox stats "$DEMO" --reset
 
-step "change one file of the package: one push, one bounce of that one component"
+step "change one file of the package: one push, then that one pipeline deployed again"
 edit "$DEMO/packages/trades/src/trades-rt.q" 'Real-time ingest' 'Real-time ingest, tuned'
 "$R" plan "$DEMO" --detailed-exitcode || [ $? -eq 2 ]
 "$R" apply "$DEMO" --yes

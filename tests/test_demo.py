@@ -53,8 +53,13 @@ def test_the_demo_applies_the_quickstart_then_touches_exactly_what_each_change_n
     assert image["restarts"] == {"pachyderm:Pipeline/vision/montage": 1}
     assert image["mutating"] == 1
     assert package["restarts"] == {"insights:trades/pipeline:trades-rt": 1}
-    assert package["events"] == {"artifact push": 1}
-    assert package["mutating"] == 2  # the push and the bounce
+    # The push, then that one pipeline torn down alone and deployed again.
+    assert package["events"] == {
+        "artifact push": 1,
+        "teardown trades pipeline:trades-rt": 1,
+        "deploy trades pipeline:trades-rt": 1,
+    }
+    assert package["mutating"] == 3
     # Last, the pull-request comment for a one-line change: what it changes, what it does.
     comment = done.stdout[done.stdout.index("<!-- reconciler-plan -->") :]
     assert "**Manifest changes since `main`" in comment and ": 1 changed" in comment
