@@ -413,8 +413,18 @@ class PackageManager:
         return 202, self._shown(deployment)
 
     def patchDeploymentRuntime(self, call: Call) -> tuple[int, Any]:
+        return self._hot_load(call, "targets")
+
+    def patchGlobalProcRuntime(self, call: Call) -> tuple[int, Any]:
+        return self._hot_load(call, "globalProcesses")
+
+    def _hot_load(self, call: Call, processes: str) -> tuple[int, Any]:
+        """Load a version's code into named running processes: they must be named."""
         deployment = self._deployment(call.params["id"])
         body = call.json()
+        named = body.get(processes)
+        if not isinstance(named, list) or not named:
+            raise ApiError(400, f"{processes} must name the processes to load the code into")
         package, version = str(body.get("package") or ""), str(body.get("version") or "")
         if package != deployment["package"]:
             raise ApiError(400, f"deployment {deployment['id']} runs package {package}")

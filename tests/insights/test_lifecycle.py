@@ -85,12 +85,16 @@ def test_a_change_outside_any_component_bounces_them_all(world: World) -> None:
     }
 
 
+HOTLOAD = "  updateStrategy: hotload\n  hotloadTargets: [equities-dap]\n"
+
+
 def test_a_new_version_is_hot_loaded_and_the_old_one_removed(world: World) -> None:
-    world.manifests(package_manifest(), deployment_manifest("  updateStrategy: hotload\n"))
+    world.manifests(package_manifest(), deployment_manifest(HOTLOAD))
     assert world.apply() == 0
     world.reset()
     world.set_version("0.0.2")
-    world.manifests(package_manifest("0.0.2"), deployment_manifest("  updateStrategy: hotload\n"))
+    (world.package_file("src/analytics.q")).write_text("f:{x+1}\n")  # code only
+    world.manifests(package_manifest("0.0.2"), deployment_manifest(HOTLOAD))
     assert world.apply() == 0
     assert world.operations() == [
         PUSH,
@@ -98,11 +102,39 @@ def test_a_new_version_is_hot_loaded_and_the_old_one_removed(world: World) -> No
         "PATCH /deployments/{id}/runtime",
         "DELETE /packages/equities",
     ]
+    assert world.mutating()[2].body["targets"] == ["equities-dap"]
     assert world.mutating()[-1].query == "version=0.0.1"
     stats = world.stats()
     assert stats["restarts"] == {}
     assert "teardown equities" not in stats["events"]
     assert world.run("plan", "--detailed-exitcode") == 0
+
+
+def test_a_new_version_that_changes_configuration_is_redeployed_even_with_hotload(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.manifests(package_manifest(), deployment_manifest(HOTLOAD))
+    assert world.apply() == 0
+    world.reset()
+    world.set_version("0.0.2")
+    world.edit("pipelines/equities-rt.yaml", "maxWorkers: 10", "maxWorkers: 12")
+    world.manifests(package_manifest("0.0.2"), deployment_manifest(HOTLOAD))
+    capsys.readouterr()
+    assert world.run("plan") == 0
+    assert "changes the configuration of components (pipelines/equities-rt.yaml)" in (
+        capsys.readouterr().out
+    )
+    assert world.apply() == 0
+    assert "PATCH /deployments/{id}/runtime" not in world.operations()
+    assert [op for op in world.operations() if op in (TEARDOWN, DEPLOY)] == [TEARDOWN, DEPLOY]
+
+
+def test_hotload_without_processes_to_load_into_is_an_input_error(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.manifests(package_manifest(), deployment_manifest("  updateStrategy: hotload\n"))
+    assert world.run("validate") == 3
+    assert "name them in hotloadTargets" in capsys.readouterr().err
 
 
 def test_a_new_version_with_redeploy_tears_down_keeping_data(world: World) -> None:

@@ -129,6 +129,8 @@ def manifest_sets(draw: Any) -> list[dict[str, Any]]:
         "package": "pkg",
         "updateStrategy": draw(st.sampled_from(["redeploy", "hotload"])),
     }
+    if deployment["updateStrategy"] == "hotload":
+        deployment["hotloadTargets"] = draw(st.lists(names, min_size=1, max_size=2))
     # kdb Insights takes env only with a whole-package deploy: one or the other.
     if draw(st.booleans()):
         deployment["components"] = [

@@ -30,6 +30,7 @@ USED = (
     "createDeployment",
     "deleteDeployment",
     "patchDeploymentRuntime",
+    "patchGlobalProcRuntime",
 )
 """Every operation the provider calls: `reconciler doctor` checks a live instance has them."""
 
@@ -138,8 +139,17 @@ class PackageManagerClient:
     async def hot_load(
         self, deployment_id: str, package: str, version: str, targets: Sequence[str]
     ) -> None:
+        """Load `version`'s code into the named running processes (Data Access Processes,
+        aggregators): client.deployments.patch_deployment_runtime."""
         body = {"package": package, "version": version, "targets": list(targets)}
         await self._call("patchDeploymentRuntime", path={"id": deployment_id}, body=body)
+
+    async def hot_load_global(
+        self, deployment_id: str, package: str, version: str, processes: Sequence[str]
+    ) -> None:
+        """The same for global aggregators: patch_global_proc_runtime."""
+        body = {"package": package, "version": version, "globalProcesses": list(processes)}
+        await self._call("patchGlobalProcRuntime", path={"id": deployment_id}, body=body)
 
     async def delete_deployment(self, deployment_id: str, *, cleanup: bool) -> None:
         """Tear the deployment down (asynchronous: poll for Inactive)."""

@@ -33,6 +33,7 @@ BREAKS = {
     "createDeployment": "deploying a package",
     "deleteDeployment": "tearing a deployment, or one of its components, down",
     "patchDeploymentRuntime": "hot-loading a new version",
+    "patchGlobalProcRuntime": "hot-loading a new version into global aggregators",
 }
 """What each operation the provider calls is for, as a difference reports it."""
 

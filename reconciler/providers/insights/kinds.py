@@ -74,8 +74,26 @@ class DeploymentSpec(Model):
     env: dict[str, dict[str, Value]] = Field(default_factory=dict)
     """Per component name: environment variables."""
     update_strategy: Literal["redeploy", "hotload"] = "redeploy"
+    hotload_targets: list[str] = Field(default_factory=list)
+    """With `hotload`: the Data Access Processes and aggregators a new version's code is
+    loaded into (patch_deployment_runtime's `targets`)."""
+    hotload_global_processes: list[str] = Field(default_factory=list)
+    """With `hotload`: global aggregators to load it into (patch_global_proc_runtime)."""
     cleanup_on_delete: bool = False
     """Also delete persisted data when the deployment is deleted."""
+
+    @model_validator(mode="after")
+    def _hotload_names_its_processes(self) -> DeploymentSpec:
+        # patch_deployment_runtime loads code into named processes: `targets` is not empty.
+        named = self.hotload_targets or self.hotload_global_processes
+        if self.update_strategy == "hotload" and not named:
+            raise PydanticCustomError(
+                "hotload_targets",
+                "updateStrategy: hotload loads a new version's code into running processes:"
+                " name them in hotloadTargets (Data Access Processes, aggregators) or"
+                " hotloadGlobalProcesses",
+            )
+        return self
 
     @model_validator(mode="after")
     def _env_with_the_whole_package(self) -> DeploymentSpec:

@@ -43,7 +43,12 @@ from reconciler.providers.base import (
 from reconciler.providers.insights.kinds import DeploymentSpec
 
 KINDS = frozenset({"Package", "Deployment"})
-OURS = ("updateStrategy", "cleanupOnDelete")
+OURS = (
+    "updateStrategy",
+    "cleanupOnDelete",
+    "hotloadTargets",
+    "hotloadGlobalProcesses",
+)
 """Deployment fields that tell reconciler how to act; the platform never holds them."""
 UNKNOWN = "*"
 """Content key of a change whose files cannot be told apart: every component bounces."""
@@ -125,14 +130,43 @@ def _named(items: Sequence[object]) -> set[str]:
     return {f"{i['type']}:{i['name']}" for i in items if isinstance(i, dict)}
 
 
+CODE = (".q", ".k", ".py")
+"""Files a hot-load loads: q and Python sources (user-defined analytics). Any other
+file of a package is configuration, except manifest.yaml, whose version changes with
+every version."""
+
+
+def configuration_changed(desired: Desired, applied: Applied | None) -> list[str]:
+    """The package files other than code that differ from the version last deployed;
+    `(not known)` when that version's files are not known. A hot-load loads code, never
+    configuration (NOTES.md, "Hot-load")."""
+    if applied is None or not any(k.startswith("files/") for k in applied.fingerprints):
+        return ["(not known)"]
+    known = applied.fingerprints
+    keys = {k for k in (*desired.fingerprints, *known) if k.startswith("files/")}
+    changed = {
+        k.removeprefix("files/") for k in keys if desired.fingerprints.get(k) != known.get(k)
+    }
+    return sorted(f for f in changed if f != "manifest.yaml" and not f.endswith(CODE))
+
+
+CONFIGURATION = ("package", "configuration")
+"""Where classify reports the package files of components' configuration that a new
+version changes (a hot-load cannot apply them)."""
+
+
 def redeploys(desired: Desired, changes: Sequence[Change]) -> bool:
     """Whether the changes need the deployment torn down and created (else a hot-load,
-    or a change of components one by one)."""
+    or a change of components one by one). A hot-load only when `updateStrategy: hotload`
+    and only code changed: classify reports changed configuration as changes under
+    `CONFIGURATION`."""
     if component_change(changes) is not None:
         return False
     if any(c.under(("spec", "env")) or c.under(("spec", "components")) for c in changes):
         return True
-    return strategy(desired) != "hotload"
+    if strategy(desired) != "hotload":
+        return True
+    return any(c.under(CONFIGURATION) for c in changes)
 
 
 class InsightsPolicies:
@@ -178,13 +212,24 @@ class InsightsPolicies:
             )
             why += "; the other components keep running"
             return Decision("patch", (*decision.reasons, why), decision.changes)
+        changes = list(decision.changes)
+        if strategy(desired) == "hotload" and any(c.under(("spec", "version")) for c in changes):
+            changes.extend(
+                Change((*CONFIGURATION, name), "change", "(earlier version)", "(this version)")
+                for name in configuration_changed(desired, applied)
+            )
         if redeploys(desired, changes):
             why = REDEPLOY
             if not any(
                 c.under(("spec", "env")) or c.under(("spec", "components")) for c in changes
             ):
-                why += f" at version {version} (updateStrategy: redeploy)"
-            return Decision("patch", (*decision.reasons, why), decision.changes, restarts=True)
+                if strategy(desired) == "hotload":
+                    files = ", ".join(str(c.path[-1]) for c in changes if c.under(CONFIGURATION))
+                    why += f" at version {version}: a hot-load loads code, and this version"
+                    why += f" changes the configuration of components ({files})"
+                else:
+                    why += f" at version {version} (updateStrategy: redeploy)"
+            return Decision("patch", (*decision.reasons, why), tuple(changes), restarts=True)
         why = f"hot-loads version {version} into the running components; nothing restarts"
         return Decision("patch", (*decision.reasons, why), decision.changes)
 

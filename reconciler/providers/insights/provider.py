@@ -74,6 +74,11 @@ class InsightsProvider(InsightsPolicies):
             for r in manifests.resources
             if isinstance(r.spec, PackageSpec) and r.target == target
         }
+        self._packages = {
+            r.name: r
+            for r in manifests.resources
+            if isinstance(r.spec, PackageSpec) and r.target == target
+        }
         self._deployments = {
             r.spec.package: r.name
             for r in manifests.resources
@@ -115,7 +120,13 @@ class InsightsProvider(InsightsPolicies):
         env = {name: dict(values) for name, values in deployment.env.items() if values}
         if env:
             spec["env"] = env
-        return Desired(resource, spec)
+        # The files of the package version it runs, remembered once deployed: a new
+        # version that changes only code can be hot-loaded (InsightsPolicies.classify).
+        source = self._packages.get(deployment.package)
+        if source is None:
+            return Desired(resource, spec)
+        artifact = self._artifact(source)
+        return Desired(resource, spec, artifact.fingerprints, artifact.loaded_by_key())
 
     def _artifact(self, resource: Resource) -> Artifact:
         if resource.id not in self._artifacts:
@@ -205,7 +216,14 @@ class InsightsProvider(InsightsPolicies):
         elif redeploys(desired, changes):
             await self._redeploy(desired, deployment_id)
         else:
-            await self.client.hot_load(deployment_id, package, str(desired.spec["version"]), [])
+            model = cast(DeploymentSpec, desired.model)
+            version = str(desired.spec["version"])
+            if model.hotload_targets:
+                await self.client.hot_load(deployment_id, package, version, model.hotload_targets)
+            if model.hotload_global_processes:
+                await self.client.hot_load_global(
+                    deployment_id, package, version, model.hotload_global_processes
+                )
             await self._running(desired.id, deployment_id)
 
     async def bounce(self, desired: Desired, components: tuple[str, ...] | None) -> None:
