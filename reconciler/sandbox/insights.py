@@ -202,9 +202,16 @@ class PackageManager:
         return 201, self._package({"name": name, "version": version, "sha256": sha})
 
     def _artifact(self, call: Call) -> dict[str, Any]:
+        """The pushed artifact a Package object describes (client.packages.create and
+        validate send the whole object: manifest and component definitions)."""
         body = call.json()
         name, version = str(body.get("name") or ""), str(body.get("version") or "")
         _check_name(name, version)
+        manifest = body.get("manifest")
+        if not isinstance(manifest, dict):
+            raise ApiError(422, "a Package object carries its manifest")
+        if (str(manifest.get("name")), str(manifest.get("version"))) != (name, version):
+            raise ApiError(422, f"the manifest is not that of {name} {version}")
         artifact = self.store.get(ARTIFACT, _key(name, version))
         if artifact is None:
             raise ApiError(404, f"no artifact {name}-{version}.kxi: push it first")

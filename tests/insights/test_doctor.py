@@ -115,12 +115,12 @@ def test_request_bodies_are_compared_field_by_field() -> None:
     live = _contract()
     ref = live["components"]["schemas"]["PackageRef"]
     ref["additionalProperties"] = False
-    ref["properties"] = {"manifest": {"type": "object"}, "version": {"type": "integer"}}
-    ref["required"] = ["manifest", "version"]
+    ref["properties"] = {"uuid": {"type": "string"}, "version": {"type": "integer"}}
+    ref["required"] = ["uuid", "version"]
     said = _said(live)
     create = [d for d in said if d.startswith("createPackage ")]
     assert any("request body field name): the instance does not accept it" in d for d in create)
-    assert any("field manifest): the instance requires it" in d for d in create)
+    assert any("field uuid): the instance requires it" in d for d in create)
     assert any("field version): is integer there, string here" in d for d in create)
     assert all("breaks registering a pushed package version" in d for d in create)
 

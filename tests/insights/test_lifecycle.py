@@ -283,3 +283,14 @@ def test_deployments_are_keyed_by_package(world: World, capsys: pytest.CaptureFi
     )
     assert world.run("validate") == 3
     assert "env goes only with a deploy of the whole package" in capsys.readouterr().err
+
+
+def test_a_package_is_registered_with_its_package_object(world: World) -> None:
+    """client.packages.create sends the whole Package object, built from the folder."""
+    assert world.apply() == 0
+    register = next(c for c in world.mutating() if c.path.endswith("/packages"))
+    body = register.body
+    assert (body["name"], body["version"]) == ("equities", "0.0.1")
+    assert body["manifest"]["name"] == "equities"
+    assert set(body["pipelines"]) == {"equities-rt", "static"}
+    assert "equities" in body["databases"] and "HLOC" in body["views"]

@@ -25,6 +25,10 @@ def kxi(name: str = "trades", version: str = "1.0.0", pipeline_spec: str = "src/
     )
 
 
+PACKAGE = {"name": "trades", "version": "1.0.0", "manifest": {"name": "trades", "version": "1.0.0"}}
+"""A Package object, as the client sends one to register or validate a package."""
+
+
 def session(tmp_path: Path, steps: Any) -> Any:
     app = create_app(
         tmp_path / "sandbox.db", SandboxOptions(insights=InsightsOptions(deploy_delay=0))
@@ -68,7 +72,7 @@ def test_deploying_a_missing_package_is_404_and_deleting_a_used_one_409(tmp_path
         unregistered = await client.post(
             f"{API}/deployments", json={"package": "trades", "version": "1.0.0"}
         )
-        created = await client.post(f"{API}/packages", json={"name": "trades", "version": "1.0.0"})
+        created = await client.post(f"{API}/packages", json=PACKAGE)
         deployed = await client.post(
             f"{API}/deployments", json={"package": "trades", "version": "1.0.0"}
         )
@@ -108,7 +112,8 @@ def test_validate_refuses_a_component_whose_file_is_missing(tmp_path: Path) -> N
     async def steps(client: httpx.AsyncClient) -> tuple[int, str]:
         await client.post(f"{API}/artifacts", content=broken)
         answer = await client.post(
-            f"{API}/packages/validate", json={"name": "t", "version": "1.0.0"}
+            f"{API}/packages/validate",
+            json={**PACKAGE, "name": "t", "manifest": {"name": "t", "version": "1.0.0"}},
         )
         return answer.status_code, answer.json()["detail"]
 

@@ -78,6 +78,26 @@ class Artifact:
     def read(self) -> bytes:
         return self.path.read_bytes()
 
+    def package_object(self) -> dict[str, Any]:
+        """The Package object KX's client sends to register or validate a package
+        (client.packages.create / validate): its manifest, and the definition of each
+        table, database, pipeline and view, read from the package's own files."""
+        contents = _rooted(unpack(self.read()))
+        manifest = _manifest(contents.get("manifest.yaml"), str(self.path))
+        body: dict[str, Any] = {"name": self.name, "version": self.version, "manifest": manifest}
+        for section in ("tables", "databases", "pipelines", "views"):
+            entries = _entries(manifest.get(section))
+            if not entries:
+                continue
+            definitions: dict[str, Any] = {}
+            for name, entry in entries.items():
+                file = str(entry.get("file") or "")
+                definition = _yaml(contents.get(posixpath.normpath(file))) if file else None
+                definitions[name] = definition if isinstance(definition, dict) else dict(entry)
+            body[section] = definitions
+        safe: dict[str, Any] = _json_safe(body)
+        return safe
+
 
 def build(
     folder: Path,
@@ -210,6 +230,17 @@ def read_prebuilt(path: Path, label: str) -> Artifact:
         loaded_by,
         components,
     )
+
+
+def _json_safe(value: Any) -> Any:
+    """YAML's dates and other types as JSON can carry them."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 def _rooted(contents: dict[str, bytes]) -> dict[str, bytes]:

@@ -106,11 +106,13 @@ class PackageManagerClient:
         answer = await self._call("pushArtifact", content=data, params=params)
         return answer if isinstance(answer, dict) else {}
 
-    async def validate_package(self, name: str, version: str) -> None:
-        await self._call("validatePackage", body={"name": name, "version": version})
+    async def validate_package(self, package: Mapping[str, Any]) -> None:
+        """Check a Package object (`Artifact.package_object`); persists nothing."""
+        await self._call("validatePackage", body=dict(package))
 
-    async def create_package(self, name: str, version: str) -> None:
-        await self._call("createPackage", body={"name": name, "version": version})
+    async def create_package(self, package: Mapping[str, Any]) -> None:
+        """Register a Package object as a version of its package."""
+        await self._call("createPackage", body=dict(package))
 
     async def delete_package(self, name: str, version: str) -> None:
         await self._call("deletePackage", path={"name": name}, params={"version": version})

@@ -193,16 +193,16 @@ class InsightsProvider(InsightsPolicies):
     async def create(self, desired: Desired) -> None:
         if desired.id.kind == "Package":
             await self._push(desired, force=False)
-            name, version = desired.id.name, str(desired.spec["version"])
-            await self.client.validate_package(name, version)
-            await self.client.create_package(name, version)
+            package = self._artifact(desired.resource).package_object()
+            await self.client.validate_package(package)
+            await self.client.create_package(package)
         else:
             await self._deploy(desired)
 
     async def patch(self, desired: Desired, observed: Observed, changes: Sequence[Change]) -> None:
         if desired.id.kind == "Package":
             await self._push(desired, force=True)
-            await self.client.validate_package(desired.id.name, str(desired.spec["version"]))
+            await self.client.validate_package(self._artifact(desired.resource).package_object())
             return
         package = str(desired.spec["package"])
         deployment_id = await self._id(desired.id, package)
