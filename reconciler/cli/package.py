@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from ruamel.yaml import YAML
 
 from reconciler.cli.common import FormatOpt, ValidateFormat, out
-from reconciler.errors import InputError, Problem
+from reconciler.errors import BadValue, InputError, Problem
+from reconciler.manifests.documents import read_documents
 from reconciler.providers.insights.artifact import build as build_artifact
+from reconciler.providers.insights.assembly import convert as convert_assembly
 
 app = typer.Typer(
     name="package",
-    help="kdb Insights packages: build the artifact an apply would push.",
+    help="kdb Insights packages: build the artifact an apply would push; convert an assembly.",
     no_args_is_help=True,
 )
 
@@ -65,4 +68,59 @@ def build(
     out.print(f"  {len(artifact.files)} files:", markup=False)
     for name in artifact.files:
         out.print(f"    {name}", markup=False)
+    return 0
+
+
+@app.command()
+def convert(
+    assembly: Annotated[Path, typer.Argument(help="A kxi-controller assembly YAML file.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder to write the package folder into.")
+    ] = Path(),
+    version: Annotated[str, typer.Option("--version", help="The package's version.")] = "0.0.1",
+) -> int:
+    """Convert a legacy assembly into a package folder OUT/NAME and its Package manifest
+    OUT/NAME.package.yaml, locally, and say what could not be mapped."""
+    documents = read_documents(assembly, str(assembly))
+    data = documents[0].data if len(documents) == 1 else None
+    try:
+        converted = convert_assembly(data, version)
+    except BadValue as exc:
+        raise InputError([Problem(str(assembly), message=exc.message, hint=exc.hint)]) from None
+    folder = out_dir / converted.name
+    if folder.exists():
+        raise InputError(
+            [
+                Problem(
+                    str(folder),
+                    message="exists already: converting would overwrite it",
+                    hint="remove it, or give another --out",
+                )
+            ]
+        )
+    yaml = YAML()
+    yaml.default_flow_style = False
+    for relative, document in converted.files.items():
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("w", encoding="utf-8") as handle:
+            yaml.dump(document, handle)
+    manifest = out_dir / f"{converted.name}.package.yaml"
+    with manifest.open("w", encoding="utf-8") as handle:
+        yaml.dump(
+            {
+                "apiVersion": "insights/v1",
+                "kind": "Package",
+                "metadata": {"name": converted.name},
+                "spec": {"version": version, "source": converted.name},
+            },
+            handle,
+        )
+    out.print(f"wrote {folder}/ ({len(converted.files)} files) and {manifest}", markup=False)
+    if converted.unmapped:
+        out.print(
+            "not mapped (no place in a package; carry them over by hand): "
+            + ", ".join(converted.unmapped),
+            markup=False,
+        )
     return 0

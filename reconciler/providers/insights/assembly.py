@@ -1,0 +1,107 @@
+"""A legacy kxi-controller assembly turned into a package folder, locally.
+
+KX's client converts assemblies on the server (`migrations.convert`); this does the same
+mapping where no server is at hand, and says what it could not map. An assembly
+(KX, "Database configuration": `name`, `labels`, `tables`, `mounts`, `bus`, `elements`;
+or the same under `spec` of an `Assembly` resource) becomes a package of that name:
+
+- each table schema: `tables/<table>.yaml`;
+- the database the assembly describes: `databases/<name>/shards/<name>-shard.yaml`,
+  holding its labels, mounts, storage manager (`elements.sm`) and data access processes
+  (`elements.dap`, as `daps`);
+- each stream processor pipeline (`elements.sp.pipelines`): `pipelines/<pipeline>.yaml`;
+- `manifest.yaml` naming them all, as a package folder's manifest does.
+
+The message bus and any other element have no place a package documents: they are
+listed as not mapped, for the user to carry over by hand.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from reconciler.errors import BadValue
+from reconciler.providers.insights.kinds import InsightsName
+
+_NAME: TypeAdapter[str] = TypeAdapter(InsightsName)
+
+NAME_HINT = "a package name is lower case letters, digits and '-', starting with a letter"
+
+
+@dataclass
+class Converted:
+    name: str
+    files: dict[str, Any] = field(default_factory=dict)
+    """Path inside the package folder to the YAML document it holds."""
+    unmapped: list[str] = field(default_factory=list)
+    """What of the assembly has no place in the package (`bus`, `elements.gw`)."""
+
+
+def convert(assembly: Any, version: str) -> Converted:
+    """The package an assembly becomes; BadValue when it is not an assembly."""
+    if not isinstance(assembly, Mapping):
+        raise BadValue("is not an assembly: a YAML mapping", "give a kxi-controller assembly")
+    body: Mapping[str, Any] = assembly
+    if assembly.get("kind") == "Assembly" and isinstance(assembly.get("spec"), Mapping):
+        body = {**assembly["spec"], "name": (assembly.get("metadata") or {}).get("name")}
+    name = str(body.get("name") or "").strip().lower()
+    if not name:
+        raise BadValue("names no assembly (no name, nor metadata.name)", NAME_HINT)
+    try:
+        _NAME.validate_python(name)
+    except ValidationError:
+        raise BadValue(f"'{name}' cannot name a package", NAME_HINT) from None
+    package = Converted(name)
+    known = {"name", "description", "labels", "tables", "mounts", "elements"}
+    package.unmapped.extend(sorted(str(k) for k in body if k not in known))
+    manifest: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "name": name,
+        "version": version,
+        "dependencies": [],
+        "metadata": {"description": str(body.get("description") or f"converted from {name}")},
+    }
+    tables = body.get("tables") or {}
+    if isinstance(tables, Mapping) and tables:
+        manifest["tables"] = {}
+        for table, schema in tables.items():
+            path = f"tables/{table}.yaml"
+            package.files[path] = {"name": str(table), **dict(schema or {})}
+            manifest["tables"][str(table)] = {"file": path}
+    elements = body.get("elements") or {}
+    elements = elements if isinstance(elements, Mapping) else {}
+    shard: dict[str, Any] = {"name": f"{name}-shard"}
+    if body.get("labels"):
+        shard["labels"] = dict(body["labels"])
+    if body.get("mounts"):
+        shard["mounts"] = dict(body["mounts"])
+    if isinstance(elements.get("sm"), Mapping):
+        shard["sm"] = dict(elements["sm"])
+    if isinstance(elements.get("dap"), Mapping):
+        shard["daps"] = dict(elements["dap"])
+    if len(shard) > 1:
+        path = f"databases/{name}/shards/{name}-shard.yaml"
+        package.files[path] = shard
+        manifest["databases"] = {
+            name: {"dir": f"databases/{name}", "shards": [f"{name}-shard"], "tables": []}
+        }
+    sp = elements.get("sp")
+    pipelines = sp.get("pipelines") if isinstance(sp, Mapping) else None
+    if isinstance(pipelines, Mapping) and pipelines:
+        manifest["pipelines"] = {}
+        for pipeline, spec in pipelines.items():
+            path = f"pipelines/{pipeline}.yaml"
+            package.files[path] = {"name": str(pipeline), **dict(spec or {})}
+            manifest["pipelines"][str(pipeline)] = {"file": path}
+    if isinstance(sp, Mapping):
+        package.unmapped.extend(f"elements.sp.{k}" for k in sorted(sp) if k != "pipelines")
+    package.unmapped.extend(
+        f"elements.{k}" for k in sorted(elements) if k not in ("sm", "dap", "sp")
+    )
+    package.files["manifest.yaml"] = manifest
+    return package

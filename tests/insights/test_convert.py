@@ -1,0 +1,70 @@
+"""`reconciler package convert`: a legacy assembly to a package folder and its Package
+manifest, locally, saying what could not be mapped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from reconciler.errors import BadValue
+from reconciler.providers.insights.assembly import convert
+from tests.conftest import DATA, run_cli
+
+SENSORS = DATA / "insights" / "assemblies" / "sensors.yaml"
+
+
+def _read(path: Path) -> dict[str, object]:
+    data: dict[str, object] = YAML(typ="safe").load(path.read_text())
+    return data
+
+
+def test_an_assembly_becomes_a_package_that_validates_and_builds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert run_cli("package", "convert", str(SENSORS), "--out", str(out)) == 0
+    said = capsys.readouterr().out
+    assert "not mapped" in said and "bus" in said and "elements.gw" in said
+    manifest = _read(out / "sensors" / "manifest.yaml")
+    assert (manifest["name"], manifest["version"]) == ("sensors", "0.0.1")
+    assert manifest["pipelines"] == {"ingest": {"file": "pipelines/ingest.yaml"}}
+    assert manifest["tables"] == {"trace": {"file": "tables/trace.yaml"}}
+    shard = _read(out / "sensors" / "databases" / "sensors" / "shards" / "sensors-shard.yaml")
+    assert set(shard) == {"name", "labels", "mounts", "sm", "daps"}
+    assert _read(out / "sensors" / "tables" / "trace.yaml")["prtnCol"] == "updateTS"
+    assert _read(out / "sensors.package.yaml")["spec"] == {
+        "version": "0.0.1",
+        "source": "sensors",
+    }
+    # What it wrote is a package reconciler takes as it is.
+    assert run_cli("validate", str(out / "sensors.package.yaml")) == 0
+    assert run_cli("package", "build", str(out / "sensors"), "--out", str(tmp_path)) == 0
+    assert (tmp_path / "sensors-0.0.1.kxi").is_file()
+
+
+def test_the_microservice_form_converts_too() -> None:
+    assembly = {"name": "Quotes", "tables": {"quote": {"type": "partitioned"}}}
+    package = convert(assembly, "1.2.0")
+    assert package.name == "quotes"
+    assert set(package.files) == {"manifest.yaml", "tables/quote.yaml"}
+    assert package.unmapped == []
+
+
+@pytest.mark.parametrize(
+    "assembly",
+    [["a list"], {"tables": {}}, {"name": "9lives"}],
+    ids=["not a mapping", "no name", "not a package name"],
+)
+def test_what_is_not_an_assembly_is_refused(assembly: object) -> None:
+    with pytest.raises(BadValue):
+        convert(assembly, "0.0.1")
+
+
+def test_converting_over_an_existing_folder_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "sensors").mkdir()
+    assert run_cli("package", "convert", str(SENSORS), "--out", str(tmp_path)) == 3
+    assert "exists already" in capsys.readouterr().err
