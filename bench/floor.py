@@ -69,10 +69,11 @@ async def observe(folder: Path) -> dict[str, Any]:
             )
         )
     observed: dict[str, Any] = {"defaults": [d.json() for d in defaults]}
-    for item in answers[0].json():
+    # The Package Manager's answers are Value wrappers: the payload is `data`.
+    for item in answers[0].json()["data"]:
         observed[f"Package//{item.get('name')}"] = item
-    for item in answers[1].json():
-        observed[f"Deployment//{item.get('name')}"] = item
+    for item in answers[1].json()["data"]:
+        observed[f"Deployment//{item.get('package')}"] = item
     for item in lines(answers[5].text):
         pipeline = item.get("pipeline", {})
         key = f"Pipeline/{pipeline.get('project', {}).get('name', '')}/{pipeline.get('name')}"
