@@ -576,17 +576,20 @@ class _Builder:
             other = first.setdefault(key, resource)
             if other is resource:
                 continue
-            origin = resource.origin
-            self.report.at(
-                origin.file,
-                origin.path,
-                origin.index,
+            self._at(
+                resource,
                 ("spec", info.unique),
                 f"{resource.kind} '{resource.name}' has the {info.unique} '{value}' of"
                 f" {other.kind} '{other.name}' (at {other.origin}): one per target",
-                f"deploy {value} once: merge the two manifests",
-                fallback_line=origin.line,
+                "keep one of the two manifests",
             )
+
+    def _at(self, resource: Resource, path: PathKey, message: str, hint: str) -> None:
+        """A problem at `path` of a resource already built."""
+        origin = resource.origin
+        self.report.at(
+            origin.file, origin.path, origin.index, path, message, hint, fallback_line=origin.line
+        )
 
     def check_clashes(self) -> None:
         """Resources the platform would make itself from another in the manifests."""
@@ -597,15 +600,11 @@ class _Builder:
                 other = by_id.get(ResourceId(resource.target, clash.kind, resource.id.name))
                 if other is None:
                     continue
-                origin = resource.origin
-                self.report.at(
-                    origin.file,
-                    origin.path,
-                    origin.index,
+                self._at(
+                    resource,
                     ("metadata", "name"),
                     clash.message.format(name=resource.id.name),
                     clash.hint.format(other=other.origin),
-                    fallback_line=origin.line,
                 )
 
     def check_duplicates(self) -> None:

@@ -188,52 +188,58 @@ def _accepts(
     ours: Any, sent: Any, live: Any, taken: Any, path: str, depth: int
 ) -> Iterator[tuple[str, str]]:
     """Where a body valid under `sent` (what we send) would be refused under `taken`."""
-    sent, taken = _resolve(ours, sent), _resolve(live, taken)
-    if not isinstance(sent, Mapping) or not isinstance(taken, Mapping) or depth > MAX_DEPTH:
-        return
-    mismatch = _type_mismatch(sent, taken)
-    if mismatch:
-        yield _field(path), f"is {mismatch[1]} there, {mismatch[0]} here"
-        return
-    properties = sent.get("properties") or {}
-    theirs = taken.get("properties") or {}
-    closed = taken.get("additionalProperties") is False
-    for name in sorted(properties):
-        if name in theirs:
-            yield from _accepts(
-                ours, properties[name], live, theirs[name], _join(path, name), depth + 1
-            )
-        elif closed:
-            yield _field(_join(path, name)), "the instance does not accept it"
-    for name in sorted(set(taken.get("required") or ()) - set(properties)):
-        yield (
-            _field(_join(path, name)),
-            "the instance requires it and the provider does not send it",
-        )
-    if "items" in sent and "items" in taken:
-        yield from _accepts(ours, sent["items"], live, taken["items"], path + "[]", depth + 1)
+    return _walk(ours, sent, live, taken, path, depth, sending=True)
 
 
 def _returns(
     ours: Any, read: Any, live: Any, given: Any, path: str, depth: int
 ) -> Iterator[tuple[str, str]]:
     """Where an answer valid under `given` lacks what the provider reads under `read`."""
-    read, given = _resolve(ours, read), _resolve(live, given)
-    if not isinstance(read, Mapping) or not isinstance(given, Mapping) or depth > MAX_DEPTH:
+    return _walk(ours, read, live, given, path, depth, sending=False)
+
+
+def _walk(
+    ours: Any, mine: Any, live: Any, theirs: Any, path: str, depth: int, *, sending: bool
+) -> Iterator[tuple[str, str]]:
+    """Both schemas side by side, field by field: what we send that the instance would
+    refuse or lacks, or what we read that the instance does not give."""
+    mine, theirs = _resolve(ours, mine), _resolve(live, theirs)
+    if not isinstance(mine, Mapping) or not isinstance(theirs, Mapping) or depth > MAX_DEPTH:
         return
-    mismatch = _type_mismatch(read, given)
+    mismatch = _type_mismatch(mine, theirs)
     if mismatch:
         yield _field(path), f"is {mismatch[1]} there, {mismatch[0]} here"
         return
-    theirs = given.get("properties") or {}
-    open_ended = not theirs and given.get("additionalProperties") is not False
-    for name, schema in sorted((read.get("properties") or {}).items()):
-        if name in theirs:
-            yield from _returns(ours, schema, live, theirs[name], _join(path, name), depth + 1)
-        elif not open_ended:
-            yield _field(_join(path, name)), "the instance does not return it"
-    if "items" in read and "items" in given:
-        yield from _returns(ours, read["items"], live, given["items"], path + "[]", depth + 1)
+    ours_fields = mine.get("properties") or {}
+    their_fields = theirs.get("properties") or {}
+    closed = theirs.get("additionalProperties") is False
+    # A request field the instance does not list is refused only where it says so; an
+    # answer field it does not list is missing unless it describes no fields at all.
+    absent_breaks = closed if sending else (bool(their_fields) or closed)
+    absent = "the instance does not accept it" if sending else "the instance does not return it"
+    for name in sorted(ours_fields):
+        if name in their_fields:
+            yield from _walk(
+                ours,
+                ours_fields[name],
+                live,
+                their_fields[name],
+                _join(path, name),
+                depth + 1,
+                sending=sending,
+            )
+        elif absent_breaks:
+            yield _field(_join(path, name)), absent
+    if sending:
+        for name in sorted(set(theirs.get("required") or ()) - set(ours_fields)):
+            yield (
+                _field(_join(path, name)),
+                "the instance requires it and the provider does not send it",
+            )
+    if "items" in mine and "items" in theirs:
+        yield from _walk(
+            ours, mine["items"], live, theirs["items"], path + "[]", depth + 1, sending=sending
+        )
 
 
 def _type_mismatch(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> tuple[str, str] | None:
