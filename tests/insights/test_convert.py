@@ -54,8 +54,24 @@ def test_the_microservice_form_converts_too() -> None:
 
 @pytest.mark.parametrize(
     "assembly",
-    [["a list"], {"tables": {}}, {"name": "9lives"}],
-    ids=["not a mapping", "no name", "not a package name"],
+    [
+        ["a list"],
+        {"tables": {}},
+        {"name": "9lives"},
+        {"name": "a", "tables": {"../../outside": {}}},
+        {"name": "a", "tables": {"t": ["not", "a", "schema"]}},
+        {"name": "a", "tables": ["t"]},
+        {"name": "a", "elements": {"sp": {"pipelines": {"p/q": {}}}}},
+    ],
+    ids=[
+        "not a mapping",
+        "no name",
+        "not a package name",
+        "a table name leading out",
+        "a table that is not a mapping",
+        "tables that are not a mapping",
+        "a pipeline name with a slash",
+    ],
 )
 def test_what_is_not_an_assembly_is_refused(assembly: object) -> None:
     with pytest.raises(BadValue):

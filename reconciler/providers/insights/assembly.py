@@ -18,6 +18,7 @@ listed as not mapped, for the user to carry over by hand.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,24 @@ from reconciler.errors import BadValue
 from reconciler.providers.insights.kinds import InsightsName
 
 _NAME: TypeAdapter[str] = TypeAdapter(InsightsName)
+_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\Z")
+"""A table's or pipeline's name: it becomes a file name inside the package."""
+
+
+def _part(section: str, name: object, value: object) -> tuple[str, dict[str, Any]]:
+    """A named entry of the assembly, checked: a safe file name and a mapping."""
+    text = str(name)
+    if not _PART.match(text):
+        raise BadValue(
+            f"{section} '{text}' cannot name a file of the package",
+            "use letters, digits, '_' and '-'",
+        )
+    if value is None:
+        return text, {}
+    if not isinstance(value, Mapping):
+        raise BadValue(f"{section} '{text}' is not a mapping", "see the assembly's reference")
+    return text, dict(value)
+
 
 NAME_HINT = "a package name is lower case letters, digits and '-', starting with a letter"
 
@@ -67,19 +86,23 @@ def convert(assembly: Any, version: str) -> Converted:
         "metadata": {"description": str(body.get("description") or f"converted from {name}")},
     }
     tables = body.get("tables") or {}
-    if isinstance(tables, Mapping) and tables:
+    if not isinstance(tables, Mapping):
+        raise BadValue("its tables are not a mapping of name to schema", "see KX's reference")
+    if tables:
         manifest["tables"] = {}
-        for table, schema in tables.items():
+        for raw, schema in tables.items():
+            table, fields = _part("table", raw, schema)
             path = f"tables/{table}.yaml"
-            package.files[path] = {"name": str(table), **dict(schema or {})}
-            manifest["tables"][str(table)] = {"file": path}
+            package.files[path] = {"name": table, **fields}
+            manifest["tables"][table] = {"file": path}
     elements = body.get("elements") or {}
     elements = elements if isinstance(elements, Mapping) else {}
     shard: dict[str, Any] = {"name": f"{name}-shard"}
-    if body.get("labels"):
-        shard["labels"] = dict(body["labels"])
-    if body.get("mounts"):
-        shard["mounts"] = dict(body["mounts"])
+    for key in ("labels", "mounts"):
+        if isinstance(body.get(key), Mapping) and body[key]:
+            shard[key] = dict(body[key])
+        elif body.get(key):
+            package.unmapped.append(key)
     if isinstance(elements.get("sm"), Mapping):
         shard["sm"] = dict(elements["sm"])
     if isinstance(elements.get("dap"), Mapping):
@@ -94,10 +117,11 @@ def convert(assembly: Any, version: str) -> Converted:
     pipelines = sp.get("pipelines") if isinstance(sp, Mapping) else None
     if isinstance(pipelines, Mapping) and pipelines:
         manifest["pipelines"] = {}
-        for pipeline, spec in pipelines.items():
+        for raw, spec in pipelines.items():
+            pipeline, fields = _part("pipeline", raw, spec)
             path = f"pipelines/{pipeline}.yaml"
-            package.files[path] = {"name": str(pipeline), **dict(spec or {})}
-            manifest["pipelines"][str(pipeline)] = {"file": path}
+            package.files[path] = {"name": pipeline, **fields}
+            manifest["pipelines"][pipeline] = {"file": path}
     if isinstance(sp, Mapping):
         package.unmapped.extend(f"elements.sp.{k}" for k in sorted(sp) if k != "pipelines")
     package.unmapped.extend(
