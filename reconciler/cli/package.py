@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from ruamel.yaml import YAML
 
-from reconciler.cli.common import FormatOpt, ValidateFormat, out
-from reconciler.errors import BadValue, InputError, Problem
+from reconciler.cli.common import FormatOpt, ValidateFormat, _connector, out
+from reconciler.errors import BadValue, InputError, OperationalError, Problem
+from reconciler.manifests import Manifests, load_configuration
 from reconciler.manifests.documents import read_documents
 from reconciler.providers.insights.artifact import build as build_artifact
+from reconciler.providers.insights.artifact import unpack
 from reconciler.providers.insights.assembly import convert as convert_assembly
+from reconciler.providers.insights.provider import InsightsProvider
 
 app = typer.Typer(
     name="package",
@@ -73,21 +79,45 @@ def build(
 
 @app.command()
 def convert(
+    ctx: typer.Context,
     assembly: Annotated[Path, typer.Argument(help="A kxi-controller assembly YAML file.")],
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Folder to write the package folder into.")
     ] = Path(),
-    version: Annotated[str, typer.Option("--version", help="The package's version.")] = "0.0.1",
+    version: Annotated[
+        str, typer.Option("--version", help="The package's version (local conversion).")
+    ] = "0.0.1",
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            "-t",
+            help="Convert on this kdb Insights target's Package Manager (migrations.convert)"
+            " instead of locally; the target as reconciler.yaml in --manifests names it.",
+        ),
+    ] = None,
+    manifests: Annotated[
+        Path, typer.Option("--manifests", help="The folder whose reconciler.yaml names --target.")
+    ] = Path(),
 ) -> int:
     """Convert a legacy assembly into a package folder OUT/NAME and its Package manifest
-    OUT/NAME.package.yaml, locally, and say what could not be mapped."""
-    documents = read_documents(assembly, str(assembly))
-    data = documents[0].data if len(documents) == 1 else None
-    try:
-        converted = convert_assembly(data, version)
-    except BadValue as exc:
-        raise InputError([Problem(str(assembly), message=exc.message, hint=exc.hint)]) from None
-    folder = out_dir / converted.name
+    OUT/NAME.package.yaml: on a target's Package Manager when --target is given (as KX's
+    client does), locally otherwise, saying what could not be mapped."""
+    if target is not None:
+        files, unmapped, version = _on_target(ctx, assembly, manifests, target)
+        how = f"converted by the Package Manager of target '{target}'"
+    else:
+        documents = read_documents(assembly, str(assembly))
+        data = documents[0].data if len(documents) == 1 else None
+        try:
+            converted = convert_assembly(data, version)
+        except BadValue as exc:
+            raise InputError([Problem(str(assembly), message=exc.message, hint=exc.hint)]) from None
+        files = {path: _yaml_text(document) for path, document in converted.files.items()}
+        unmapped = converted.unmapped
+        how = "converted locally"
+    name = str(_manifest_of(files, assembly).get("name"))
+    folder = out_dir / name
     if folder.exists():
         raise InputError(
             [
@@ -98,29 +128,84 @@ def convert(
                 )
             ]
         )
-    yaml = YAML()
-    yaml.default_flow_style = False
-    for relative, document in converted.files.items():
-        target = folder / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("w", encoding="utf-8") as handle:
-            yaml.dump(document, handle)
-    manifest = out_dir / f"{converted.name}.package.yaml"
-    with manifest.open("w", encoding="utf-8") as handle:
-        yaml.dump(
+    for relative, text in files.items():
+        written = (folder / relative).resolve()
+        if not written.is_relative_to(folder.resolve()):
+            raise InputError(
+                [Problem(str(assembly), message=f"the package names a file outside it: {relative}")]
+            )
+        written.parent.mkdir(parents=True, exist_ok=True)
+        written.write_text(text, encoding="utf-8")
+    manifest = out_dir / f"{name}.package.yaml"
+    manifest.write_text(
+        _yaml_text(
             {
                 "apiVersion": "insights/v1",
                 "kind": "Package",
-                "metadata": {"name": converted.name},
-                "spec": {"version": version, "source": converted.name},
-            },
-            handle,
-        )
-    out.print(f"wrote {folder}/ ({len(converted.files)} files) and {manifest}", markup=False)
-    if converted.unmapped:
+                "metadata": {"name": name},
+                "spec": {"version": version, "source": name},
+            }
+        ),
+        encoding="utf-8",
+    )
+    out.print(f"wrote {folder}/ ({len(files)} files) and {manifest}: {how}", markup=False)
+    if unmapped:
         out.print(
-            "not mapped (no place in a package; carry them over by hand): "
-            + ", ".join(converted.unmapped),
+            "not mapped (no place in a package; carry them over by hand): " + ", ".join(unmapped),
             markup=False,
         )
     return 0
+
+
+def _yaml_text(document: Any) -> str:
+    yaml = YAML()
+    yaml.default_flow_style = False
+    buffer = io.StringIO()
+    yaml.dump(document, buffer)
+    return buffer.getvalue()
+
+
+def _manifest_of(files: dict[str, str], assembly: Path) -> dict[str, Any]:
+    manifest = YAML(typ="safe").load(files.get("manifest.yaml", "")) or {}
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("name"), str):
+        raise InputError([Problem(str(assembly), message="the conversion made no manifest")])
+    return manifest
+
+
+def _on_target(
+    ctx: typer.Context, assembly: Path, manifests: Path, target: str
+) -> tuple[dict[str, str], list[str], str]:
+    """The package files the target's Package Manager makes of the assembly."""
+    root, settings = load_configuration(manifests)
+    config = settings.targets.get(target)
+    if config is None or config.provider != "insights":
+        raise InputError(
+            [
+                Problem(
+                    "--target",
+                    message=f"no kdb Insights target named '{target}' in {root}",
+                    hint="name a target with provider: insights in reconciler.yaml",
+                )
+            ]
+        )
+    loaded = Manifests(root, None, settings, (), (), {})
+
+    async def run() -> bytes:
+        provider = _connector(ctx)(target, config, loaded)
+        try:
+            if not isinstance(provider, InsightsProvider):
+                raise InputError([Problem("--target", message=f"'{target}' is not kdb Insights")])
+            return await provider.client.convert_assembly(assembly.read_bytes())
+        finally:
+            await provider.aclose()
+
+    data = asyncio.run(run())
+    try:
+        contents = unpack(data)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise OperationalError(
+            f"target '{target}' answered a conversion that is not a .kxi: {exc}"
+        ) from None
+    files = {path: body.decode("utf-8", "replace") for path, body in contents.items()}
+    version = str(_manifest_of(files, assembly).get("version") or "0.0.1")
+    return files, [], version

@@ -193,6 +193,19 @@ class HttpClient:
         request = _Request(method, path, body, form, content, params, anonymous)
         return _decode(await self._send(request, read=read), self.platform, path)
 
+    async def binary(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes,
+        params: Mapping[str, str] | None = None,
+        read: bool = False,
+    ) -> bytes:
+        """Raw `content` in, the answer's bytes out (an archive)."""
+        request = _Request(method, path, content=content, params=params)
+        return (await self._send(request, read=read)).content
+
     async def text(self, path: str, *, anonymous: bool = False) -> tuple[str, str]:
         """GET a document that need not be JSON (a description, an HTML page): its
         content type and text. A read: retried like the others."""

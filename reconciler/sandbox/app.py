@@ -121,6 +121,8 @@ def create_app(
                 return JSONResponse(exc.body(options.insights.error_shape), exc.status)
             if answer is None:
                 return Response(status_code=status)
+            if isinstance(answer, bytes):  # an archive
+                return Response(answer, status, media_type="application/octet-stream")
             # The client's answers are `Value` wrappers (NOTES.md): the payload is `data`.
             return JSONResponse({"data": answer}, status)
 

@@ -485,6 +485,72 @@ class PackageManager:
             self.store.put(DEPLOYMENT, deployment["id"], deployment)
         return 200, self._shown(deployment)
 
+    def convertAssembly(self, call: Call) -> tuple[int, Any]:
+        """client.migrations.convert: a kxi-controller assembly (KX, "Database
+        configuration": name, labels, tables, mounts, bus, elements; or an Assembly
+        resource) as a package archive: a table file per schema, a pipeline file per
+        stream processor pipeline, the database as one shard, and the manifest."""
+        assembly = _yaml(call.body)
+        if isinstance(assembly, dict) and assembly.get("kind") == "Assembly":
+            assembly = {
+                **(assembly.get("spec") or {}),
+                "name": (assembly.get("metadata") or {}).get("name"),
+            }
+        if not isinstance(assembly, dict) or not isinstance(assembly.get("name"), str):
+            raise ApiError(422, "the body is not an assembly with a name")
+        name = assembly["name"].lower()
+        if not NAME.match(name) or len(name) > NAME_MAX:
+            raise ApiError(422, f"assembly name {name!r} cannot name a package")
+        dump = YAML(typ="safe", pure=True)
+        files: dict[str, bytes] = {}
+        manifest: dict[str, Any] = {"name": name, "version": "0.0.1", "dependencies": []}
+
+        def put(path: str, document: Any) -> None:
+            buffer = io.StringIO()
+            dump.dump(document, buffer)
+            files[path] = buffer.getvalue().encode()
+
+        def entries(section: Any, what: str) -> dict[str, dict[str, Any]]:
+            if not isinstance(section, dict):
+                return {}
+            for key, value in section.items():
+                if not re.fullmatch(r"[A-Za-z0-9_-]+", str(key)) or not isinstance(value, dict):
+                    raise ApiError(422, f"{what} {key!r} cannot be converted")
+            return {str(k): dict(v) for k, v in section.items()}
+
+        for table, schema in entries(assembly.get("tables"), "table").items():
+            put(f"tables/{table}.yaml", {**schema, "name": table})
+            manifest.setdefault("tables", {})[table] = {"file": f"tables/{table}.yaml"}
+        raw_elements = assembly.get("elements")
+        elements: dict[str, Any] = raw_elements if isinstance(raw_elements, dict) else {}
+        raw_sp = elements.get("sp")
+        sp: dict[str, Any] = raw_sp if isinstance(raw_sp, dict) else {}
+        for pipeline, spec in entries(sp.get("pipelines"), "pipeline").items():
+            put(f"pipelines/{pipeline}.yaml", {**spec, "name": pipeline})
+            path = f"pipelines/{pipeline}.yaml"
+            manifest.setdefault("pipelines", {})[pipeline] = {"file": path}
+        shard = {
+            key: assembly[key]
+            for key in ("labels", "mounts")
+            if isinstance(assembly.get(key), dict)
+        }
+        if isinstance(elements.get("sm"), dict):
+            shard["sm"] = elements["sm"]
+        if isinstance(elements.get("dap"), dict):
+            shard["daps"] = elements["dap"]
+        if shard:
+            put(f"databases/{name}/shards/{name}-shard.yaml", {"name": f"{name}-shard", **shard})
+            manifest["databases"] = {
+                name: {"dir": f"databases/{name}", "shards": [f"{name}-shard"], "tables": []}
+            }
+        put("manifest.yaml", manifest)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for path, data in sorted(files.items()):
+                archive.writestr(path, data)
+        self.store.count("events", f"convert {name}")
+        return 200, buffer.getvalue()
+
     def data(self) -> list[str]:
         """Deployments whose persisted data exists (kept by a teardown without cleanup)."""
         return sorted(self.store.keys(DATA))

@@ -10,6 +10,8 @@ from ruamel.yaml import YAML
 
 from reconciler.errors import BadValue
 from reconciler.providers.insights.assembly import convert
+from reconciler.sandbox.app import stats_of
+from reconciler.sandbox.store import Store
 from tests.conftest import DATA, run_cli
 
 SENSORS = DATA / "insights" / "assemblies" / "sensors.yaml"
@@ -84,3 +86,28 @@ def test_converting_over_an_existing_folder_is_refused(
     (tmp_path / "sensors").mkdir()
     assert run_cli("package", "convert", str(SENSORS), "--out", str(tmp_path)) == 3
     assert "exists already" in capsys.readouterr().err
+
+
+def test_with_a_target_the_package_manager_converts_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "repo"
+    config.mkdir()
+    (config / "reconciler.yaml").write_text(
+        "targets:\n  insights: {provider: insights, url: embedded}\n"
+    )
+    out = tmp_path / "out"
+    args = ["package", "convert", str(SENSORS), "--out", str(out), "--manifests", str(config)]
+    assert run_cli(*args, "--target", "insights") == 0
+    assert "converted by the Package Manager of target 'insights'" in capsys.readouterr().out
+    manifest = _read(out / "sensors" / "manifest.yaml")
+    assert manifest["pipelines"] == {"ingest": {"file": "pipelines/ingest.yaml"}}
+    stats = Store(config / ".reconciler" / "sandbox.db")
+    try:
+        assert stats_of(stats)["events"] == {"convert sensors": 1}
+    finally:
+        stats.close()
+    assert run_cli("validate", str(out / "sensors.package.yaml")) == 0
+    # A target that is not kdb Insights, or none of that name: an input error.
+    assert run_cli(*args, "--target", "nosuch") == 3
+    assert "no kdb Insights target named 'nosuch'" in capsys.readouterr().err

@@ -117,6 +117,14 @@ class PackageManagerClient:
     async def delete_package(self, name: str, version: str) -> None:
         await self._call("deletePackage", path={"name": name}, params={"version": version})
 
+    async def convert_assembly(self, assembly: bytes) -> bytes:
+        """The package the Package Manager makes of a legacy assembly, as a .kxi archive
+        (client.migrations.convert, without installing it)."""
+        op = OPERATIONS["convertAssembly"]
+        return await self.http.binary(
+            op.method, op.url(), content=assembly, params={"install": "false"}
+        )
+
     # --- deployments -------------------------------------------------------------------
 
     async def create_deployment(
