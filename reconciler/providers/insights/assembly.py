@@ -61,6 +61,17 @@ class Converted:
     """What of the assembly has no place in the package (`bus`, `elements.gw`)."""
 
 
+def _each(
+    package: Converted, manifest: dict[str, Any], what: str, entries: Mapping[Any, Any]
+) -> None:
+    """Each table (or pipeline) to a file of its own, named in the manifest."""
+    for raw, value in entries.items():
+        name, fields = _part(what, raw, value)
+        path = f"{what}s/{name}.yaml"
+        package.files[path] = {"name": name, **fields}
+        manifest.setdefault(f"{what}s", {})[name] = {"file": path}
+
+
 def convert(assembly: Any, version: str) -> Converted:
     """The package an assembly becomes; BadValue when it is not an assembly."""
     if not isinstance(assembly, Mapping):
@@ -88,13 +99,7 @@ def convert(assembly: Any, version: str) -> Converted:
     tables = body.get("tables") or {}
     if not isinstance(tables, Mapping):
         raise BadValue("its tables are not a mapping of name to schema", "see KX's reference")
-    if tables:
-        manifest["tables"] = {}
-        for raw, schema in tables.items():
-            table, fields = _part("table", raw, schema)
-            path = f"tables/{table}.yaml"
-            package.files[path] = {"name": table, **fields}
-            manifest["tables"][table] = {"file": path}
+    _each(package, manifest, "table", tables)
     elements = body.get("elements") or {}
     elements = elements if isinstance(elements, Mapping) else {}
     shard: dict[str, Any] = {"name": f"{name}-shard"}
@@ -115,13 +120,8 @@ def convert(assembly: Any, version: str) -> Converted:
         }
     sp = elements.get("sp")
     pipelines = sp.get("pipelines") if isinstance(sp, Mapping) else None
-    if isinstance(pipelines, Mapping) and pipelines:
-        manifest["pipelines"] = {}
-        for raw, spec in pipelines.items():
-            pipeline, fields = _part("pipeline", raw, spec)
-            path = f"pipelines/{pipeline}.yaml"
-            package.files[path] = {"name": pipeline, **fields}
-            manifest["pipelines"][pipeline] = {"file": path}
+    if isinstance(pipelines, Mapping):
+        _each(package, manifest, "pipeline", pipelines)
     if isinstance(sp, Mapping):
         package.unmapped.extend(f"elements.sp.{k}" for k in sorted(sp) if k != "pipelines")
     package.unmapped.extend(
