@@ -198,3 +198,15 @@ def test_a_sensitive_value_equals_its_digest_as_the_inventory_keeps_it() -> None
     assert equal({"env": {"T": token}}, {"env": {"T": token.digest}})
     (change,) = diff({"env": {"T": token}}, {"env": {"T": Sensitive("${env:T}", "old").digest}})
     assert (change.old, change.new) == (REDACTED, REDACTED)
+
+
+def test_an_immutable_field_blocks_the_change_and_says_why() -> None:
+    """A plugin may declare a field that cannot change on its platform: the plan fails
+    at that resource, naming the field and the plugin's reason."""
+    from reconciler.providers.base import FieldPolicy, KindRules, Policy, classify_by_fields
+
+    rules = KindRules(fields=(FieldPolicy("spec.zone", Policy.IMMUTABLE, "zones are fixed"),))
+    changes = diff({"zone": "b", "size": 2}, {"zone": "a", "size": 1}, prefix=("spec",))
+    decision = classify_by_fields(rules, changes)
+    assert decision.action == "noop"
+    assert decision.blocked == "spec.zone cannot be changed on the platform: zones are fixed"

@@ -136,9 +136,10 @@ class KindInfo:
     sensitive: tuple[str, ...] = ()
     """Top-level spec fields whose literal values are secret (a Secret's `data`)."""
     clashes: tuple[Clash, ...] = ()
-    unique: str | None = None
-    """A spec field no two resources of this kind on one target may share (the package
-    of a kdb Insights Deployment: deployments are keyed by package)."""
+    identity: str | None = None
+    """A spec field that names the resource on the platform, where the platform keys it
+    so (a kdb Insights deployment is its package's): the resource's id takes its value,
+    not `metadata.name`, and no two manifests of this kind on one target may share it."""
     bare: BareSpec | None = None
     schema_aliases: bool = False
     """The platform also accepts snake_case field names (protojson): the JSON Schema

@@ -436,6 +436,8 @@ class _Builder:
         extra: list[Reference],
     ) -> None:
         name = f"{project}/{metadata.name}" if info.scope is not None else metadata.name
+        if info.identity is not None:
+            name = str(getattr(spec, info.identity))
         origin = Origin(doc.display, doc.file, doc.index, doc.line)
         references = (*info.references(spec, project, metadata.name), *extra)
         resource = Resource(
@@ -569,17 +571,17 @@ class _Builder:
         first: dict[tuple[str, str, str, object], Resource] = {}
         for resource in self.resources:
             info = self.catalog.kinds.get((resource.api_version, resource.kind))
-            if info is None or info.unique is None:
+            if info is None or info.identity is None:
                 continue
-            value = getattr(resource.spec, info.unique, None)
+            value = getattr(resource.spec, info.identity, None)
             key = (resource.target, resource.api_version, resource.kind, value)
             other = first.setdefault(key, resource)
             if other is resource:
                 continue
             self._at(
                 resource,
-                ("spec", info.unique),
-                f"{resource.kind} '{resource.name}' has the {info.unique} '{value}' of"
+                ("spec", info.identity),
+                f"{resource.kind} '{resource.name}' has the {info.identity} '{value}' of"
                 f" {other.kind} '{other.name}' (at {other.origin}): one per target",
                 "keep one of the two manifests",
             )
@@ -614,6 +616,9 @@ class _Builder:
             if seen is None:
                 first[resource.id] = resource
                 continue
+            info = self.catalog.kinds.get((resource.api_version, resource.kind))
+            if info is not None and info.identity is not None:
+                continue  # check_unique says it in the kind's own words
             for this, other in ((resource, seen), (seen, resource)):
                 self.report.at(
                     this.origin.file,

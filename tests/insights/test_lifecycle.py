@@ -294,3 +294,20 @@ def test_a_package_is_registered_with_its_package_object(world: World) -> None:
     assert body["manifest"]["name"] == "equities"
     assert set(body["pipelines"]) == {"equities-rt", "static"}
     assert "equities" in body["databases"] and "HLOC" in body["views"]
+
+
+def test_a_deployment_is_its_packages_whatever_its_manifest_is_called(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The id is the package's name: a manifest named otherwise is still found on the
+    target, and pruned once it leaves the manifests (not forgotten as "gone")."""
+    world.manifests(package_manifest(), deployment_manifest(name="equities-prod"))
+    assert world.apply() == 0
+    capsys.readouterr()
+    assert world.run("plan", "--format", "json") == 0
+    assert '"insights:Deployment/equities"' in capsys.readouterr().out
+    assert world.run("plan", "--detailed-exitcode") == 0
+    world.manifests(package_manifest())
+    assert world.apply("--prune") == 0
+    assert "DELETE /deployments/{id}" in world.operations()
+    assert world.stats()["persisted_data"] == ["equities"]  # no cleanupOnDelete: kept

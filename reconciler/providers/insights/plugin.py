@@ -55,8 +55,9 @@ KINDS = (
         DeploymentSpec,
         _NAME,
         _deployment_references,
-        # Deployments are keyed by package: at most one version of a package deployed.
-        unique="package",
+        # Deployments are keyed by package (at most one version of a package deployed):
+        # a Deployment's id is its package's name, whatever its metadata.name.
+        identity="package",
     ),
 )
 

@@ -74,15 +74,9 @@ RULES: dict[str, KindRules] = {
             unordered=(("components",),),
             ignored=tuple((key,) for key in OURS),
         ),
-        # KX documents neither in the answers: what was deployed is remembered.
+        # KX documents neither in the answers: what was deployed is remembered. (Its
+        # package is its identity: a deployment of another package is another one.)
         remembered=("spec.env", "spec.components"),
-        fields=(
-            FieldPolicy(
-                "spec.package",
-                Policy.IMMUTABLE,
-                "a deployment keeps its package; deploy the other package under a new name",
-            ),
-        ),
     ),
 }
 

@@ -79,13 +79,7 @@ class InsightsProvider(InsightsPolicies):
             for r in manifests.resources
             if isinstance(r.spec, PackageSpec) and r.target == target
         }
-        self._deployments = {
-            r.spec.package: r.name
-            for r in manifests.resources
-            if isinstance(r.spec, DeploymentSpec) and r.target == target
-        }
-        """Package to the Deployment manifest that deploys it: deployments are keyed by
-        package on the platform (they have no name of their own)."""
+
         """What the manifests want of each package: the version observation reports."""
         self._artifacts: dict[ResourceId, Artifact] = {}
         self._index: BuildIndex | None = None
@@ -180,8 +174,8 @@ class InsightsProvider(InsightsPolicies):
 
     def _deployment(self, item: Mapping[str, Any]) -> Observed:
         package = str(item.get("package"))
-        name = self._deployments.get(package, package)
-        rid = ResourceId(self._target, "Deployment", name)
+        # A deployment is its package's (Deployment kind: identity="package").
+        rid = ResourceId(self._target, "Deployment", package)
         # What KX documents of a deployment: its package, version and status. Its
         # components and env are compared with what was deployed (Deployment rules).
         spec: dict[str, Any] = {"package": package, "version": str(item.get("version"))}
