@@ -73,8 +73,8 @@ def check_selectors(selectors: Iterable[str], graph: Graph | None = None) -> Non
                     0,
                     0,
                     f"'{selector}' matches no resource",
-                    "select by kind (Pipeline), id or id glob (pachyderm:Pipeline/vision/*),"
-                    " or field=glob terms (label.team=cv); `reconciler validate --format json`"
+                    "select by kind, id or id glob (<target>:<Kind>/<name glob>), or"
+                    " field=glob terms (label.team=cv); `reconciler validate --format json`"
                     " lists every id",
                 )
             )

@@ -264,8 +264,8 @@ class Catalog:
             name,
             ("metadata", "dependsOn", position),
             "dependsOn",
-            hint="write the id of a resource defined in the manifests, e.g."
-            " pachyderm:Repo/default/images (see `reconciler validate --format json`)",
+            hint="write the id of a resource defined in the manifests, <target>:<Kind>/<name>"
+            " (`reconciler validate --format json` lists every id)",
             target=parsed.target,
         )
 

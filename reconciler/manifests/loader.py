@@ -378,7 +378,8 @@ class _Builder:
                 doc.problem(
                     ("metadata", "dependsOn", position),
                     f"'{entry}' is not a resource id",
-                    "write <target>:<Kind>/<name>, e.g. pachyderm:Repo/vision/images",
+                    "write <target>:<Kind>/<name>; `reconciler validate --format json` lists"
+                    " every id",
                 )
                 doc.ok = False
             else:
