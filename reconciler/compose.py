@@ -9,9 +9,8 @@ built-in platforms share one app on `.reconciler/sandbox.db` beside the manifest
 
 from __future__ import annotations
 
-import importlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from reconciler.manifests.cachefile import run_cache
 from reconciler.manifests.config import EMBEDDED, TargetConfig
 from reconciler.providers.base import Provider
 from reconciler.providers.http import asgi_transport
-from reconciler.providers.plugin import Connection, ProviderPlugin, installed_plugins
+from reconciler.providers.plugin import Connection, ProviderPlugin, installed_plugins, resolve
 
 SANDBOX_URL = "http://sandbox.invalid"
 
@@ -95,14 +94,5 @@ class Connector:
     def _app(self, factory: str, folder: Path) -> Any:
         key = (folder, factory)
         if key not in self._apps:
-            self._apps[key] = _factory(factory)(folder)
+            self._apps[key] = resolve(factory)(folder)
         return self._apps[key]
-
-
-def _factory(reference: str) -> Callable[[Path], Any]:
-    module, _, name = reference.partition(":")
-    try:
-        found: Callable[[Path], Any] = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise PluginError(f"the embedded sandbox '{reference}' cannot be loaded: {exc}") from exc
-    return found

@@ -13,9 +13,11 @@ the same way (pyproject.toml).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reconciler.errors import PluginError
 from reconciler.manifests import Manifests
@@ -70,6 +72,29 @@ class ProviderPlugin:
     app. Plugins naming the same function share one app."""
     default_target: bool = False
     """Without reconciler.yaml, a target named after the plugin on `url: embedded`."""
+
+
+def deferred(reference: str) -> Callable[..., Any]:
+    """The function `module:name` names, imported on its first call: a plugin declares
+    its policies and `connect` so, and loading manifests imports none of the HTTP side.
+    A reference that cannot be loaded is the plugin's error (PluginError)."""
+
+    def call(*args: Any) -> Any:
+        return resolve(reference)(*args)
+
+    return call
+
+
+def resolve(reference: str) -> Callable[..., Any]:
+    """The function `module:name` names (a plugin's deferred call, its embedded double)."""
+    module, _, name = reference.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise PluginError(f"'{reference}' cannot be loaded: {exc}") from exc
+    if not callable(found):
+        raise PluginError(f"'{reference}' is not a function")
+    return found  # type: ignore[no-any-return]
 
 
 def installed_plugins() -> dict[str, ProviderPlugin]:

@@ -144,3 +144,15 @@ def test_a_target_of_an_uninstalled_provider_is_refused_at_its_line(
     assert run_cli("validate", str(folder)) == 3
     err = capsys.readouterr().err
     assert "reconciler.yaml:2" in err and "'kv'" in err
+
+
+def test_a_plugin_reference_that_cannot_load_is_the_plugins_error() -> None:
+    from reconciler.errors import PluginError
+    from reconciler.providers.plugin import deferred, resolve
+
+    assert resolve("reconciler_kv.provider:connect").__name__ == "connect"
+    broken = deferred("reconciler_kv.provider:no_such_function")  # nothing imported yet
+    with pytest.raises(PluginError, match="no_such_function"):
+        broken()
+    with pytest.raises(PluginError, match="cannot be loaded"):
+        resolve("no_such_module:connect")

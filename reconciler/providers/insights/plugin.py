@@ -15,11 +15,10 @@ from pydantic import TypeAdapter
 from reconciler.manifests.catalog import KindInfo, no_references
 from reconciler.manifests.model import Model
 from reconciler.manifests.resources import Reference
-from reconciler.providers.base import Policies, Provider
 from reconciler.providers.insights.kinds import DeploymentSpec, InsightsName, PackageSpec
 from reconciler.providers.insights.package_source import package_content
 from reconciler.providers.insights.target import InsightsTarget
-from reconciler.providers.plugin import Connection, ProviderPlugin
+from reconciler.providers.plugin import ProviderPlugin, deferred
 
 API_VERSION = "insights/v1"
 
@@ -62,25 +61,13 @@ KINDS = (
 )
 
 
-def _policies() -> Policies:
-    from reconciler.providers.insights.policies import InsightsPolicies
-
-    return InsightsPolicies()
-
-
-def _connect(connection: Connection) -> Provider:
-    # Imported when a target is connected: loading manifests needs no HTTP client.
-    from reconciler.providers.insights.connection import connect
-
-    return connect(connection)
-
-
 PLUGIN = ProviderPlugin(
     name="insights",
     target=InsightsTarget,
     kinds=KINDS,
-    policies=_policies,
-    connect=_connect,
+    # Imported when first used: loading manifests needs no HTTP client.
+    policies=deferred("reconciler.providers.insights.policies:InsightsPolicies"),
+    connect=deferred("reconciler.providers.insights.connection:connect"),
     sandbox="reconciler.sandbox:embedded",
     default_target=True,
 )

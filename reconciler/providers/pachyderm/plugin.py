@@ -23,7 +23,6 @@ from reconciler.manifests.catalog import (
 )
 from reconciler.manifests.model import Model
 from reconciler.manifests.resources import PathKey, Reference
-from reconciler.providers.base import Policies, Provider
 from reconciler.providers.pachyderm.kinds import (
     CLUSTER_DEFAULTS_NAME,
     DEFAULT_PROJECT,
@@ -38,7 +37,7 @@ from reconciler.providers.pachyderm.kinds import (
 )
 from reconciler.providers.pachyderm.pipeline_rules import pipeline_problems
 from reconciler.providers.pachyderm.target import PachydermTarget
-from reconciler.providers.plugin import Connection, ProviderPlugin
+from reconciler.providers.plugin import ProviderPlugin, deferred
 
 API_VERSION = "pachyderm/v1"
 IN_PROJECT = Scope("Project", DEFAULT_PROJECT)
@@ -190,25 +189,13 @@ KINDS = (
 )
 
 
-def _policies() -> Policies:
-    from reconciler.providers.pachyderm.policies import PachydermPolicies
-
-    return PachydermPolicies()
-
-
-def _connect(connection: Connection) -> Provider:
-    # Imported when a target is connected: loading manifests needs no HTTP client.
-    from reconciler.providers.pachyderm.connection import connect
-
-    return connect(connection)
-
-
 PLUGIN = ProviderPlugin(
     name="pachyderm",
     target=PachydermTarget,
     kinds=KINDS,
-    policies=_policies,
-    connect=_connect,
+    # Imported when first used: loading manifests needs no HTTP client.
+    policies=deferred("reconciler.providers.pachyderm.policies:PachydermPolicies"),
+    connect=deferred("reconciler.providers.pachyderm.connection:connect"),
     sandbox="reconciler.sandbox:embedded",
     default_target=True,
 )

@@ -15,8 +15,7 @@ from reconciler.manifests.catalog import KindInfo, no_references
 from reconciler.manifests.config import TargetConfig
 from reconciler.manifests.model import Model, Value, name_rule
 from reconciler.manifests.resources import Reference
-from reconciler.providers.base import Policies, Provider
-from reconciler.providers.plugin import Connection, ProviderPlugin
+from reconciler.providers.plugin import ProviderPlugin, deferred
 
 API_VERSION = "kv/v1"
 
@@ -67,23 +66,12 @@ KINDS = (
 )
 
 
-def _policies() -> Policies:
-    from reconciler_kv.provider import KvPolicies
-
-    return KvPolicies()
-
-
-def _connect(connection: Connection) -> Provider:
-    from reconciler_kv.provider import connect
-
-    return connect(connection)
-
-
 PLUGIN = ProviderPlugin(
     name="kv",
     target=KvTarget,
     kinds=KINDS,
-    policies=_policies,
-    connect=_connect,
+    # Imported when first used: validating manifests needs none of the HTTP side.
+    policies=deferred("reconciler_kv.provider:KvPolicies"),
+    connect=deferred("reconciler_kv.provider:connect"),
     sandbox="reconciler_kv.server:embedded",
 )
