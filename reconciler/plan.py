@@ -366,7 +366,7 @@ def make_plan(
             text = f"{target}: {kind} could not be listed in full ({why}); no deletes"
             warnings.append(Note(text, target=target))
 
-    deletes, forget = _prunes(desired, observations, inventory, options, warnings, errors)
+    deletes, forget = _prunes(desired, observations, policies, inventory, options, warnings, errors)
     actions = _order(in_scope, drafts, deletes, graph, observations)
     _protect(actions, desired, errors)
     plan = Plan(
@@ -500,6 +500,7 @@ def _add_bounce(draft: _Draft, bounce: Bounce) -> None:
 def _prunes(
     desired: Mapping[ResourceId, Desired],
     observations: Mapping[str, Observation],
+    policies: Mapping[str, Policies],
     inventory: Mapping[ResourceId, Applied],
     options: PlanOptions,
     warnings: list[Note],
@@ -540,6 +541,24 @@ def _prunes(
                 )
             )
             continue
+        why = "owned by reconciler and no longer in the manifests (prune)"
+        if observed is None and rid in observation.remains:
+            cleanup = policies[rid.target].rules(rid.kind).cleanup
+            if cleanup is not None and applied.spec.get(cleanup.removeprefix("spec.")) is True:
+                observed = observation.remains[rid]
+                why = (
+                    f"stopped outside reconciler and no longer in the manifests; {cleanup}"
+                    " as last applied asks that what it left behind be deleted (prune)"
+                )
+            else:
+                forget.append(
+                    Forget(
+                        rid,
+                        "left the manifests and was stopped on the target; what it"
+                        " left behind stays",
+                    )
+                )
+                continue
         if observed is None:
             forget.append(Forget(rid, "left the manifests and is already gone from the target"))
             continue
@@ -571,7 +590,7 @@ def _prunes(
                 rid,
                 _Draft(
                     "delete",
-                    ["owned by reconciler and no longer in the manifests (prune)"],
+                    [why],
                     observed_digest=digest(observed.spec),
                 ),
             )
@@ -674,7 +693,8 @@ def _order(
     deleting = {rid for rid, _ in deletes}
     users: dict[ResourceId, set[ResourceId]] = {}
     for observation in observations.values():
-        for observed in observation.resources.values():
+        cleaned = (r for rid, r in observation.remains.items() if rid in deleting)
+        for observed in (*observation.resources.values(), *cleaned):
             for used in observed.depends_on:
                 if used in deleting:
                     users.setdefault(used, set()).add(observed.id)

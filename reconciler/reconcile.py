@@ -57,10 +57,11 @@ class Planned:
     inventory: Mapping[ResourceId, Applied]
 
     def observed(self) -> dict[ResourceId, Observed]:
+        # What was stopped but left something behind is what deleting it acts on.
         return {
             rid: observed
             for observation in self.observations.values()
-            for rid, observed in observation.resources.items()
+            for rid, observed in (*observation.remains.items(), *observation.resources.items())
         }
 
 

@@ -92,6 +92,11 @@ class KindRules:
     them back, so they are compared by digest with what was last applied."""
     delete_before_replace: bool = True
     """False where the platform holds the old and the new resource at once."""
+    cleanup: str | None = None
+    """A boolean top-level spec field (`spec.cleanupOnDelete`) by which a manifest asks
+    that what its resource leaves behind be deleted with it. A resource that leaves the
+    manifests after it was stopped outside reconciler (`Observation.remains`) is then
+    deleted, as last applied asked; otherwise it is forgotten and its remains kept."""
 
     def policy_of(self, change: Change) -> FieldPolicy:
         """The strongest policy among the field the change is at (the longest covering
@@ -154,6 +159,11 @@ class Observation:
     resources: Mapping[ResourceId, Observed]
     incomplete: Mapping[str, str] = field(default_factory=dict)
     """Kind to the reason it could not be listed in full. Such kinds get no deletes."""
+    remains: Mapping[ResourceId, Observed] = field(default_factory=dict)
+    """Resources stopped on the target (not in `resources`) that left something behind
+    which deleting them would remove: an Insights deployment torn down outside
+    reconciler keeps its persisted data. Deleted only per their kind's
+    `KindRules.cleanup`."""
 
     def complete(self, kind: str) -> bool:
         return kind not in self.incomplete

@@ -295,16 +295,16 @@ class PackageManager:
             self.store.put(DEPLOYMENT, deployment["id"], deployment)
         elif deployment["status"] == "Terminating" and due:
             self._inactive(deployment)
+        elif deployment.get("cleanup") and deployment["status"] != "Terminating":
+            self._clean(deployment)  # a cleanup without `wait`: done by the next look
         return deployment
 
     def _inactive(self, deployment: dict[str, Any]) -> None:
         deployment["status"] = "Inactive"
         deployment["message"] = ""
         self.store.put(DEPLOYMENT, deployment["id"], deployment)
-        if deployment.pop("cleanup", False):
-            self.store.delete(DATA, deployment["package"])
-            self.store.count("events", f"cleanup {deployment['package']}")
-            self.store.put(DEPLOYMENT, deployment["id"], deployment)
+        if deployment.get("cleanup"):
+            self._clean(deployment)
 
     def _active(self) -> list[dict[str, Any]]:
         return [d for d in self._deployments() if d["status"] != "Inactive"]
@@ -457,7 +457,7 @@ class PackageManager:
         if deployment["status"] in ("Inactive", "Terminating"):
             return 202, self._shown(deployment)
         self.store.count("events", f"teardown {package}")
-        deployment["cleanup"] = call.flag("cleanup")
+        deployment["cleanup"] = bool(deployment.get("cleanup")) or call.flag("cleanup")
         if call.flag("wait"):
             self._inactive(deployment)
             return 200, self._shown(deployment)
@@ -465,6 +465,24 @@ class PackageManager:
         deployment["readyAt"] = self.clock() + self.options.deploy_delay
         self.store.put(DEPLOYMENT, deployment["id"], deployment)
         return 202, self._shown(deployment)
+
+    def cleanupDeployment(self, call: Call) -> tuple[int, Any]:
+        """client.deployments.cleanup: delete the persisted data of a deployment without a
+        teardown (KX: "Remove persisted data without tearing down the deployment"), of a
+        running deployment as of a torn-down one; asynchronous unless `wait`."""
+        deployment = self._deployment(call.params["id"])
+        if call.flag("wait") or deployment["status"] == "Inactive":
+            self._clean(deployment)
+            return 200, self._shown(deployment)
+        deployment["cleanup"] = True
+        self.store.put(DEPLOYMENT, deployment["id"], deployment)
+        return 202, self._shown(deployment)
+
+    def _clean(self, deployment: dict[str, Any]) -> None:
+        deployment.pop("cleanup", None)
+        self.store.put(DEPLOYMENT, deployment["id"], deployment)
+        self.store.delete(DATA, deployment["package"])
+        self.store.count("events", f"cleanup {deployment['package']}")
 
     def _teardown_component(
         self, deployment: dict[str, Any], component: str, component_id: str | None

@@ -28,7 +28,7 @@ def test_every_check_passes_against_the_sandbox(
     assert report["ok"] is True
     checks = {c["check"]: c for c in report["targets"]["insights"]}
     assert set(checks) == {"reachable", "authenticated", "API contract"}
-    assert "all 10 operations the provider uses match /openapi" in checks["API contract"]["detail"]
+    assert "all 11 operations the provider uses match /openapi" in checks["API contract"]["detail"]
     assert world.mutating() == []
 
 

@@ -311,3 +311,56 @@ def test_a_deployment_is_its_packages_whatever_its_manifest_is_called(
     assert world.apply("--prune") == 0
     assert "DELETE /deployments/{id}" in world.operations()
     assert world.stats()["persisted_data"] == ["equities"]  # no cleanupOnDelete: kept
+
+
+@pytest.mark.parametrize("cleanup", [False, True], ids=["keeps-data", "cleanup"])
+def test_a_deployment_torn_down_outside_has_its_data_cleaned_up_only_if_asked(
+    world: World, cleanup: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Someone tore the deployment down by hand (`kxi pm teardown`): its data stays. Once
+    its manifest goes, cleanupOnDelete as last applied decides: the data is deleted by a
+    cleanup (no teardown: there is nothing left to tear down), or kept and forgotten."""
+    extra = "  cleanupOnDelete: true\n" if cleanup else ""
+    world.manifests(package_manifest(), deployment_manifest(extra))
+    assert world.apply() == 0
+    world.outside("DELETE", f"/deployments/{world.deployment_id()}", wait="true")
+    world.reset()
+    world.manifests(package_manifest())
+    capsys.readouterr()
+    assert world.run("plan", "--prune") == 0
+    shown = capsys.readouterr().out
+    if cleanup:
+        assert "spec.cleanupOnDelete as last applied asks" in shown
+    else:
+        assert "was stopped on the target; what it left behind stays" in shown
+    assert world.apply("--prune") == 0
+    assert world.operations() == (["POST /deployments/{id}/cleanup"] if cleanup else [])
+    if cleanup:
+        assert world.mutating()[0].query == "wait=true"
+    assert world.stats()["persisted_data"] == ([] if cleanup else ["equities"])
+    world.reset()
+    assert world.apply("--prune") == 0  # forgotten either way: nothing more to do
+    assert world.operations() == []
+
+
+def test_a_deployment_torn_down_outside_is_deployed_again_while_in_the_manifests(
+    world: World,
+) -> None:
+    world.manifests(package_manifest(), deployment_manifest("  cleanupOnDelete: true\n"))
+    assert world.apply() == 0
+    world.outside("DELETE", f"/deployments/{world.deployment_id()}", wait="true")
+    world.reset()
+    assert world.apply("--prune") == 0
+    assert world.operations() == ["POST /deployments"]
+    assert world.stats()["persisted_data"] == ["equities"]  # its data was kept and reused
+
+
+def test_the_sandbox_cleans_up_a_running_deployment_without_tearing_it_down(
+    world: World,
+) -> None:
+    """client.deployments.cleanup: "Remove persisted data without tearing down the
+    deployment"; without `wait` it is done by the time the deployment is next read."""
+    assert world.apply() == 0
+    world.outside("POST", f"/deployments/{world.deployment_id()}/cleanup")
+    assert [d["status"] for d in world.outside("GET", "/deployments")] == ["Running"]
+    assert world.stats()["persisted_data"] == []

@@ -3,11 +3,14 @@ reached in-process or over uvicorn."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from reconciler.sandbox import SandboxOptions
 from reconciler.sandbox.insights import InsightsOptions
@@ -85,6 +88,22 @@ class World:
 
     def reset(self) -> None:
         self.sandbox.reset()
+
+    def outside(self, method: str, path: str, **params: str) -> Any:
+        """A call to the Package Manager made by someone else (a person with `kxi pm`):
+        not recorded with reconciler's calls; answers the payload."""
+
+        async def call() -> Any:
+            transport = httpx.ASGITransport(app=self.sandbox.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+                answer = await client.request(method, "/packagemanager/v2" + path, params=params)
+                answer.raise_for_status()
+                return answer.json()["data"] if answer.content else None
+
+        return asyncio.run(call())
+
+    def deployment_id(self) -> str:
+        return str(self.outside("GET", "/deployments")[0]["id"])
 
     def mutating(self) -> list[Call]:
         return self.sandbox.recorder.mutating()

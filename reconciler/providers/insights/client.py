@@ -29,6 +29,7 @@ USED = (
     "listDeployments",
     "createDeployment",
     "deleteDeployment",
+    "cleanupDeployment",
     "patchDeploymentRuntime",
     "patchGlobalProcRuntime",
 )
@@ -168,6 +169,11 @@ class PackageManagerClient:
             path={"id": deployment_id},
             params={"cleanup": "true" if cleanup else "false"},
         )
+
+    async def cleanup(self, deployment_id: str) -> None:
+        """Delete a deployment's persisted data without a teardown, waiting for it
+        (client.deployments.cleanup with `wait`: no status says when a cleanup is done)."""
+        await self._call("cleanupDeployment", path={"id": deployment_id}, params={"wait": "true"})
 
     async def delete_component(self, deployment_id: str, component: str) -> None:
         """Tear down one pipeline or database of a deployment, waiting for it (`wait`);

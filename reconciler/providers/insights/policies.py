@@ -77,6 +77,10 @@ RULES: dict[str, KindRules] = {
         # KX documents neither in the answers: what was deployed is remembered. (Its
         # package is its identity: a deployment of another package is another one.)
         remembered=("spec.env", "spec.components"),
+        # A deployment torn down outside reconciler keeps its data (observed as remains):
+        # once it leaves the manifests, the data goes if cleanupOnDelete asked
+        # (client.deployments.cleanup, "Remove persisted data without tearing down").
+        cleanup="spec.cleanupOnDelete",
     ),
 }
 

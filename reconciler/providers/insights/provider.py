@@ -165,12 +165,17 @@ class InsightsProvider(InsightsPolicies):
                 spec["otherVersions"] = others
             rid = ResourceId(self._target, "Package", name)
             found[rid] = Observed(rid, spec)
+        remains: dict[ResourceId, Observed] = {}
         for item in deployments:
-            if status_of(item) == INACTIVE:
-                continue  # torn down: listed, but not deployed
             observed = self._deployment(item)
-            found[observed.id] = observed
-        return Observation(self._target, found)
+            if status_of(item) == INACTIVE:
+                # Torn down: listed, not deployed; its persisted data stays until a
+                # cleanup (NOTES.md: teardown keeps data unless asked).
+                remains[observed.id] = observed
+            else:
+                found[observed.id] = observed
+        remains = {rid: r for rid, r in remains.items() if rid not in found}
+        return Observation(self._target, found, remains=remains)
 
     def _deployment(self, item: Mapping[str, Any]) -> Observed:
         package = str(item.get("package"))
@@ -240,6 +245,12 @@ class InsightsProvider(InsightsPolicies):
             # Data goes only when the manifest, as last applied, asked for it.
             cleanup = bool(applied is not None and applied.spec.get("cleanupOnDelete"))
             package = str(observed.spec.get("package"))
+            if status_of({"status": observed.status}) == INACTIVE:
+                # Torn down outside reconciler (observed as remains): only its data is
+                # left, and the planner deletes it only when cleanupOnDelete asks.
+                if cleanup:
+                    await self.client.cleanup(await self._torn_down(rid, package))
+                return
             await self.client.delete_deployment(await self._id(rid, package), cleanup=cleanup)
             # Asynchronous: what depends on it (its package's deletion) waits until done.
             await self._gone(rid, package)
@@ -340,6 +351,13 @@ class InsightsProvider(InsightsPolicies):
             if item.get("package") == package and status_of(item) != INACTIVE:
                 return str(item["id"])
         raise PermanentError(f"{rid}: no deployment of that name on the target any more")
+
+    async def _torn_down(self, rid: ResourceId, package: str) -> str:
+        """The id of the package's torn-down deployment (the last one listed)."""
+        for item in reversed(await self.client.list_deployments()):
+            if item.get("package") == package and status_of(item) == INACTIVE:
+                return str(item["id"])
+        raise PermanentError(f"{rid}: no torn-down deployment of that package any more")
 
     async def _running(self, rid: ResourceId, deployment_id: str) -> None:
         """Wait until the deployment is Running; its dependents start only then."""
