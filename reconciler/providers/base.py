@@ -138,6 +138,22 @@ class Desired(Generic[Spec_co]):
         return self.resource.spec
 
 
+HealthState = Literal["healthy", "progressing", "degraded", "unknown"]
+HEALTH_STATES: tuple[HealthState, ...] = ("healthy", "progressing", "degraded", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """How a resource is doing on its platform, as the platform says (Argo CD's health)."""
+
+    state: HealthState
+    reason: str = ""
+    """The platform's own words (pachd's pipeline reason, a deployment's message)."""
+
+
+HEALTHY = Health("healthy")
+
+
 @dataclass(frozen=True, slots=True)
 class Observed:
     """A resource as a provider found it on its target, normalised."""
@@ -151,6 +167,9 @@ class Observed:
     affects: tuple[ResourceId, ...] | None = None
     """What the planned change of it would restart on the platform, when the platform can
     tell before the change (pachd's dryRun of new defaults); None: not asked."""
+    health: Health = HEALTHY
+    """What the platform says of it; a kind with no state of its own (a repo, a secret)
+    is healthy when it is there."""
 
 
 @dataclass(frozen=True, slots=True)

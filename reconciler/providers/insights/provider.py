@@ -14,7 +14,14 @@ from reconciler.diff import Change
 from reconciler.errors import OperationalError, PermanentError, RetryableError
 from reconciler.manifests import Manifests, Resource, ResourceId
 from reconciler.manifests.values import Sensitive
-from reconciler.providers.base import Applied, Check, Desired, Observation, Observed
+from reconciler.providers.base import (
+    Applied,
+    Check,
+    Desired,
+    Health,
+    Observation,
+    Observed,
+)
 from reconciler.providers.http import HttpError
 from reconciler.providers.insights.artifact import Artifact, build, read_prebuilt
 from reconciler.providers.insights.build_index import BuildIndex
@@ -39,6 +46,20 @@ publish the API's strings, so they are compared case-insensitively and anything 
 
 def status_of(item: Mapping[str, Any]) -> str:
     return str(item.get("status") or "").strip().lower()
+
+
+def deployment_health(item: Mapping[str, Any]) -> Health:
+    """Running is healthy, Initializing progresses, Error is degraded with the platform's
+    message (NOTES.md, statuses); any other word is not known."""
+    status = status_of(item)
+    message = str(item.get("message") or "")
+    if status == RUNNING:
+        return Health("healthy")
+    if status == ERROR:
+        return Health("degraded", message or "Error")
+    if status == "initializing":
+        return Health("progressing", message or "Initializing")
+    return Health("unknown", f"status {item.get('status') or 'none'}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +206,8 @@ class InsightsProvider(InsightsPolicies):
         # components and env are compared with what was deployed (Deployment rules).
         spec: dict[str, Any] = {"package": package, "version": str(item.get("version"))}
         uses = (ResourceId(self._target, "Package", package),)
-        return Observed(rid, spec, uses, status=str(item.get("status") or "") or None)
+        status = str(item.get("status") or "") or None
+        return Observed(rid, spec, uses, status=status, health=deployment_health(item))
 
     # --- actions -----------------------------------------------------------------------
 

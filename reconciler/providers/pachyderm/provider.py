@@ -7,13 +7,21 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 from reconciler.diff import Change, equal
 from reconciler.errors import OperationalError, PermanentError, RetryableError
 from reconciler.manifests import Resource, ResourceId
 from reconciler.manifests.values import Sensitive
-from reconciler.providers.base import Applied, Check, Desired, Observation, Observed
+from reconciler.providers.base import (
+    Applied,
+    Check,
+    Desired,
+    Health,
+    Observation,
+    Observed,
+)
 from reconciler.providers.http import HttpError
 from reconciler.providers.pachyderm.canonical import (
     DEFAULT_PROJECT,
@@ -42,6 +50,21 @@ from reconciler.providers.pachyderm.policies import (
 
 STARTING_STATES = frozenset({"PIPELINE_STARTING", "PIPELINE_RESTARTING", ""})
 FAILED_STATES = frozenset({"PIPELINE_CRASHING", "PIPELINE_FAILURE"})
+
+
+def pipeline_health(state: str, reason: str) -> Health:
+    """A pipeline's health from its state (pps.proto, PipelineState): RUNNING, and STANDBY
+    (nothing to process), and PAUSED (stopped on purpose, spec.stopped) are healthy;
+    STARTING and RESTARTING (backing off after an error) progress; CRASHING (workers
+    failing to come up) and FAILURE (no longer retried) are degraded, with pachd's
+    reason."""
+    if state in ("PIPELINE_RUNNING", "PIPELINE_STANDBY", "PIPELINE_PAUSED"):
+        return Health("healthy", "paused" if state == "PIPELINE_PAUSED" else "")
+    if state in ("PIPELINE_STARTING", "PIPELINE_RESTARTING"):
+        return Health("progressing", reason or state.removeprefix("PIPELINE_").lower())
+    if state in FAILED_STATES:
+        return Health("degraded", reason or state.removeprefix("PIPELINE_").lower())
+    return Health("unknown", f"pachd reports state {state or 'none'}")
 
 
 class PachydermProvider(PachydermPolicies):
@@ -168,11 +191,8 @@ class PachydermProvider(PachydermPolicies):
             found[rid] = Observed(rid, spec, tuple(self._project_use(project)))
         for rid, observed in list(found.items()):
             if rid.kind == "Pipeline":
-                found[rid] = Observed(
-                    rid,
-                    observed.spec,
-                    tuple(self._pipeline_uses(observed, pipeline_names)),
-                    observed.status,
+                found[rid] = replace(
+                    observed, depends_on=tuple(self._pipeline_uses(observed, pipeline_names))
                 )
         return Observation(self._target, found)
 
@@ -198,7 +218,12 @@ class PachydermProvider(PachydermPolicies):
         rid = ResourceId(self._target, "Pipeline", f"{project}/{name}")
         state = str(info.get("state") or "")
         reason = str(info.get("reason") or "")
-        return Observed(rid, normal, status=f"{state}: {reason}" if reason else state or None)
+        return Observed(
+            rid,
+            normal,
+            status=f"{state}: {reason}" if reason else state or None,
+            health=pipeline_health(state, reason),
+        )
 
     async def _observed_defaults(self) -> dict[ResourceId, Observed]:
         """The cluster's and every project's defaults; for each defaults manifest that
