@@ -194,6 +194,32 @@ class Plan:
     def by_id(self) -> dict[ResourceId, Action]:
         return {a.id: a for a in self.actions}
 
+    def holding(self, targets: frozenset[str]) -> Plan:
+        """This plan without what it would do on `targets` (automation suspended there),
+        nor anything that waits for such an action; the plan says what it held back."""
+        held = {a.id for a in self.actions if a.id.target in targets and a.mutates}
+        changed = True
+        while changed:  # what waits for a held action is held too
+            changed = False
+            for action in self.actions:
+                if action.id not in held and any(d in held for d in action.depends_on):
+                    held.add(action.id)
+                    changed = True
+        notes = [
+            Note(
+                f"{rid} has a change planned, held back: automation is suspended on"
+                f" {rid.target}" + ("" if rid.target in targets else " (it waits for it)"),
+                rid,
+            )
+            for rid in sorted(held, key=str)
+        ]
+        return replace(
+            self,
+            actions=tuple(a for a in self.actions if a.id not in held),
+            forget=tuple(f for f in self.forget if f.id.target not in targets),
+            warnings=(*self.warnings, *notes),
+        )
+
     def to_json(self) -> dict[str, Any]:
         body = self._body()
         body["fingerprint"] = self.fingerprint or _fingerprint(body)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, cast
 
 from reconciler import graph as graphs
+from reconciler import resource_status
 from reconciler.diff import digest
 from reconciler.errors import InputError, OperationalError, Problem, ReconcilerError
 from reconciler.execute import ExecuteOptions, Listener, Outcome, Work, execute
@@ -36,8 +37,17 @@ from reconciler.manifests import Manifests, ResourceId
 from reconciler.manifests.config import Settings, TargetConfig
 from reconciler.plan import Action, Binding, Plan, PlanOptions, Source, make_plan
 from reconciler.providers.base import Applied, Check, Desired, Observation, Observed, Provider
+from reconciler.graph import Graph
 from reconciler.redact import masked
-from reconciler.state import InventoryEntry, LockHolder, RunRecord, StateStore
+from reconciler.resource_status import ResourceStatus
+from reconciler.state import (
+    InventoryEntry,
+    LockHolder,
+    RunRecord,
+    StateStore,
+    Suspension,
+    suspension_of,
+)
 from reconciler.state.locks import Lease, LockOptions, held
 
 
@@ -55,6 +65,11 @@ class Planned:
     desired: Mapping[ResourceId, Desired]
     observations: Mapping[str, Observation]
     inventory: Mapping[ResourceId, Applied]
+    graph: Graph
+
+    def statuses(self) -> list[ResourceStatus]:
+        """Each resource's sync and health (`reconciler.resource_status`)."""
+        return resource_status.statuses(self.plan, self.graph, self.observations, self.inventory)
 
     def observed(self) -> dict[ResourceId, Observed]:
         # What was stopped but left something behind is what deleting it acts on.
@@ -208,7 +223,7 @@ class Session:
         identity = self.store.identity()
         binding = Binding(identity.lineage, self.inventory_digest, tuple(sorted(self.providers)))
         plan = replace(plan, binding=binding).signed(identity.key)
-        return Planned(plan, desired, observations, inventory)
+        return Planned(plan, desired, observations, inventory, self.graph)
 
     async def apply(
         self,
@@ -260,7 +275,7 @@ class Session:
         observations = await self.observe()
         desired = self.desire()
         inventory = self.inventory(observations)
-        planned = Planned(saved, desired, observations, inventory)
+        planned = Planned(saved, desired, observations, inventory, self.graph)
         moved = list(stale(saved, desired, planned.observed()))
         if self.inventory_digest != saved.binding.inventory:
             moved.append("the state's inventory changed since (another apply ran)")
@@ -327,6 +342,12 @@ class Request:
     progress: Progress | None = None
     stop: asyncio.Event | None = None
     """Set: no new calls (those in flight finish)."""
+    held: frozenset[str] = frozenset()
+    """Targets planned but not applied (automation suspended there)."""
+
+    def planning(self) -> Request:
+        """The same request, to plan only (observe again after an apply)."""
+        return replace(self, mode="plan", saved=None, approve=None, progress=None)
 
 
 @dataclass(frozen=True)
@@ -350,15 +371,19 @@ async def reconcile(
             else:
                 planned = await session.plan(request.options, request.source)
             recovered = session.recovered
-            if planned.plan.errors or not planned.plan.pending:
+            runnable = planned
+            if request.held:
+                runnable = replace(planned, plan=planned.plan.holding(request.held))
+            # The result keeps the whole plan: what was held back is still drift.
+            if runnable.plan.errors or not runnable.plan.pending:
                 if request.approve is not None:
-                    request.approve(planned, recovered)
+                    request.approve(runnable, recovered)
                 return Result(planned, None, recovered)
-            if request.approve is not None and not request.approve(planned, recovered):
+            if request.approve is not None and not request.approve(runnable, recovered):
                 return Result(planned, None, recovered)
-            progress = request.progress(planned) if request.progress else nullcontext(None)
+            progress = request.progress(runnable) if request.progress else nullcontext(None)
             with progress as listener:
-                outcome = await session.apply(planned, request.execute, listener, request.stop)
+                outcome = await session.apply(runnable, request.execute, listener, request.stop)
             return Result(planned, outcome, recovered)
 
 
@@ -453,9 +478,9 @@ class TargetStatus:
     """Every action a plan would take now; None when the target could not be observed."""
     warnings: tuple[str, ...] = ()
     error: str | None = None
-    states: tuple[tuple[str, str], ...] = ()
-    """Each managed resource's state as the platform reports it (a pipeline's
-    PIPELINE_RUNNING, or PIPELINE_CRASHING with pachd's reason), where it reports one."""
+    resources: tuple[ResourceStatus, ...] = ()
+    """Each resource's sync and health, from the fresh observation (none without it)."""
+    suspended: Suspension | None = None
 
 
 async def status(
@@ -464,15 +489,15 @@ async def status(
     """Every configured target's status; an unreachable target is reported, not raised."""
     plan: Plan | None = None
     error: str | None = None
-    states: dict[str, str] = {}
+    found: list[ResourceStatus] = []
     try:
         async with Session(manifests, connect, store) as session:
             planned = await session.plan(PlanOptions(prune=manifests.settings.prune), Source("."))
             plan = planned.plan
-            states = {str(rid): o.status for rid, o in planned.observed().items() if o.status}
+            found = planned.statuses()
     except OperationalError as exc:
         error = str(exc)
-    return stored_status(manifests.settings, store, plan, error, runs=runs, states=states)
+    return stored_status(manifests.settings, store, plan, error, runs=runs, resources=found)
 
 
 def stored_status(
@@ -482,13 +507,14 @@ def stored_status(
     error: str | None,
     *,
     runs: int = 5,
-    states: Mapping[str, str] | None = None,
+    resources: Sequence[ResourceStatus] = (),
 ) -> list[TargetStatus]:
     """Each configured target's status from the state alone, with the drift `plan`
     finds (None: not observed, `error` says why). Needs no manifests: `status` works
     when they do not load (a broken commit during an incident)."""
     owned = store.inventory()
     locks = store.locks()
+    suspensions = store.suspensions()
     result = []
     for target, config in sorted(settings.targets.items()):
         drift = None
@@ -511,11 +537,8 @@ def stored_status(
                 drift=drift,
                 warnings=warnings,
                 error=masked(error) if error else None,
-                states=tuple(
-                    (e.id, (states or {})[e.id])
-                    for e in owned.values()
-                    if e.target == target and e.id in (states or {})
-                ),
+                resources=tuple(r for r in resources if r.id.target == target),
+                suspended=suspension_of(suspensions, target),
             )
         )
     return result

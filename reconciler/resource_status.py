@@ -100,10 +100,10 @@ def statuses(
     users: dict[ResourceId, set[ResourceId]] = {}
     uses: dict[ResourceId, tuple[ResourceId, ...]] = {}
     for observation in observations.values():
-        for observed in observation.resources.values():
-            uses[observed.id] = observed.depends_on
-            for used in observed.depends_on:
-                users.setdefault(used, set()).add(observed.id)
+        for shown in observation.resources.values():
+            uses[shown.id] = shown.depends_on
+            for used in shown.depends_on:
+                users.setdefault(used, set()).add(shown.id)
     for rid in graph.dag.nodes:
         uses[rid] = tuple(graph.dependencies(rid))
         for used in uses[rid]:

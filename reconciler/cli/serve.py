@@ -47,8 +47,18 @@ def serve(
         ),
     ] = ModeChoice.plan,
     interval: Annotated[
-        str, typer.Option("--interval", help="Time between scheduled runs (+-10%): 30s, 5m, 1h.")
+        str,
+        typer.Option(
+            "--interval", help="Time between scheduled runs (+-10%): 30s, 5m, 1h, 1h30m."
+        ),
     ] = "5m",
+    cron: Annotated[
+        str | None,
+        typer.Option(
+            "--schedule",
+            help="Run at the times of a cron expression instead (UTC): '*/15 * * * *'.",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
     prune: Annotated[
@@ -63,10 +73,19 @@ def serve(
         ),
     ] = 300.0,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=256)] = 8,
+    ui_public: Annotated[
+        bool,
+        typer.Option(
+            "--ui-public",
+            help="Open the web UI's read-only pages to anyone who reaches the server (its"
+            " actions still need the UI token).",
+        ),
+    ] = False,
 ) -> int:
     """Reconcile continuously: on webhooks (GitHub, GitLab, generic) and on a schedule,
     one run at a time. Secrets come from the environment: RECONCILER_GITHUB_SECRET,
-    RECONCILER_GITLAB_TOKEN, RECONCILER_WEBHOOK_TOKEN (a hook without one answers 404).
+    RECONCILER_GITLAB_TOKEN, RECONCILER_WEBHOOK_TOKEN (a hook without one answers 404);
+    the web UI at / opens with RECONCILER_UI_TOKEN (default: the webhook token).
     Logs are JSON lines on stderr; SIGTERM lets the run in flight finish, then exits."""
     long_running()
     # Imported here, not above: every other command starts faster without the server.
@@ -74,12 +93,18 @@ def serve(
 
     from reconciler.server import ServeOptions, create_app
     from reconciler.server.logs import configure
-    from reconciler.server.schedule import parse_interval
+    from reconciler.server.schedule import Cron, Every, Schedule, parse_interval
 
+    schedule: Schedule
     try:
-        seconds = parse_interval(interval)
+        schedule = Every(parse_interval(interval))
     except ValueError as exc:
         raise InputError([Problem("--interval", message=str(exc))]) from None
+    if cron is not None:
+        try:
+            schedule = Cron(cron)
+        except ValueError as exc:
+            raise InputError([Problem("--schedule", message=str(exc))]) from None
     origin = Origin.parse(source, ref)  # a bad source is input: exit 3 before serving
     if branch is None:
         # A folder outside git has no branch: its pushes cannot be told apart, "main" is
@@ -104,7 +129,7 @@ def serve(
         branch=branch,
         profile=profile,
         mode=mode.value,
-        interval=seconds,
+        schedule=schedule,
         prune=prune,
         max_deletes=max_deletes,
         lock_timeout=lock_timeout,
@@ -112,6 +137,8 @@ def serve(
         github_secret=os.environ.get("RECONCILER_GITHUB_SECRET") or None,
         gitlab_token=os.environ.get("RECONCILER_GITLAB_TOKEN") or None,
         generic_token=os.environ.get("RECONCILER_WEBHOOK_TOKEN") or None,
+        ui_token=os.environ.get("RECONCILER_UI_TOKEN") or None,
+        ui_public=ui_public,
     )
     configure()
     app = create_app(options, _connector(ctx))

@@ -28,6 +28,14 @@ def _counts(run: RunRecord, target: str) -> dict[str, int]:
     return dict(Counter(str(a.get("status")) for a in mine))
 
 
+def _tally(status: TargetStatus, facet: str) -> dict[str, int]:
+    """How many managed resources are in each sync or health state."""
+    counted = Counter(
+        r.sync if facet == "sync" else r.health.state for r in status.resources if r.managed
+    )
+    return dict(sorted(counted.items()))
+
+
 def _lock_json(lock: LockHolder | None) -> dict[str, Any] | None:
     if lock is None:
         return None
@@ -84,7 +92,10 @@ def as_json(location: str, targets: Sequence[TargetStatus]) -> str:
             ],
             "in_sync": status.drift == (),
             "warnings": list(status.warnings),
-            "states": dict(status.states),
+            "sync": _tally(status, "sync"),
+            "health": _tally(status, "health"),
+            "resources": [r.to_json() for r in status.resources],
+            "suspended": status.suspended.to_json() if status.suspended else None,
             "error": status.error,
         }
     return json.dumps(body, indent=2)
@@ -111,17 +122,21 @@ def print_text(location: str, targets: Sequence[TargetStatus], console: Console)
             for action in status.drift:
                 why = "; ".join(action.reasons)
                 console.print(f"    {action.action:<8} {escape(str(action.id))}: {escape(why)}")
-        if status.states:
-            counted = Counter(state.split(":", 1)[0] for _, state in status.states)
-            summary = ", ".join(
-                f"{n} {s.removeprefix('PIPELINE_').lower()}" for s, n in sorted(counted.items())
-            )
-            console.print(f"  states: {escape(summary)}")
-            for rid, state in status.states:
-                if not state.startswith(
-                    ("PIPELINE_RUNNING", "PIPELINE_STANDBY", "PIPELINE_PAUSED")
-                ):
-                    console.print(f"    [red]{escape(rid)}[/red]: {escape(state)}")
+        if status.suspended is not None:
+            console.print(f"  [yellow]automation {escape(status.suspended.describe())}[/yellow]")
+        if status.resources:
+            for facet in ("sync", "health"):
+                shown = ", ".join(
+                    f"{n} {k.replace('_', ' ')}" for k, n in _tally(status, facet).items()
+                )
+                console.print(f"  {facet}: {escape(shown)}")
+            for resource in status.resources:
+                if resource.managed and resource.health.state in ("degraded", "progressing"):
+                    colour = "red" if resource.health.state == "degraded" else "yellow"
+                    console.print(
+                        f"    [{colour}]{resource.health.state:<11}[/{colour}]"
+                        f" {escape(str(resource.id))}: {escape(resource.health.reason)}"
+                    )
         for warning in status.warnings:
             console.print(f"  [yellow]warning[/yellow]: {escape(warning)}")
         if not status.runs:

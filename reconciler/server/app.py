@@ -8,6 +8,9 @@
     GET  /readyz         the worker runs and the server is not shutting down
     GET  /metrics        Prometheus
     GET  /status         JSON: mode, source, the run in flight, pending, next, per target
+                         (sync and health counts, what is out of sync or unhealthy),
+                         suspensions
+    GET  /, /resources, /runs, /graph, POST /actions/...: the web UI (`server.ui`)
 
 Answers: 202 a run is queued (or the event is ignored, with why), 200 ping or a replayed
 delivery, 401 bad or missing signature, 404 a hook whose secret is not configured, 413 a
@@ -37,6 +40,8 @@ from reconciler.server.logs import event
 from reconciler.server.metrics import CONTENT_TYPE, Metrics
 from reconciler.server.runs import Runner, ServeOptions
 from reconciler.server.schedule import Clock, Worker
+from reconciler.server.sessions import Sessions
+from reconciler.server.ui import UI
 
 log = logging.getLogger("reconciler.server")
 
@@ -55,9 +60,10 @@ class Server:
         self.options = options
         self.metrics = Metrics()
         self.runner = Runner(options, connect, self.metrics)
-        self.worker = Worker(self.runner, options.interval, clock=clock, rng=rng)
+        self.worker = Worker(self.runner, options.schedule, clock=clock, rng=rng)
         self.deliveries = Deliveries()
         self.started_at = time.time()
+        self.source_shown = Origin.parse(options.source).shown
 
     def trigger(self, trigger: Trigger) -> None:
         if self.worker.pending is not None:
@@ -90,7 +96,7 @@ def create_app(
             mode=options.mode,
             source=Origin.parse(options.source).shown,
             branch=options.branch,
-            interval_seconds=options.interval,
+            schedule=options.schedule.describe(),
         )
         server.worker.start()
         try:
@@ -181,16 +187,21 @@ def create_app(
             "source": Origin.parse(options.source).shown,
             "ref": options.ref,
             "branch": options.branch,
-            "interval_seconds": options.interval,
+            "schedule": options.schedule.describe(),
             "started_at": server.started_at,
             "pending": worker.pending.reason if worker.pending else None,
             "next_scheduled_in_seconds": round(max(0.0, worker.next_at - clock_now), 3),
             "coalesced_triggers": worker.coalesced,
             **server.runner.status(),
         }
+        with ui.store() as store:
+            suspended = store.suspensions() if store is not None else {}
+        body["suspended"] = {t: s.to_json() for t, s in sorted(suspended.items())}
         return JSONResponse(body)
 
+    ui = UI(server, Sessions(options.ui_token or options.generic_token, options.ui_public))
     routes = [
+        *ui.routes(),
         Route("/hooks/github", github, methods=["POST"]),
         Route("/hooks/gitlab", gitlab, methods=["POST"]),
         Route("/hooks/generic", generic, methods=["POST"]),

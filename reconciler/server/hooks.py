@@ -26,10 +26,13 @@ class Trigger:
     """Why a run is wanted."""
 
     reason: str
-    """startup, schedule, github, gitlab or generic."""
+    """startup, schedule, github, gitlab, generic, sync (the UI or `reconciler sync`) or
+    refresh."""
     revision: str | None = None
     """The commit a push announced (the run fetches the branch's newest anyway)."""
     delivery: str | None = None
+    plan: bool = False
+    """Plan only, whatever serve's mode (a refresh: observe and report, change nothing)."""
 
 
 def github_signed(secret: str, body: bytes, header: str | None) -> bool:

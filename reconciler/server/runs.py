@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from reconciler import checkout
@@ -21,10 +23,12 @@ from reconciler.execute import ExecuteOptions, Outcome
 from reconciler.manifests import LoadOptions, Manifests, load
 from reconciler.plan import Plan, Source
 from reconciler.reconcile import Connector, Request, plan_options, reconcile
+from reconciler.resource_status import ResourceStatus, counts
 from reconciler.server.hooks import Trigger
 from reconciler.server.logs import event
 from reconciler.server.metrics import Metrics
-from reconciler.state import open_store
+from reconciler.server.schedule import Every, Schedule
+from reconciler.state import open_store, suspension_of
 from reconciler.state.locks import LockOptions
 
 Mode = Literal["plan", "apply"]
@@ -43,7 +47,7 @@ class ServeOptions:
     """The branch whose push events trigger a run."""
     profile: str | None = None
     mode: Mode = "plan"
-    interval: float = 300.0
+    schedule: Schedule = Every(300.0)
     prune: bool | None = None
     max_deletes: int = 10
     allow_mass_delete: bool = False
@@ -52,6 +56,10 @@ class ServeOptions:
     github_secret: str | None = None
     gitlab_token: str | None = None
     generic_token: str | None = None
+    ui_token: str | None = None
+    """Opens the web UI and its actions (default: the generic webhook's token)."""
+    ui_public: bool = False
+    """Read-only pages open to anyone who reaches the server."""
 
 
 @dataclass
@@ -68,6 +76,12 @@ class RunReport:
     drifted: dict[str, list[str]] = field(default_factory=dict)
     run_id: int | None = None
     """The run's record in the state store, when it applied anything."""
+    held: list[str] = field(default_factory=list)
+    """Targets where automation was suspended: planned, not applied."""
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    """What the plan would change (its actions other than noops), as the plan's JSON."""
+    results: list[dict[str, Any]] = field(default_factory=list)
+    """What each applied action did: status, platform message, calls."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,7 +97,23 @@ class RunReport:
             "executed": self.executed,
             "drift": {target: len(ids) for target, ids in self.drifted.items()},
             "state_run_id": self.run_id,
+            "suspended_targets": self.held,
         }
+
+
+HISTORY = 200
+"""Runs kept in memory for the web UI (the state store keeps every applying run)."""
+PLAN_KEPT = 1000
+"""Actions kept per run for the web UI; the plan's summary counts them all."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Sync and health of every resource, as one run saw them."""
+
+    run: int
+    at: float
+    statuses: tuple[ResourceStatus, ...]
 
 
 class Runner:
@@ -98,6 +128,12 @@ class Runner:
         self.current: RunReport | None = None
         self.by_target: dict[str, RunReport] = {}
         self.targets: tuple[str, ...] = ()
+        self.history: deque[RunReport] = deque(maxlen=HISTORY)
+        """The last runs, newest first, with their plans and results (the runs page)."""
+        self.resources: Snapshot | None = None
+        """Each resource's sync and health as the last run that observed them saw."""
+        self.state: tuple[str, Path] | None = None
+        """The state store the last run loaded (its URL and the manifests root)."""
 
     async def __call__(self, trigger: Trigger) -> None:
         self.count += 1
@@ -141,7 +177,7 @@ class Runner:
         )
         self.targets = tuple(sorted(manifests.settings.targets))
         request = Request(
-            options.mode,
+            "plan" if report.trigger.plan else options.mode,
             plan_options(
                 manifests.settings,
                 prune=options.prune,
@@ -156,17 +192,28 @@ class Runner:
                 profile=manifests.settings.profile,
             ),
         )
+        self.state = (manifests.settings.state, manifests.root)
         store = open_store(manifests.settings.state, manifests.root)
         try:
-            result = await reconcile(manifests, self.connect, store, request)
+            suspensions = store.suspensions()
+            held = frozenset(t for t in self.targets if suspension_of(suspensions, t))
+            report.held = sorted(held)
+            result = await reconcile(manifests, self.connect, store, replace(request, held=held))
+            seen = result.planned
+            if result.outcome is not None and result.outcome.results:
+                # What was applied is seen again, as Argo CD refreshes after a sync: the
+                # statuses show the targets as they are now, not as they were before.
+                seen = (await reconcile(manifests, self.connect, store, request.planning())).planned
         finally:
             store.close()
+        self.resources = Snapshot(report.number, time.time(), tuple(seen.statuses()))
         self._planned(report, manifests, result.planned.plan, result.outcome)
 
     def _planned(
         self, report: RunReport, manifests: Manifests, plan: Plan, outcome: Outcome | None
     ) -> None:
         report.planned = {k: n for k, n in plan.summary().items() if n and k != "noop"}
+        report.plan = [a.to_json() for a in plan.actions if a.mutates or a.adopt][:PLAN_KEPT]
         for kind, count in report.planned.items():
             self.metrics.planned.labels(kind).inc(count)
         drifted: dict[str, list[str]] = {t: [] for t in manifests.settings.targets}
@@ -177,6 +224,7 @@ class Runner:
         report.drifted = drifted
         if outcome is not None:
             report.run_id = outcome.run_id
+            report.results = [r.to_json() for r in outcome.results][:PLAN_KEPT]
             for result in outcome.results:
                 report.executed[result.status] = report.executed.get(result.status, 0) + 1
                 self.metrics.actions.labels(result.action, result.status).inc()
@@ -189,8 +237,10 @@ class Runner:
             failed = [f"{r.id}: {r.message}" for r in outcome.results if r.status == "failed"]
             report.error = f"apply {outcome.result}: " + "; ".join(failed[:5])
             self.metrics.errors.labels("apply").inc()
-        elif self.options.mode == "plan" and plan.pending:
-            report.result = "drift"
+        elif ((self.options.mode == "plan" or report.trigger.plan) and plan.pending) or any(
+            report.drifted.get(t) for t in report.held
+        ):
+            report.result = "drift"  # found, not applied: plan mode, or held by a suspension
         else:
             report.result = "succeeded"
 
@@ -203,6 +253,7 @@ class Runner:
         if result in ("succeeded", "drift"):
             self.metrics.last_success.set(report.finished_at or time.time())
         self.last = report
+        self.history.appendleft(report)
         self.current = None
         for target in report.drifted or dict.fromkeys(self.targets):
             self.by_target[target] = report
@@ -210,11 +261,23 @@ class Runner:
         event(log, "run finished", level, **report.to_json(), seconds=round(seconds, 3))
 
     def status(self) -> dict[str, Any]:
-        """Per target: the last run that covered it, its revision, result and drift."""
+        """Per target: the last run that covered it, its revision, result and drift, and
+        its resources' sync and health as the last observation saw them."""
         targets: dict[str, Any] = {}
+        seen = self.resources.statuses if self.resources is not None else ()
+        tallies = counts(seen)
         for target, report in sorted(self.by_target.items()):
             ids = report.drifted.get(target)
+            attention = [
+                s.to_json()
+                for s in seen
+                if s.id.target == target
+                and s.managed
+                and (s.sync != "synced" or s.health.state != "healthy")
+            ]
             targets[target] = {
+                "resources": tallies.get(target, {}),
+                "attention": attention[:100],
                 "last_run": report.number,
                 "finished_at": report.finished_at,
                 "revision": report.revision,

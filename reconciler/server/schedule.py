@@ -2,10 +2,9 @@
 
 A trigger that arrives while a run is in flight waits as the one pending trigger; a
 newer one replaces it, so a burst of pushes gives one more run, which fetches the
-branch's newest commit. Between runs the worker sleeps until the next scheduled run,
-`interval` after the last one ended, give or take `jitter` (10%), so many reconcilers
-started together do not hit the platforms together. The clock is injected: tests move
-time by hand.
+branch's newest commit. Between runs the worker sleeps until the next scheduled run:
+`interval` after the last one ended, give or take 10% (`Every`), or the next time a cron
+expression names (`Cron`). The clock is injected: tests move time by hand.
 """
 
 from __future__ import annotations
@@ -13,25 +12,80 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
+
+from croniter import croniter
+from pytimeparse2 import parse as parse_duration
 
 from reconciler.server.hooks import Trigger
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
-
-
 def parse_interval(text: str) -> float:
-    """`90`, `90s`, `5m`, `1h` to seconds; ValueError for anything else or for zero."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"'{text}' is not a duration: write 30s, 5m or 1h")
-    seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
-    if seconds <= 0:
+    """A duration as Flux writes it (`90s`, `5m`, `1h30m`, `1.5h`; a bare number is
+    seconds) to seconds, by pytimeparse2; ValueError for anything else, or not above 0."""
+    seconds = parse_duration(text.strip()) if text.strip() else None
+    if seconds is None:
+        raise ValueError(f"'{text}' is not a duration: write 30s, 5m, 1h or 1h30m")
+    if float(seconds) <= 0:
         raise ValueError("the interval must be above zero")
-    return seconds
+    return float(seconds)
+
+
+def shown(seconds: float) -> str:
+    """Seconds as a duration: 5400 as 1h30m."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" * bool(hours), f"{minutes}m" * bool(minutes), f"{secs}s" * bool(secs)]
+    return "".join(parts) or f"{seconds:g}s"
+
+
+class Schedule(Protocol):
+    def delay(self, wall: float, rng: random.Random) -> float:
+        """Seconds from `wall` (Unix time, when the last run ended) to the next run."""
+        ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Every:
+    """`interval` after the last run ended, give or take `jitter`, so that many
+    reconcilers started together do not hit the platforms together."""
+
+    seconds: float
+    jitter: float = 0.1
+
+    def delay(self, wall: float, rng: random.Random) -> float:
+        return self.seconds * rng.uniform(1 - self.jitter, 1 + self.jitter)
+
+    def describe(self) -> str:
+        return f"every {shown(self.seconds)} (+-{self.jitter:.0%})"
+
+
+@dataclass(frozen=True)
+class Cron:
+    """At the times a cron expression names (five fields, UTC), by croniter."""
+
+    expression: str
+
+    def __post_init__(self) -> None:
+        if not croniter.is_valid(self.expression) or len(self.expression.split()) != 5:
+            raise ValueError(
+                f"'{self.expression}' is not a cron expression: five fields, minute hour"
+                " day-of-month month day-of-week, e.g. '*/15 * * * *' or '0 6 * * 1-5'"
+            )
+
+    def delay(self, wall: float, rng: random.Random) -> float:
+        start = datetime.fromtimestamp(wall, UTC)
+        following = float(croniter(self.expression, start).get_next(float))
+        return max(0.0, following - wall)
+
+    def describe(self) -> str:
+        return f"cron '{self.expression}' (UTC)"
 
 
 class Clock(Protocol):
@@ -56,15 +110,15 @@ class Worker:
     def __init__(
         self,
         reconcile: Callable[[Trigger], Awaitable[None]],
-        interval: float,
+        schedule: Schedule | float,
         *,
         clock: Clock | None = None,
-        jitter: float = 0.1,
         rng: random.Random | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._reconcile = reconcile
-        self.interval = interval
-        self.jitter = jitter
+        self.schedule = Every(schedule) if isinstance(schedule, int | float) else schedule
+        self._wall = wall
         self.clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self.pending: Trigger | None = Trigger("startup")
@@ -78,6 +132,8 @@ class Worker:
     def trigger(self, trigger: Trigger) -> None:
         if self.pending is not None:
             self.coalesced += 1
+            if trigger.plan and not self.pending.plan:
+                return  # the run pending applies, and so refreshes too
         self.pending = trigger
         self._wake.set()
 
@@ -96,7 +152,7 @@ class Worker:
         return self._task is not None and not self._task.done()
 
     def _delay(self) -> float:
-        return self.interval * self._rng.uniform(1 - self.jitter, 1 + self.jitter)
+        return self.schedule.delay(self._wall(), self._rng)
 
     async def _loop(self) -> None:
         while not self.stopping:

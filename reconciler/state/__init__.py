@@ -20,16 +20,20 @@ from pathlib import Path
 
 from reconciler.errors import InputError, Problem
 from reconciler.state.base import (
+    ALL_TARGETS,
     Intent,
     InventoryEntry,
     LockHolder,
     RunRecord,
     StateIdentity,
     StateStore,
+    Suspension,
+    suspension_of,
 )
 from reconciler.state.sqlite import SqliteStore
 
 __all__ = [
+    "ALL_TARGETS",
     "Intent",
     "InventoryEntry",
     "LockHolder",
@@ -37,7 +41,9 @@ __all__ = [
     "SqliteStore",
     "StateIdentity",
     "StateStore",
+    "Suspension",
     "open_store",
+    "suspension_of",
 ]
 
 

@@ -106,6 +106,33 @@ class LockHolder:
         return f"{self.command} on host {self.host} (pid {self.pid}) since {since}{revision}"
 
 
+ALL_TARGETS = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """Automation paused on a target (or on every target: `ALL_TARGETS`): `serve` still
+    plans and reports drift there, and applies nothing, until `reconciler resume`."""
+
+    target: str
+    by: str
+    since: float
+    reason: str = ""
+
+    def describe(self) -> str:
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.since))
+        why = f": {self.reason}" if self.reason else ""
+        return f"suspended by {self.by} since {since}{why}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "by": self.by, "since": self.since, "reason": self.reason}
+
+
+def suspension_of(suspensions: dict[str, Suspension], target: str) -> Suspension | None:
+    """What suspends `target`: its own suspension, or the one of every target."""
+    return suspensions.get(target) or suspensions.get(ALL_TARGETS)
+
+
 @dataclass(frozen=True, slots=True)
 class StateIdentity:
     """Which state this is (as Terraform's lineage): made once, kept by `state migrate`.
@@ -209,5 +236,17 @@ class StateStore(Protocol):
     def identity(self) -> StateIdentity:
         """This state's lineage and plan-signing key, made on first use."""
         ...
+
+    # --- suspensions: automation paused per target ---------------------------------
+
+    def suspend(self, suspension: Suspension) -> None:
+        """Record (or replace) the suspension of `suspension.target`."""
+        ...
+
+    def resume(self, target: str) -> Suspension | None:
+        """Lift `target`'s suspension; the one lifted, if any."""
+        ...
+
+    def suspensions(self) -> dict[str, Suspension]: ...
 
     def close(self) -> None: ...

@@ -24,6 +24,7 @@ from reconciler.state.base import (
     RunRecord,
     RunResult,
     StateIdentity,
+    Suspension,
 )
 
 Row = tuple[Any, ...]
@@ -72,6 +73,7 @@ TABLES: dict[str, tuple[str, ...]] = {
 _INVENTORY = ", ".join(TABLES["inventory"])
 _RUNS = "id, command, revision, profile, started_at, result, finished_at, plan, actions, targets"
 _INTENTS = "id, run_id, resource, action, call, started_at, outcome, finished_at, error, entry"
+_SUSPENDED = "suspended:"
 _LOCKS = "target, token, host, pid, command, revision, since, heartbeat"
 
 
@@ -304,6 +306,30 @@ class SqlStore(ABC):
                 )
             values = dict(self._query("SELECT name, value FROM meta"))
         return StateIdentity(values["lineage"], bytes.fromhex(values["plan_key"]))
+
+    # --- suspensions, kept in `meta` (copied by `state migrate` with it) -------------
+
+    def suspend(self, suspension: Suspension) -> None:
+        value = json.dumps(suspension.to_json(), sort_keys=True)
+        self._query(
+            "INSERT INTO meta (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (_SUSPENDED + suspension.target, value),
+        )
+
+    def resume(self, target: str) -> Suspension | None:
+        with self._transaction():
+            lifted = self.suspensions().get(target)
+            self._query("DELETE FROM meta WHERE name = ?", (_SUSPENDED + target,))
+        return lifted
+
+    def suspensions(self) -> dict[str, Suspension]:
+        rows = self._query("SELECT name, value FROM meta WHERE name LIKE ?", (_SUSPENDED + "%",))
+        found = {}
+        for _, value in rows:
+            data = json.loads(value)
+            found[data["target"]] = Suspension(**data)
+        return found
 
     # --- copying a whole state (`reconciler state migrate`) -------------------------
 

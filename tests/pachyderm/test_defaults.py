@@ -332,7 +332,7 @@ def test_defaults_manifests_pachd_would_refuse_are_input_errors(
     assert why in capsys.readouterr().err
 
 
-def test_status_shows_each_pipelines_state(
+def test_status_shows_each_resources_sync_and_health(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     options = SandboxOptions(pachyderm=PachydermOptions(crash_images=frozenset({"bad:1"})))
@@ -341,11 +341,17 @@ def test_status_shows_each_pipelines_state(
     assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
     capsys.readouterr()
     assert run_cli("status", str(folder), "--format", "json", connector=sandbox) == 0
-    states = json.loads(capsys.readouterr().out)["targets"]["pachyderm"]["states"]
-    assert states == {
+    shown = json.loads(capsys.readouterr().out)["targets"]["pachyderm"]
+    pipelines = {r["id"]: r for r in shown["resources"] if r["kind"] == "Pipeline"}
+    assert {rid: r["platform_status"] for rid, r in pipelines.items()} == {
         f"pachyderm:Pipeline/vision/{name}": "PIPELINE_RUNNING"
         for name in ("edges", "montage", "summary")
     }
+    assert {r["health"] for r in shown["resources"]} == {"healthy"}
+    managed = [r for r in shown["resources"] if r["managed"]]
+    assert shown["sync"] == {"synced": len(managed)}
+    # pachd's cluster and project defaults are there, in no manifest: shown, not managed
+    assert {r["sync"] for r in shown["resources"] if not r["managed"]} <= {"not_managed"}
     (edges,) = [p for p in pachd(sandbox, "ListPipeline", {}) if p["pipeline"]["name"] == "edges"]
     user = json.loads(edges["userSpecJson"])
     user["transform"]["image"] = "bad:1"
@@ -355,5 +361,6 @@ def test_status_shows_each_pipelines_state(
     time.sleep(0.1)  # past the sandbox's start delay
     assert run_cli("status", str(folder), connector=sandbox) == 0
     out = capsys.readouterr().out
-    assert "states: 1 crashing, 2 running" in out
-    assert "pachyderm:Pipeline/vision/edges: PIPELINE_CRASHING: back-off pulling image" in out
+    assert "health: 1 degraded, " in out
+    assert "sync: 1 out of sync, " in out  # its image, changed by hand, differs
+    assert "degraded    pachyderm:Pipeline/vision/edges: back-off pulling image" in out

@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from reconciler import compose
+from reconciler.server.schedule import Every
 from reconciler.server import ServeOptions, create_app
 from reconciler.server.app import Server
 
@@ -29,7 +30,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     options = ServeOptions(
         source=str(tmp_path),
         mode="apply",
-        interval=3600,
+        schedule=Every(3600),
         github_secret=SECRET,
         gitlab_token=GITLAB,
         generic_token=BEARER,
@@ -159,7 +160,7 @@ def test_generic_hook_takes_a_bearer_token(client: TestClient) -> None:
 
 def test_a_hook_without_its_secret_is_not_there(tmp_path: Path) -> None:
     (tmp_path / "project.yaml").write_text(PROJECT)
-    options = ServeOptions(source=str(tmp_path), interval=3600)
+    options = ServeOptions(source=str(tmp_path), schedule=Every(3600))
     with TestClient(create_app(options, compose.Connector())) as plain:
         for hook, variable in (
             ("github", "RECONCILER_GITHUB_SECRET"),

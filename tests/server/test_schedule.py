@@ -8,7 +8,7 @@ import random
 import pytest
 
 from reconciler.server.hooks import Trigger
-from reconciler.server.schedule import Worker, parse_interval
+from reconciler.server.schedule import Cron, Every, Worker, parse_interval
 
 
 class FakeClock:
@@ -63,15 +63,10 @@ class Recorder:
         self.in_flight -= 1
 
 
-def test_intervals_are_parsed_and_bad_ones_refused() -> None:
-    assert [parse_interval(t) for t in ("90", "30s", "5m", "1h", "1.5m")] == [
-        90,
-        30,
-        300,
-        3600,
-        90,
-    ]
-    for bad in ("0", "5 minutes", "-1m", "m"):
+def test_intervals_are_parsed_as_flux_writes_them_and_bad_ones_refused() -> None:
+    written = ("90", "30s", "5m", "1h", "1.5m", "1h30m", "2h45m30s", "500ms")
+    assert [parse_interval(t) for t in written] == [90, 30, 300, 3600, 90, 5400, 9930, 0.5]
+    for bad in ("0", "0s", "-1m", "m", "", "five minutes", "1x"):
         with pytest.raises(ValueError):
             parse_interval(bad)
 
@@ -145,3 +140,38 @@ async def _test_stop_lets_the_run_in_flight_finish_and_starts_no_other() -> None
     await stopping
     assert reconcile.in_flight == 0
     assert len(reconcile.triggers) == 1  # the pending trigger was not started
+
+
+def test_a_cron_schedule_waits_for_the_next_time_it_names() -> None:
+    rng = random.Random(1)
+    # 2026-12-01 06:07:30 UTC: the next quarter hour is 06:15:00, 450 s later.
+    wall = 1796105250.0
+    assert Cron("*/15 * * * *").delay(wall, rng) == 450
+    assert Cron("0 6 * * *").delay(wall, rng) == 23 * 3600 + 52 * 60 + 30  # tomorrow
+    assert "cron '*/15 * * * *'" in Cron("*/15 * * * *").describe()
+    for bad in ("*/15 * * *", "61 * * * *", "every hour", "* * * * * *"):
+        with pytest.raises(ValueError, match="not a cron expression"):
+            Cron(bad)
+
+
+def test_every_describes_itself_as_a_duration() -> None:
+    assert Every(5400).describe() == "every 1h30m (+-10%)"
+
+
+def test_the_worker_sleeps_until_the_cron_time() -> None:
+    asyncio.run(_test_the_worker_sleeps_until_the_cron_time())
+
+
+async def _test_the_worker_sleeps_until_the_cron_time() -> None:
+    clock = FakeClock()
+    reconcile = Recorder()
+    wall = [1796105250.0]  # 06:07:30 UTC
+    worker = Worker(reconcile, Cron("*/15 * * * *"), clock=clock, wall=lambda: wall[0])
+    worker.start()
+    await settle()
+    assert [t.reason for t in reconcile.triggers] == ["startup"]
+    await clock.advance(449)
+    assert len(reconcile.triggers) == 1
+    await clock.advance(1)
+    assert [t.reason for t in reconcile.triggers] == ["startup", "schedule"]
+    await worker.stop()

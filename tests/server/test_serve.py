@@ -237,6 +237,7 @@ def test_health_answers_while_a_run_plans(tmp_path: Path, monkeypatch: pytest.Mo
     from reconciler import plan as plan_module
     from reconciler.server import ServeOptions
     from reconciler.server import create_app as serve_app
+    from reconciler.server.schedule import Every
 
     (tmp_path / "project.yaml").write_text(
         "apiVersion: pachyderm/v1\nkind: Project\nmetadata: {name: slow}\n"
@@ -252,7 +253,7 @@ def test_health_answers_while_a_run_plans(tmp_path: Path, monkeypatch: pytest.Mo
         return real(*args, **kwargs)
 
     monkeypatch.setattr(reconcile, "make_plan", slow_plan)
-    options = ServeOptions(source=str(tmp_path), interval=3600)
+    options = ServeOptions(source=str(tmp_path), schedule=Every(3600))
     with TestClient(serve_app(options, compose.Connector())) as client:
         assert planning.wait(20)
         started = time.monotonic()
