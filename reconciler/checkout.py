@@ -350,6 +350,48 @@ def base(checkout: Checkout, ref: str, dest: Path, git: Git | None = None) -> Ch
             commit = git.run(
                 ["merge-base", "--end-of-options", commit, head], repo, what="git merge-base"
             ).strip()
+    return _written(git, checkout, repo, prefix, commit, ref, dest)
+
+
+def at(checkout: Checkout, ref: str, dest: Path, git: Git | None = None) -> Checkout:
+    """The same manifests folder exactly as it was at `ref` (a commit, branch or tag; for
+    `rollback`), written under `dest`, with the checkout's `.reconciler/` (the embedded
+    sandbox, a relative SQLite state) linked in: an earlier revision is applied to the
+    same targets and state as now."""
+    repo = checkout.repository
+    if repo is None:
+        raise InputError(
+            [
+                Problem(
+                    checkout.origin.shown,
+                    message="not in a git repository: there is no earlier revision",
+                    hint="rollback needs a git source (a work tree, or a git URL)",
+                )
+            ]
+        )
+    _refuse_option("--to", ref)
+    git = git or Git()
+    start = checkout.folder if checkout.folder.is_dir() else checkout.folder.parent
+    prefix = start.resolve().relative_to(repo.resolve()).as_posix()
+    prefix = "" if prefix == "." else prefix
+    try:
+        commit = _resolve(git, repo, ref, "--to")
+    except InputError:
+        if not checkout.origin.remote:
+            raise
+        commit = _fetch(git, repo, checkout.origin.location, ref)
+    written = _written(git, checkout, repo, prefix, commit, ref, dest)
+    local = start / STATE_FOLDER
+    linked = (written.folder if written.folder.is_dir() else written.folder.parent) / STATE_FOLDER
+    if local.is_dir() and not linked.exists():
+        linked.symlink_to(local.resolve(), target_is_directory=True)
+    return written
+
+
+def _written(
+    git: Git, checkout: Checkout, repo: Path, prefix: str, commit: str, ref: str, dest: Path
+) -> Checkout:
+    """The folder `prefix` of `repo` at `commit`, extracted under `dest`."""
     try:
         archive = git.output(
             ["archive", "--format=tar", "--end-of-options", commit, *([prefix] if prefix else [])],
@@ -381,7 +423,7 @@ def _toplevel(folder: Path, git: Git | None) -> Path | None:
         return None
 
 
-def _resolve(git: Git, repo: Path, ref: str) -> str:
+def _resolve(git: Git, repo: Path, ref: str, option: str = "--base") -> str:
     try:
         return git.run(
             ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
@@ -392,7 +434,7 @@ def _resolve(git: Git, repo: Path, ref: str) -> str:
         raise InputError(
             [
                 Problem(
-                    "--base",
+                    option,
                     message=f"'{ref}' is not a commit, branch or tag of the repository",
                     hint="fetch it first (in CI: a checkout with fetch-depth: 0), or name"
                     " another ref",

@@ -33,11 +33,11 @@ from reconciler import resource_status
 from reconciler.diff import digest
 from reconciler.errors import InputError, OperationalError, Problem, ReconcilerError
 from reconciler.execute import ExecuteOptions, Listener, Outcome, Work, execute
+from reconciler.graph import Graph
 from reconciler.manifests import Manifests, ResourceId
 from reconciler.manifests.config import Settings, TargetConfig
 from reconciler.plan import Action, Binding, Plan, PlanOptions, Source, make_plan
 from reconciler.providers.base import Applied, Check, Desired, Observation, Observed, Provider
-from reconciler.graph import Graph
 from reconciler.redact import masked
 from reconciler.resource_status import ResourceStatus
 from reconciler.state import (

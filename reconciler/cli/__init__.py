@@ -4,7 +4,7 @@ Rule: the only place that reads flags, prints, and maps errors to exit codes:
 0 success, 1 operational error, 2 changes pending (plan --detailed-exitcode),
 3 invalid input (nothing contacted). Bad flags are invalid input too: exit 3.
 One module per command group (`validate`, `plan`, `apply`, `doctor`, `state`,
-`serve`, `watch`, `sandbox`); this one registers them and runs the command.
+`automation`, `serve`, `watch`, `sandbox`); this one registers them and runs the command.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import typer
 
 from reconciler import __version__
 from reconciler.cli import apply as apply_cli
+from reconciler.cli import automation as automation_cli
 from reconciler.cli import doctor as doctor_cli
 from reconciler.cli import package as package_cli
 from reconciler.cli import plan as plan_cli
@@ -54,6 +55,10 @@ app.add_typer(sandbox_cli.app, name="sandbox")
 app.add_typer(state_cli.app, name="state")
 app.command("status")(state_cli.status)
 app.command("unlock")(state_cli.unlock)
+app.command("suspend")(automation_cli.suspend)
+app.command("resume")(automation_cli.resume)
+app.command("sync")(automation_cli.sync)
+app.command("rollback")(automation_cli.rollback)
 app.command("serve")(serve_cli.serve)
 app.command("watch")(watch_cli.watch)
 

@@ -36,8 +36,10 @@ from reconciler.cli.common import (
 from reconciler.cli.plan import options_from_flags
 from reconciler.errors import InputError, OperationalError, Problem
 from reconciler.execute import ExecuteOptions, Listener
-from reconciler.plan import Plan, Source
+from reconciler.manifests import Manifests
+from reconciler.plan import Plan, PlanOptions, Source
 from reconciler.reconcile import (
+    Connector,
     Planned,
     Request,
     Result,
@@ -209,8 +211,36 @@ def apply(
         options = options_from_flags(
             manifests, select, no_deps, prune, max_deletes, allow_mass_delete
         )
+    return run_apply(
+        _connector(ctx),
+        fetched,
+        manifests,
+        options,
+        saved=saved,
+        yes=yes,
+        text=output is ValidateFormat.text,
+        verbose=verbose,
+        concurrency=concurrency,
+        lock_timeout=lock_timeout,
+    )
+
+
+def run_apply(
+    connector: Connector,
+    fetched: Checkout,
+    manifests: Manifests,
+    options: PlanOptions,
+    *,
+    saved: Plan | None = None,
+    yes: bool = False,
+    text: bool = True,
+    verbose: bool = False,
+    concurrency: int = 8,
+    lock_timeout: float = 0.0,
+    question: str = "Apply these changes?",
+) -> int:
+    """Plan, show, ask, apply, and report, as `apply` does (and `rollback`)."""
     where = Source(fetched.origin.recorded, fetched.revision, manifests.settings.profile)
-    text = output is ValidateFormat.text
 
     def approve(planned: Planned, recovered: tuple[str, ...]) -> bool:
         if recovered:
@@ -222,7 +252,7 @@ def apply(
         if text:
             plan_render.print_text(planned.plan, out, verbose=verbose)
         if planned.plan.pending and not planned.plan.errors and not yes:
-            confirm("Apply these changes?", "apply")
+            confirm(question, "apply")
         return True
 
     stop = asyncio.Event()
@@ -239,7 +269,6 @@ def apply(
         progress=lambda planned: _progress(planned, text, stop),
         stop=stop,
     )
-    connector = _connector(ctx)
 
     async def run() -> Result:
         store = open_store(manifests.settings.state, manifests.root)

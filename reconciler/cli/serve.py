@@ -48,9 +48,7 @@ def serve(
     ] = ModeChoice.plan,
     interval: Annotated[
         str,
-        typer.Option(
-            "--interval", help="Time between scheduled runs (+-10%): 30s, 5m, 1h, 1h30m."
-        ),
+        typer.Option("--interval", help="Time between scheduled runs (+-10%): 30s, 5m, 1h, 1h30m."),
     ] = "5m",
     cron: Annotated[
         str | None,

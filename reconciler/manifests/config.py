@@ -8,14 +8,14 @@ the top-level ones, add their `patches` in order, and the nearest `select`, `pru
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from reconciler.manifests.model import Model
+from reconciler.manifests.model import Model, Value
 from reconciler.manifests.values import DEFAULT_MAX_BYTES, FileAccess
 
 CONFIG_FILE = "reconciler.yaml"
@@ -109,6 +109,60 @@ class Files(Model):
         return FileAccess(root, tuple(root / folder for folder in self.allow), self.max_bytes)
 
 
+NotificationEvent = Literal["run-failed", "run-recovered", "drift", "degraded", "refused"]
+NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = (
+    "run-failed",
+    "run-recovered",
+    "drift",
+    "degraded",
+    "refused",
+)
+
+
+class Sink(Model):
+    """Where `serve` sends notifications: a Slack incoming webhook, a Microsoft Teams
+    workflow webhook, a JSON webhook signed with HMAC-SHA256, or the commit statuses of
+    the revision a run applied on GitHub or GitLab."""
+
+    type: Literal["slack", "teams", "webhook", "github", "gitlab"]
+    url: Value | None = None
+    """The webhook's URL (slack, teams, webhook: a secret, so `${env:...}`); for github
+    and gitlab, the API (default https://api.github.com, https://gitlab.com)."""
+    secret: Value | None = None
+    """webhook: the HMAC-SHA256 key of the X-Reconciler-Signature-256 header."""
+    token: Value | None = None
+    """github, gitlab: a token that may write commit statuses."""
+    repository: str | None = None
+    """github: owner/name; gitlab: the project's path (group/project) or id."""
+    events: list[NotificationEvent] = Field(default_factory=lambda: list(NOTIFICATION_EVENTS))
+    """Which events (not for commit statuses: they follow every applying run)."""
+    context: str = "reconciler"
+    """github, gitlab: the status's context (name), one per serve."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> Sink:
+        if self.type in ("slack", "teams", "webhook") and self.url is None:
+            raise ValueError(f"a {self.type} notification needs its url (a ${{env:...}})")
+        if self.type == "webhook" and self.secret is None:
+            raise ValueError("a webhook notification needs a secret to sign with")
+        if self.type in ("github", "gitlab") and (self.token is None or not self.repository):
+            raise ValueError(f"{self.type} commit statuses need a token and a repository")
+        if (
+            self.url is not None
+            and isinstance(self.url, str)
+            and not self.url.startswith(("https://", "http://"))
+        ):
+            raise ValueError(f"'{self.url}' is not an http(s) URL")
+        return self
+
+
+class Notifications(Model):
+    link: str | None = None
+    """The web UI's address as people reach it (https://reconciler.example.com): the
+    links in notifications and commit statuses point there."""
+    sinks: list[Sink] = Field(default_factory=list)
+
+
 class Config(Model):
     manifests: list[str] = Field(default_factory=lambda: ["."])
     """Folders (searched for *.yaml and *.yml) or globs, relative to this file."""
@@ -118,6 +172,8 @@ class Config(Model):
     targets: dict[str, TargetConfig] = Field(default_factory=dict)
     """Name to target; each validated by its provider's model (see `catalog`)."""
     profiles: dict[str, Profile] = Field(default_factory=dict)
+    notifications: Notifications = Field(default_factory=Notifications)
+    """What `serve` tells people, and where (README: Notifications)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +189,7 @@ class Settings:
     profile: str | None
     files: FileAccess | None = None
     """Where `${file:...}` may read (None: the manifests folder alone)."""
+    notifications: Notifications = field(default_factory=Notifications)
 
 
 def profile_chain(profiles: dict[str, Profile], name: str) -> list[str] | list[list[str]]:

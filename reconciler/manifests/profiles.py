@@ -73,9 +73,12 @@ def load_settings(
             patches=(),
             profile=None,
             files=config.files.access(root),
+            notifications=config.notifications,
         )
     settings = _apply_profile(config, model, raw, profile, display, config_file, report)
-    return replace(settings, files=config.files.access(root)) if settings else None
+    if settings is None:
+        return None
+    return replace(settings, files=config.files.access(root), notifications=config.notifications)
 
 
 def _files(raw: dict[str, Any], root: Path) -> FileAccess:

@@ -123,6 +123,7 @@ class _Request:
     content: bytes | None = None
     params: Mapping[str, str] | None = None
     anonymous: bool = False
+    headers: Mapping[str, str] | None = None
 
 
 class HttpClient:
@@ -206,6 +207,15 @@ class HttpClient:
         request = _Request(method, path, content=content, params=params)
         return (await self._send(request, read=read)).content
 
+    async def deliver(
+        self, url: str, content: bytes, headers: Mapping[str, str], *, method: str = "POST"
+    ) -> str:
+        """Send `content` as it is, with these headers (a signed notification: the
+        signature covers exactly these bytes); the answer's text, whatever its type.
+        Not retried here: the caller decides."""
+        request = _Request(method, url, content=content, headers=headers)
+        return (await self._send(request, read=False)).text
+
     async def text(self, path: str, *, anonymous: bool = False) -> tuple[str, str]:
         """GET a document that need not be JSON (a description, an HTML page): its
         content type and text. A read: retried like the others."""
@@ -245,6 +255,7 @@ class HttpClient:
             headers["content-type"] = "application/octet-stream"
         elif request.body is not None:
             content = json.dumps(request.body).encode()
+        headers.update(request.headers or {})
         method, path = request.method, request.path
         try:
             if request.form is not None:

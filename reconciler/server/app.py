@@ -38,6 +38,7 @@ from reconciler.server import hooks
 from reconciler.server.hooks import Deliveries, Trigger, Verdict
 from reconciler.server.logs import event
 from reconciler.server.metrics import CONTENT_TYPE, Metrics
+from reconciler.server.notify import Notifier
 from reconciler.server.runs import Runner, ServeOptions
 from reconciler.server.schedule import Clock, Worker
 from reconciler.server.sessions import Sessions
@@ -59,7 +60,8 @@ class Server:
     ) -> None:
         self.options = options
         self.metrics = Metrics()
-        self.runner = Runner(options, connect, self.metrics)
+        self.notifier = Notifier(self.metrics, Origin.parse(options.source).shown)
+        self.runner = Runner(options, connect, self.metrics, self.notifier)
         self.worker = Worker(self.runner, options.schedule, clock=clock, rng=rng)
         self.deliveries = Deliveries()
         self.started_at = time.time()
@@ -105,6 +107,7 @@ def create_app(
             running = server.worker.running is not None
             event(log, "shutting down", waiting_for_run=running)
             await server.worker.stop()
+            await server.notifier.aclose()
             event(log, "stopped")
 
     def headed(name: str) -> Callable[[Request], str | None]:

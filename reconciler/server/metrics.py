@@ -57,5 +57,12 @@ class Metrics:
             registry=r,
         )
 
+        self.notifications = Counter(
+            "reconciler_notifications",
+            "Notifications and commit statuses, by sink type and outcome (sent, failed).",
+            ["sink", "outcome"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +27,7 @@ from reconciler.resource_status import ResourceStatus, counts
 from reconciler.server.hooks import Trigger
 from reconciler.server.logs import event
 from reconciler.server.metrics import Metrics
+from reconciler.server.notify import Notifier, RunFacts
 from reconciler.server.schedule import Every, Schedule
 from reconciler.state import open_store, suspension_of
 from reconciler.state.locks import LockOptions
@@ -47,7 +48,7 @@ class ServeOptions:
     """The branch whose push events trigger a run."""
     profile: str | None = None
     mode: Mode = "plan"
-    schedule: Schedule = Every(300.0)
+    schedule: Schedule = field(default_factory=lambda: Every(300.0))
     prune: bool | None = None
     max_deletes: int = 10
     allow_mass_delete: bool = False
@@ -82,6 +83,8 @@ class RunReport:
     """What the plan would change (its actions other than noops), as the plan's JSON."""
     results: list[dict[str, Any]] = field(default_factory=list)
     """What each applied action did: status, platform message, calls."""
+    refusals: list[str] = field(default_factory=list)
+    """Why a guard refused the plan (its errors)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -119,10 +122,17 @@ class Snapshot:
 class Runner:
     """Makes runs and remembers the last one, and the last per target."""
 
-    def __init__(self, options: ServeOptions, connect: Connector, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        options: ServeOptions,
+        connect: Connector,
+        metrics: Metrics,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.options = options
         self.connect = connect
         self.metrics = metrics
+        self.notifier = notifier
         self.count = 0
         self.last: RunReport | None = None
         self.current: RunReport | None = None
@@ -165,6 +175,26 @@ class Runner:
             log.exception("internal error in a run")
         report.finished_at = time.time()
         self._record(report, time.monotonic() - started)
+        if self.notifier is not None:
+            fresh = (
+                self.resources if self.resources and self.resources.run == report.number else None
+            )
+            self.notifier.finished(
+                RunFacts(
+                    report.number,
+                    report.result or "failed",
+                    report.error,
+                    report.revision,
+                    tuple(report.refusals),
+                    report.drifted,
+                    self._applies(report),
+                    tuple(report.held),
+                ),
+                fresh.statuses if fresh is not None else None,
+            )
+
+    def _applies(self, report: RunReport) -> bool:
+        return self.options.mode == "apply" and not report.trigger.plan
 
     async def _run(self, report: RunReport) -> None:
         options = self.options
@@ -176,6 +206,9 @@ class Runner:
             load, fetched.folder, LoadOptions(profile=options.profile, cache=True)
         )
         self.targets = tuple(sorted(manifests.settings.targets))
+        if self.notifier is not None:
+            self.notifier.config = manifests.settings.notifications
+            self.notifier.started(report.number, report.revision, self._applies(report))
         request = Request(
             "plan" if report.trigger.plan else options.mode,
             plan_options(
@@ -230,7 +263,8 @@ class Runner:
                 self.metrics.actions.labels(result.action, result.status).inc()
         if plan.errors:
             report.result = "failed"
-            report.error = "; ".join(str(e) for e in plan.errors)
+            report.refusals = [str(e) for e in plan.errors]
+            report.error = "; ".join(report.refusals)
             self.metrics.errors.labels("plan").inc()
         elif outcome is not None and not outcome.ok:
             report.result = "failed"

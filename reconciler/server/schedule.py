@@ -23,6 +23,7 @@ from pytimeparse2 import parse as parse_duration
 
 from reconciler.server.hooks import Trigger
 
+
 def parse_interval(text: str) -> float:
     """A duration as Flux writes it (`90s`, `5m`, `1h30m`, `1.5h`; a bare number is
     seconds) to seconds, by pytimeparse2; ValueError for anything else, or not above 0."""

@@ -26,9 +26,9 @@ MAX_NODES = 400
 """Beyond this a graph is unreadable: the page asks for one resource's neighbourhood."""
 
 
-def depths(nodes: Sequence[ResourceId], uses: Mapping[ResourceId, Sequence[ResourceId]]) -> dict[
-    ResourceId, int
-]:
+def depths(
+    nodes: Sequence[ResourceId], uses: Mapping[ResourceId, Sequence[ResourceId]]
+) -> dict[ResourceId, int]:
     """Each node's column: one more than the deepest thing it uses among `nodes`."""
     inside = set(nodes)
     found: dict[ResourceId, int] = {}

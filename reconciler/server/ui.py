@@ -22,11 +22,11 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from html import escape
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from html import escape
 from math import ceil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +38,6 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from reconciler.manifests import ResourceId
 from reconciler.providers.base import HEALTH_STATES
 from reconciler.resource_status import SYNCS, ResourceStatus
 from reconciler.server import svg
@@ -180,7 +179,9 @@ class UI:
     def guarded(self, page: Handler) -> Handler:
         async def handler(request: Request) -> Response:
             if not self.sessions.may_read(request):
-                target = quote(request.url.path + ("?" + request.url.query if request.url.query else ""))
+                target = quote(
+                    request.url.path + ("?" + request.url.query if request.url.query else "")
+                )
                 return RedirectResponse(f"/login?next={target}", status_code=303)
             return await page(request)
 
@@ -212,7 +213,9 @@ class UI:
                     "name": target,
                     "managed": len(mine),
                     "sync": {k: sum(1 for s in mine if s.sync == k) for k in SYNCS},
-                    "health": {k: sum(1 for s in mine if s.health.state == k) for k in HEALTH_STATES},
+                    "health": {
+                        k: sum(1 for s in mine if s.health.state == k) for k in HEALTH_STATES
+                    },
                     "unmanaged": sum(
                         1 for s in statuses if s.id.target == target and not s.managed
                     ),
@@ -341,9 +344,7 @@ class UI:
         following = _local(form.get("next"))
         if cookie is None:
             event(log, "ui login refused", logging.WARNING)
-            return self.render(
-                request, "login.html", 401, next=following, refused=True
-            )
+            return self.render(request, "login.html", 401, next=following, refused=True)
         response = RedirectResponse(following, status_code=303)
         response.set_cookie(
             COOKIE,
@@ -377,12 +378,18 @@ class UI:
         by = _who(request)
         target = form.get("target") or ALL_TARGETS
         if what in ("sync", "refresh"):
-            self.server.trigger(Trigger("sync" if what == "sync" else "refresh", plan=what == "refresh"))
+            self.server.trigger(
+                Trigger("sync" if what == "sync" else "refresh", plan=what == "refresh")
+            )
             done = "a run was queued" if what == "sync" else "a refresh (plan only) was queued"
         else:
             with self.store() as store:
                 if store is None:
-                    return _answer(request, 409, "no run has loaded the state store yet: try again after the first run")
+                    return _answer(
+                        request,
+                        409,
+                        "no run has loaded the state store yet: try again after the first run",
+                    )
                 if target != ALL_TARGETS and target not in self.targets():
                     return _answer(request, 400, f"no target {target}")
                 if what == "suspend":
@@ -400,7 +407,9 @@ class UI:
         if _wants_json(request):
             return JSONResponse({"ok": True, "done": done}, status_code=202)
         back = _local(form.get("next"))
-        return RedirectResponse(back + ("&" if "?" in back else "?") + urlencode({"done": done}), status_code=303)
+        return RedirectResponse(
+            back + ("&" if "?" in back else "?") + urlencode({"done": done}), status_code=303
+        )
 
     def routes(self) -> list[Route | Mount]:
         guarded = self.guarded
