@@ -215,7 +215,8 @@ def profile_chain(profiles: dict[str, Profile], name: str) -> list[str] | list[l
 def configuration_changes(trusted: Settings, proposed: Settings) -> list[str]:
     """What `proposed` changes of the settings that decide where credentials and state
     go: each target (URL, TLS, timeout aside, auth as written: `${env:...}` compared as
-    written, never read), the state URL, and the folders `${file:...}` may read."""
+    written, never read), the state URL, the folders `${file:...}` may read, and the
+    notifications."""
     changes = []
 
     def shown(target: TargetConfig) -> dict[str, Any]:
@@ -237,6 +238,13 @@ def configuration_changes(trusted: Settings, proposed: Settings) -> list[str]:
         changes.append("changes the state URL")
     if _file_policy(trusted) != _file_policy(proposed):
         changes.append("changes which files ${file:...} may read")
+
+    # A sink's URL with a token beside it is where that token is sent.
+    def sinks(settings: Settings) -> dict[str, Any]:
+        return settings.notifications.model_dump(mode="json", context={"expressions": True})
+
+    if sinks(trusted) != sinks(proposed):
+        changes.append("changes the notifications (where tokens and reports are sent)")
     return changes
 
 

@@ -180,6 +180,11 @@ def create_app(
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
+        with ui.store() as store:
+            if store is not None:
+                server.metrics.state(
+                    server.runner.targets, store.suspensions(), store.locks(), time.time()
+                )
         return Response(server.metrics.render(), media_type=CONTENT_TYPE)
 
     async def status(request: Request) -> Response:

@@ -260,7 +260,7 @@ class Runner:
             report.results = [r.to_json() for r in outcome.results][:PLAN_KEPT]
             for result in outcome.results:
                 report.executed[result.status] = report.executed.get(result.status, 0) + 1
-                self.metrics.actions.labels(result.action, result.status).inc()
+                self.metrics.actions.labels(result.id.target, result.action, result.status).inc()
         if plan.errors:
             report.result = "failed"
             report.refusals = [str(e) for e in plan.errors]
@@ -282,8 +282,17 @@ class Runner:
         result = report.result or "failed"
         self.metrics.runs.labels(result, report.trigger.reason).inc()
         self.metrics.duration.observe(seconds)
-        for target, ids in report.drifted.items():
-            self.metrics.drifted.labels(target).set(len(ids))
+        for target in self.targets:
+            ids = report.drifted.get(target)
+            # A run that failed before it planned knows nothing of drift: NaN, not 0.
+            known = ids is not None and report.result != "invalid"
+            self.metrics.drifted.labels(target).set(
+                len(ids) if known and ids is not None else float("nan")
+            )
+            self.metrics.drift_known.labels(target).set(1 if known else 0)
+            self.metrics.target_runs.labels(target, result).inc()
+        if self.resources is not None and self.resources.run == report.number:
+            self.metrics.observed(self.resources.statuses, self.targets)
         if result in ("succeeded", "drift"):
             self.metrics.last_success.set(report.finished_at or time.time())
         self.last = report

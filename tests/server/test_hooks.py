@@ -14,9 +14,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from reconciler import compose
-from reconciler.server.schedule import Every
 from reconciler.server import ServeOptions, create_app
 from reconciler.server.app import Server
+from reconciler.server.schedule import Every
 
 SECRET = "gh-webhook-secret"
 GITLAB = "gitlab-token"
