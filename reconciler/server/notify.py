@@ -232,7 +232,8 @@ class Notifier:
             for status in statuses:
                 if status.managed and status.health.state == "degraded":
                     degraded.setdefault(status.id.target, []).append(status)
-            for target in sorted({s.id.target for s in statuses}):
+            told = {key.split(":", 1)[1] for key in self._told if key.startswith("degraded:")}
+            for target in sorted({s.id.target for s in statuses} | told):
                 key = f"degraded:{target}"
                 mine = degraded.get(target, [])
                 if not mine:

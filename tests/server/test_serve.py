@@ -137,7 +137,9 @@ def test_a_signed_push_is_fetched_and_applied_and_sigterm_waits_for_the_run(
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
         assert 'reconciler_runs_total{result="succeeded",trigger="github"} 1.0' in metrics
         assert 'reconciler_runs_total{result="succeeded",trigger="startup"} 1.0' in metrics
-        assert 'reconciler_actions_total{action="patch",result="ok"} 1.0' in metrics
+        assert (
+            'reconciler_actions_total{action="patch",result="ok",target="pachyderm"} 1.0' in metrics
+        )
         assert 'reconciler_drifted_resources{target="pachyderm"} 0.0' in metrics
 
         # A slow run (ten repos, one call at a time): SIGTERM while it is in flight.
