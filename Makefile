@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-quick lint demo schemas bench bench-quick clean
+.PHONY: install test test-quick lint demo ui screenshots schemas bench bench-quick clean
 
 install: $(STAMP)
 
@@ -33,16 +33,26 @@ lint: $(STAMP)
 demo: $(STAMP)
 	BIN=$(BIN) sh scripts/demo.sh
 
+# serve on the quickstart with its web UI; prints the address and a token to log in with.
+ui: $(STAMP)
+	BIN=$(BIN) sh scripts/ui.sh
+
+# The README's screenshots of the web UI, from the browser test (needs chromium).
+screenshots: $(STAMP)
+	BIN=$(BIN) sh scripts/screenshots.sh
+
 schemas: $(STAMP)
 	$(BIN)/reconciler schema --out specs --provider insights --provider pachyderm
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py --sizes 1000,10000
 	$(BIN)/python bench/load.py --documents 10000 --files 500
+	$(BIN)/python bench/ui.py --resources 10000
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --sizes 1000 --out bench/out/quick.json
 	$(BIN)/python bench/load.py --documents 1000 --files 50
+	$(BIN)/python bench/ui.py --resources 1000 --out bench/out/ui-quick.json
 
 clean:
 	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache .hypothesis

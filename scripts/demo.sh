@@ -82,3 +82,7 @@ g switch -q -c faster-edges
 edit "$DEMO/manifests/pachyderm.yaml" 'image: pachyderm/opencv:1.0' 'image: pachyderm/opencv:1.1'
 g commit -q -a -m "edges: opencv 1.1"
 "$R" plan "$DEMO" --base main --format markdown
+
+step "the same, every day: serve, with a web UI of each resource's sync and health"
+printf 'make ui starts reconciler serve on the quickstart and prints the address of its\n'
+printf 'web UI and a token to log in with (then try suspend, sync now, and the graph).\n'
