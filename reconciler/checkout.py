@@ -321,8 +321,7 @@ def base(checkout: Checkout, ref: str, dest: Path, git: Git | None = None) -> Ch
     checkout's commit when the history has one: what a pull request's "files changed"
     compares against), written under `dest`. A folder absent at that commit comes back
     empty."""
-    repo = checkout.repository
-    if repo is None:
+    if checkout.repository is None:
         raise InputError(
             [
                 Problem(
@@ -332,17 +331,8 @@ def base(checkout: Checkout, ref: str, dest: Path, git: Git | None = None) -> Ch
                 )
             ]
         )
-    _refuse_option("--base", ref)
     git = git or Git()
-    start = checkout.folder if checkout.folder.is_dir() else checkout.folder.parent
-    prefix = start.resolve().relative_to(repo.resolve()).as_posix()
-    prefix = "" if prefix == "." else prefix
-    try:
-        commit = _resolve(git, repo, ref)
-    except InputError:
-        if not checkout.origin.remote:
-            raise
-        commit = _fetch(git, repo, checkout.origin.location, ref)
+    repo, prefix, commit = _located(git, checkout, checkout.repository, ref, "--base")
     head = checkout.revision.removesuffix("+dirty") if checkout.revision else None
     if head:
         # Unrelated or shallow history has none: then compare with the ref itself.
@@ -358,8 +348,7 @@ def at(checkout: Checkout, ref: str, dest: Path, git: Git | None = None) -> Chec
     `rollback`), written under `dest`, with the checkout's `.reconciler/` (the embedded
     sandbox, a relative SQLite state) linked in: an earlier revision is applied to the
     same targets and state as now."""
-    repo = checkout.repository
-    if repo is None:
+    if checkout.repository is None:
         raise InputError(
             [
                 Problem(
@@ -369,23 +358,32 @@ def at(checkout: Checkout, ref: str, dest: Path, git: Git | None = None) -> Chec
                 )
             ]
         )
-    _refuse_option("--to", ref)
     git = git or Git()
-    start = checkout.folder if checkout.folder.is_dir() else checkout.folder.parent
-    prefix = start.resolve().relative_to(repo.resolve()).as_posix()
-    prefix = "" if prefix == "." else prefix
-    try:
-        commit = _resolve(git, repo, ref, "--to")
-    except InputError:
-        if not checkout.origin.remote:
-            raise
-        commit = _fetch(git, repo, checkout.origin.location, ref)
+    repo, prefix, commit = _located(git, checkout, checkout.repository, ref, "--to")
     written = _written(git, checkout, repo, prefix, commit, ref, dest)
+    start = checkout.folder if checkout.folder.is_dir() else checkout.folder.parent
     local = start / STATE_FOLDER
     linked = (written.folder if written.folder.is_dir() else written.folder.parent) / STATE_FOLDER
     if local.is_dir() and not linked.exists():
         linked.symlink_to(local.resolve(), target_is_directory=True)
     return written
+
+
+def _located(
+    git: Git, checkout: Checkout, repo: Path, ref: str, option: str
+) -> tuple[Path, str, str]:
+    """The repository, the manifests folder's path in it, and the commit `ref` names
+    (fetched from a git URL when the clone does not hold it)."""
+    _refuse_option(option, ref)
+    start = checkout.folder if checkout.folder.is_dir() else checkout.folder.parent
+    prefix = start.resolve().relative_to(repo.resolve()).as_posix()
+    try:
+        commit = _resolve(git, repo, ref, option)
+    except InputError:
+        if not checkout.origin.remote:
+            raise
+        commit = _fetch(git, repo, checkout.origin.location, ref)
+    return repo, "" if prefix == "." else prefix, commit
 
 
 def _written(

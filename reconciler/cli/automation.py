@@ -32,6 +32,7 @@ from reconciler.cli.common import (
     _fetch,
     _load,
     out,
+    require_target,
 )
 from reconciler.cli.plan import options_from_flags
 from reconciler.cli.state import _configuration
@@ -59,16 +60,7 @@ def _who(action: str) -> str:
 def _target(settings: Settings, target: str | None) -> str:
     if target is None:
         return ALL_TARGETS
-    if target not in settings.targets:
-        raise InputError(
-            [
-                Problem(
-                    "--target",
-                    message=f"no target '{target}' is configured",
-                    hint="one of: " + ", ".join(sorted(settings.targets)),
-                )
-            ]
-        )
+    require_target(settings, target, "--target")
     return target
 
 

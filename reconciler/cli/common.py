@@ -17,6 +17,7 @@ from reconciler import checkout, compose
 from reconciler.checkout import Checkout, Origin
 from reconciler.errors import InputError, OperationalError, Problem
 from reconciler.manifests import LoadOptions, Manifests, load
+from reconciler.manifests.config import Settings
 from reconciler.reconcile import Connector
 from reconciler.redact import masked
 
@@ -69,6 +70,20 @@ def _fetch(location: str, ref: str | None) -> Checkout:
 def _connector(ctx: typer.Context) -> Connector:
     found = ctx.find_root().obj
     return found if found is not None else compose.Connector()
+
+
+def require_target(settings: Settings, target: str, where: str) -> None:
+    """An input error, at `where`, when `target` is not configured."""
+    if target not in settings.targets:
+        raise InputError(
+            [
+                Problem(
+                    where,
+                    message=f"no target '{target}' is configured",
+                    hint="one of: " + ", ".join(sorted(settings.targets)),
+                )
+            ]
+        )
 
 
 def confirm(question: str, what: str) -> None:

@@ -20,8 +20,9 @@ from reconciler.cli.common import (
     _load,
     confirm,
     out,
+    require_target,
 )
-from reconciler.errors import InputError, OperationalError, Problem
+from reconciler.errors import InputError, OperationalError
 from reconciler.manifests import LoadOptions, Settings, load_configuration
 from reconciler.reconcile import status as status_of
 from reconciler.reconcile import stored_status
@@ -90,16 +91,7 @@ def unlock(
     and the state, so manifests that do not load never block it. A holder alive on this
     host is refused unless --force."""
     root, settings = _configuration(path, profile)
-    if target not in settings.targets:
-        raise InputError(
-            [
-                Problem(
-                    "reconciler.yaml",
-                    message=f"no target '{target}' is configured",
-                    hint="one of: " + ", ".join(sorted(settings.targets)),
-                )
-            ]
-        )
+    require_target(settings, target, "reconciler.yaml")
     store = open_store(settings.state, root)
     try:
         holder = store.locks().get(target)

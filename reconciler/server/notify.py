@@ -129,6 +129,8 @@ class Notifier:
         self._told: dict[str, str] = {}
         self._last_result: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._order: dict[str, asyncio.Lock] = {}
+        """Per sink, as written in reconciler.yaml (a new load keeps its lock)."""
 
     # --- what to tell -------------------------------------------------------------------
 
@@ -320,6 +322,16 @@ class Notifier:
         await self._send(sink, url, content, headers, f"commit status {state}")
 
     async def _send(
+        self, sink: Sink, url: str, content: bytes, headers: dict[str, str], what: str
+    ) -> None:
+        # One delivery at a time per sink, in the order they were decided (asyncio's locks
+        # are fair): a channel reads "recovered" before the news that followed it.
+        key = json.dumps(sink.model_dump(mode="json", context={"expressions": True}))
+        lock = self._order.setdefault(key, asyncio.Lock())
+        async with lock:
+            await self._attempt(sink, url, content, headers, what)
+
+    async def _attempt(
         self, sink: Sink, url: str, content: bytes, headers: dict[str, str], what: str
     ) -> None:
         try:

@@ -1,7 +1,9 @@
-"""`reconciler serve` as a real process on a free port, for end-to-end tests."""
+"""`reconciler serve` as a real process on a free port, the quickstart in a git remote
+for it to follow, and waiting on what it reports: for end-to-end tests."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,15 +15,39 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import EXAMPLES
+from tests.gitrepo import GitRepo
 from tests.pachyderm.helpers import free_port
 from tests.test_resilience import CLEAN_ENV
+
+
+def quickstart_repo(
+    root: Path, url: str, *, files: dict[str, str] | None = None, config: str = ""
+) -> GitRepo:
+    """The quickstart, its targets the sandbox at `url`, its state in `root`, committed
+    and pushed to a bare remote; `files` added beside it, `config` appended to
+    reconciler.yaml."""
+    repo = GitRepo(root / "git")
+    shutil.copytree(EXAMPLES / "quickstart" / "manifests", repo.work / "manifests")
+    shutil.copytree(EXAMPLES / "quickstart" / "packages", repo.work / "packages")
+    for relative, text in (files or {}).items():
+        repo.write(relative, text)
+    repo.write(
+        "reconciler.yaml",
+        f"manifests: [manifests/]\nstate: sqlite:///{root / 'state.db'}\ntargets:\n"
+        f"  insights: {{provider: insights, url: '{url}'}}\n"
+        f"  pachyderm: {{provider: pachyderm, url: '{url}'}}\n{config}",
+    )
+    repo.commit("the quickstart, against the test's sandbox")
+    repo.push()
+    return repo
 
 
 def wait_for(what: str, check: Callable[[], bool], seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+        time.sleep(0.01)
 
 
 def status(base: str) -> dict[str, Any]:
@@ -35,7 +61,7 @@ def finished(base: str, number: int) -> bool:
     return last is not None and last["number"] >= number
 
 
-def _up(base: str) -> bool:
+def up(base: str) -> bool:
     try:
         return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
     except httpx.TransportError:
@@ -57,7 +83,7 @@ def serving(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ
     )
     try:
-        wait_for("the server", lambda: _up(base) or process.poll() is not None)
+        wait_for("the server", lambda: up(base) or process.poll() is not None)
         assert process.poll() is None, process.communicate()[1]
         wait_for("the first run", lambda: finished(base, 1))
         yield base

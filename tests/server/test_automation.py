@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,8 @@ from starlette.routing import Route
 from reconciler.sandbox import SandboxOptions, create_app
 from reconciler.sandbox.insights import InsightsOptions
 from tests.conftest import EXAMPLES, run_cli
-from tests.gitrepo import GitRepo
 from tests.pachyderm.helpers import served
-from tests.server.serving import finished, serving, status, wait_for
+from tests.server.serving import finished, quickstart_repo, serving, status, wait_for
 from tests.test_resilience import stats
 
 TOKEN = "automation-token"
@@ -35,21 +33,6 @@ def sandbox(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     db = tmp_path / "sandbox.db"
     with served(create_app(db, SandboxOptions(insights=InsightsOptions(deploy_delay=0.05)))) as url:
         yield url, db
-
-
-def repo_of(root: Path, url: str, extra: str = "") -> GitRepo:
-    repo = GitRepo(root / "git")
-    shutil.copytree(EXAMPLES / "quickstart" / "manifests", repo.work / "manifests")
-    shutil.copytree(EXAMPLES / "quickstart" / "packages", repo.work / "packages")
-    repo.write(
-        "reconciler.yaml",
-        f"manifests: [manifests/]\nstate: sqlite:///{root / 'state.db'}\ntargets:\n"
-        f"  insights: {{provider: insights, url: '{url}'}}\n"
-        f"  pachyderm: {{provider: pachyderm, url: '{url}'}}\n{extra}",
-    )
-    repo.commit("the quickstart")
-    repo.push()
-    return repo
 
 
 def montage_image(db: Path) -> str:
@@ -73,11 +56,10 @@ def test_suspend_holds_serve_back_and_sync_and_resume_let_it_go(
     tmp_path: Path, sandbox: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     url, db = sandbox
-    repo = repo_of(tmp_path, url)
+    repo = quickstart_repo(tmp_path, url)
     monkeypatch.setenv("RECONCILER_UI_TOKEN", TOKEN)
     with serving(repo.url, tmp_path, ["--ref", "main"], {"RECONCILER_UI_TOKEN": TOKEN}) as base:
-        config = tmp_path / "config"
-        shutil.copytree(repo.work, config, ignore=shutil.ignore_patterns(".git"))
+        config = repo.work  # a checkout of the repository: its reconciler.yaml
         assert (
             run_cli("suspend", str(config), "--target", "pachyderm", "--reason", "incident 7") == 0
         )
@@ -118,7 +100,7 @@ def test_rollback_applies_the_revision_before_and_suspends_serve(
     tmp_path: Path, sandbox: tuple[str, Path], capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, db = sandbox
-    repo = repo_of(tmp_path, url)
+    repo = quickstart_repo(tmp_path, url)
     first = repo.head()
     monkeypatch.setenv("RECONCILER_UI_TOKEN", TOKEN)
     monkeypatch.setenv("RECONCILER_CACHE", str(tmp_path / "cli-cache"))
@@ -152,7 +134,7 @@ def test_rollback_needs_an_earlier_revision(
     tmp_path: Path, sandbox: tuple[str, Path], capsys: Any
 ) -> None:
     url, _ = sandbox
-    repo = repo_of(tmp_path, url)
+    repo = quickstart_repo(tmp_path, url)
     assert run_cli("apply", str(repo.work), "--yes") == 0
     capsys.readouterr()
     assert run_cli("rollback", str(repo.work), "--yes") == 3
@@ -176,7 +158,7 @@ def test_notifications_from_reconciler_yaml_reach_their_receiver(
             "notifications:\n  link: https://reconciler.example.com\n  sinks:\n"
             f"    - {{type: webhook, url: '{receiver}/hook', secret: '${{env:HOOK_KEY}}'}}\n"
         )
-        repo = repo_of(tmp_path, url, sinks)
+        repo = quickstart_repo(tmp_path, url, config=sinks)
         env = {"RECONCILER_UI_TOKEN": TOKEN, "HOOK_KEY": "k"}
         with serving(repo.url, tmp_path, ["--ref", "main"], env) as base:
             repo.write("manifests/broken.yaml", "kind: Nonsense\n")
@@ -198,7 +180,7 @@ def test_metrics_say_sync_health_suspension_and_unknown_drift(
     tmp_path: Path, sandbox: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, _ = sandbox
-    repo = repo_of(tmp_path, url)
+    repo = quickstart_repo(tmp_path, url)
     monkeypatch.setenv("RECONCILER_UI_TOKEN", TOKEN)
     with serving(repo.url, tmp_path, ["--ref", "main"], {"RECONCILER_UI_TOKEN": TOKEN}) as base:
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
@@ -212,8 +194,7 @@ def test_metrics_say_sync_health_suspension_and_unknown_drift(
         assert re.search(r'reconciler_build_info\{python="[\d.]+",version="[^"]+"\} 1.0', metrics)
         assert "reconciler_resource_info{" not in metrics  # all well: nothing to name
 
-        config = tmp_path / "config"
-        shutil.copytree(repo.work, config, ignore=shutil.ignore_patterns(".git"))
+        config = repo.work  # a checkout of the repository: its reconciler.yaml
         assert run_cli("suspend", str(config), "--target", "pachyderm") == 0
         repo.replace("manifests/pachyderm.yaml", IMAGE, IMAGE + ":7")
         repo.commit("held back")

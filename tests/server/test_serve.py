@@ -7,14 +7,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,9 @@ import pytest
 
 from reconciler.sandbox import SandboxOptions, create_app
 from reconciler.sandbox.insights import InsightsOptions
-from tests.conftest import EXAMPLES
-from tests.gitrepo import GitRepo, git
+from tests.gitrepo import git
 from tests.pachyderm.helpers import free_port, served
+from tests.server.serving import quickstart_repo, status, up, wait_for
 from tests.test_resilience import CLEAN_ENV, stats
 
 SECRET = "e2e-secret"
@@ -36,33 +35,6 @@ def sandbox(tmp_path: Path) -> Iterator[str]:
     options = SandboxOptions(latency_ms=20, insights=InsightsOptions(deploy_delay=0.05))
     with served(create_app(tmp_path / "sandbox.db", options)) as url:
         yield url
-
-
-def manifests_repo(root: Path, url: str) -> GitRepo:
-    repo = GitRepo(root / "git")
-    shutil.copytree(EXAMPLES / "quickstart" / "manifests", repo.work / "manifests")
-    shutil.copytree(EXAMPLES / "quickstart" / "packages", repo.work / "packages")
-    repo.write(
-        "reconciler.yaml",
-        f"manifests: [manifests/]\nstate: sqlite:///{root / 'state.db'}\ntargets:\n"
-        f"  insights: {{provider: insights, url: '{url}'}}\n"
-        f"  pachyderm: {{provider: pachyderm, url: '{url}'}}\n",
-    )
-    repo.commit("the quickstart, against the test's sandbox")
-    repo.push()
-    return repo
-
-
-def wait_for(what: str, check: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
-
-
-def status(base: str) -> dict[str, Any]:
-    data: dict[str, Any] = httpx.get(f"{base}/status", timeout=5).json()
-    return data
 
 
 def push_event(base: str, sha: str, delivery: str) -> httpx.Response:
@@ -80,17 +52,10 @@ def push_event(base: str, sha: str, delivery: str) -> httpx.Response:
     )
 
 
-def up(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
 def test_a_signed_push_is_fetched_and_applied_and_sigterm_waits_for_the_run(
     tmp_path: Path, sandbox: str
 ) -> None:
-    repo = manifests_repo(tmp_path, sandbox)
+    repo = quickstart_repo(tmp_path, sandbox)
     db = tmp_path / "sandbox.db"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -174,7 +139,7 @@ def test_a_signed_push_is_fetched_and_applied_and_sigterm_waits_for_the_run(
 
 
 def test_serve_with_its_port_taken_fails_before_any_run(tmp_path: Path, sandbox: str) -> None:
-    repo = manifests_repo(tmp_path, sandbox)
+    repo = quickstart_repo(tmp_path, sandbox)
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
@@ -198,7 +163,7 @@ def test_serve_with_its_port_taken_fails_before_any_run(tmp_path: Path, sandbox:
 
 
 def test_without_ref_serve_follows_the_remotes_default_branch(tmp_path: Path, sandbox: str) -> None:
-    repo = manifests_repo(tmp_path, sandbox)
+    repo = quickstart_repo(tmp_path, sandbox)
     git(repo.bare, "branch", "-m", "main", "trunk")
     git(repo.bare, "symbolic-ref", "HEAD", "refs/heads/trunk")
     port = free_port()

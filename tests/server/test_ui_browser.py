@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,9 @@ from reconciler.sandbox.insights import InsightsOptions
 from reconciler.sandbox.pachyderm import Pachd, PachydermOptions
 from reconciler.sandbox.store import Store
 from tests.browser import chromium
-from tests.conftest import EXAMPLES
 from tests.gitrepo import GitRepo
 from tests.pachyderm.helpers import served
-from tests.server.serving import finished, serving, status, wait_for
+from tests.server.serving import finished, quickstart_repo, serving, status, wait_for
 
 TOKEN = "ui-token-4b7c9e"
 SECRET_VALUE = "hunter2-db-password-9f1a"
@@ -45,24 +43,12 @@ def sandbox(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         yield url, db
 
 
-def quickstart_repo(root: Path, url: str) -> GitRepo:
-    repo = GitRepo(root / "git")
-    shutil.copytree(EXAMPLES / "quickstart" / "manifests", repo.work / "manifests")
-    shutil.copytree(EXAMPLES / "quickstart" / "packages", repo.work / "packages")
-    repo.write(
-        "manifests/secret.yaml",
+def the_repo(root: Path, url: str) -> GitRepo:
+    secret = (
         "apiVersion: pachyderm/v1\nkind: Secret\nmetadata: {name: db}\n"
-        'spec: {data: {password: "${env:DB_PASSWORD}"}}\n',
+        'spec: {data: {password: "${env:DB_PASSWORD}"}}\n'
     )
-    repo.write(
-        "reconciler.yaml",
-        f"manifests: [manifests/]\nstate: sqlite:///{root / 'state.db'}\ntargets:\n"
-        f"  insights: {{provider: insights, url: '{url}'}}\n"
-        f"  pachyderm: {{provider: pachyderm, url: '{url}'}}\n",
-    )
-    repo.commit("the quickstart, against the test's sandbox")
-    repo.push()
-    return repo
+    return quickstart_repo(root, url, files={"manifests/secret.yaml": secret})
 
 
 def crash_edges(db: Path) -> None:
@@ -114,7 +100,7 @@ class Visit:
 
 def test_the_web_ui_in_chromium(tmp_path: Path, sandbox: tuple[str, Path]) -> None:
     url, db = sandbox
-    repo = quickstart_repo(tmp_path, url)
+    repo = the_repo(tmp_path, url)
     shots = Path(os.environ.get("RECONCILER_SCREENSHOTS") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     env = {"RECONCILER_UI_TOKEN": TOKEN, "DB_PASSWORD": SECRET_VALUE}
@@ -208,7 +194,7 @@ def test_read_only_pages_open_to_all_with_ui_public(
     tmp_path: Path, sandbox: tuple[str, Path]
 ) -> None:
     url, _ = sandbox
-    repo = quickstart_repo(tmp_path, url)
+    repo = the_repo(tmp_path, url)
     env = {"RECONCILER_UI_TOKEN": TOKEN, "DB_PASSWORD": SECRET_VALUE}
     with serving(repo.url, tmp_path, ["--ref", "main", "--ui-public"], env) as base:
         page = httpx.get(f"{base}/resources", timeout=5)
