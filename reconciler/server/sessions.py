@@ -63,6 +63,16 @@ class Sessions:
     def csrf(self, session: str) -> str:
         return self._sign("csrf", session)
 
+    def mark(self, message: str) -> str:
+        """A signature for a message shown after an action's redirect."""
+        return self._sign("flash", message)
+
+    def flash(self, message: str, mark: str) -> str:
+        """`message` if this server wrote it (a link cannot put words in its mouth)."""
+        if message and hmac.compare_digest(mark, self.mark(message)):
+            return message
+        return ""
+
     def bearer_ok(self, request: Request) -> bool:
         return self.token is not None and token_matches(
             self.token, bearer(request.headers.get("authorization"))

@@ -162,7 +162,9 @@ class UI:
             "source": self.server.source_shown,
             "running": self.server.worker.running is not None,
             "pending": self.server.worker.pending is not None,
-            "flash": request.query_params.get("done", "")[:200],
+            "flash": self.sessions.flash(
+                request.query_params.get("done", ""), request.query_params.get("mark", "")
+            ),
             **data,
         }
         html = self.env.get_template(template).render(context)
@@ -408,7 +410,10 @@ class UI:
             return JSONResponse({"ok": True, "done": done}, status_code=202)
         back = _local(form.get("next"))
         return RedirectResponse(
-            back + ("&" if "?" in back else "?") + urlencode({"done": done}), status_code=303
+            back
+            + ("&" if "?" in back else "?")
+            + urlencode({"done": done, "mark": self.sessions.mark(done)}),
+            status_code=303,
         )
 
     def routes(self) -> list[Route | Mount]:

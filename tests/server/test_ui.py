@@ -172,3 +172,13 @@ def test_pages_forbid_framing_and_foreign_scripts(tmp_path: Path) -> None:
     policy = answer.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
     assert answer.headers["cache-control"] == "no-store"
+
+
+def test_a_link_cannot_put_words_in_the_uis_mouth(tmp_path: Path) -> None:
+    ui = client(tmp_path, public=True)
+    forged = ui.get("/?done=Your+session+expired,+log+in+at+evil.example.com").text
+    assert "evil.example.com" not in forged
+    csrf = login(ui)
+    answer = ui.post("/actions/refresh", data={"csrf": csrf, "next": "/runs"})
+    shown = ui.get(answer.headers["location"]).text
+    assert "a refresh (plan only) was queued" in shown
