@@ -300,3 +300,24 @@ def test_a_state_identity_is_made_once_and_read_without_writing(tmp_path: Path) 
     store._db.execute("PRAGMA query_only = ON")  # as a role that may only read
     assert store.identity() == first
     store.close()
+
+
+def test_postgres_schemas_keep_states_apart(postgres_url: str) -> None:
+    """Many sources on one database (`serve --config`): one schema each, made on first
+    use; the same target name in two of them is two targets."""
+    from reconciler.state.postgres import PostgresStore
+
+    separator = "&" if "?" in postgres_url else "?"
+    team_a = PostgresStore(f"{postgres_url}{separator}schema=team_a")
+    team_b = PostgresStore(f"{postgres_url}{separator}schema=team_b")
+    try:
+        entry = InventoryEntry("pachyderm:Repo/x/y", "pachyderm", "Repo", "d1", None, False)
+        team_a.record_applied(entry)
+        assert set(team_a.inventory()) == {"pachyderm:Repo/x/y"}
+        assert team_b.inventory() == {}
+        assert team_a.identity().lineage != team_b.identity().lineage
+    finally:
+        team_a.close()
+        team_b.close()
+    with pytest.raises(InputError, match="not a schema name"):
+        PostgresStore(f"{postgres_url}{separator}schema=Robert%27);DROP")

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -71,6 +72,14 @@ def serve(
         ),
     ] = 300.0,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=256)] = 8,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="A serve configuration: many sources in one service (README: Running at"
+            " scale); SOURCE, --ref, --branch and --profile then belong in it.",
+        ),
+    ] = None,
     ui_public: Annotated[
         bool,
         typer.Option(
@@ -103,7 +112,26 @@ def serve(
             schedule = Cron(cron)
         except ValueError as exc:
             raise InputError([Problem("--schedule", message=str(exc))]) from None
+    if config_file is not None:
+        given = {"SOURCE": source != ".", "--ref": ref, "--branch": branch, "--profile": profile}
+        named = [flag for flag, value in given.items() if value]
+        if named:
+            raise InputError(
+                [
+                    Problem(
+                        ", ".join(named),
+                        message=f"{', '.join(named)} and --config both name sources",
+                        hint="put them in the serve configuration's sources",
+                    )
+                ]
+            )
     origin = Origin.parse(source, ref)  # a bad source is input: exit 3 before serving
+    fleet = None
+    if config_file is not None:
+        from reconciler.manifests.serve_config import load_serve_config
+
+        fleet = load_serve_config(config_file)  # a bad file is input too, refused here
+        branch = "main"  # each source of the file has its own
     if branch is None:
         # A folder outside git has no branch: its pushes cannot be told apart, "main" is
         # as good as any (webhooks name a branch; the schedule runs regardless).
@@ -139,7 +167,12 @@ def serve(
         ui_public=ui_public,
     )
     configure()
-    app = create_app(options, _connector(ctx))
+    if fleet is not None:
+        from reconciler.server.fleet import create_fleet_app
+
+        app = create_fleet_app(fleet, _connector(ctx), options)
+    else:
+        app = create_app(options, _connector(ctx))
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
     )

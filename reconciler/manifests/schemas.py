@@ -13,6 +13,7 @@ from typing import Any
 
 from reconciler.manifests.catalog import Catalog, KindInfo
 from reconciler.manifests.resources import Metadata
+from reconciler.manifests.serve_config import ServeConfig
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_URL = "https://reconciler.dev/schemas/"
@@ -98,6 +99,12 @@ def all_schemas(catalog: Catalog) -> dict[str, dict[str, Any]]:
         "$id": BASE_URL + "reconciler.schema.json",
         "title": "reconciler.yaml",
         **config,
+    }
+    schemas["serve.schema.json"] = {
+        "$schema": SCHEMA_DIALECT,
+        "$id": BASE_URL + "serve.schema.json",
+        "title": "the serve configuration (reconciler serve --config)",
+        **_model_schema(ServeConfig),
     }
     return dict(sorted(schemas.items()))
 

@@ -19,18 +19,19 @@ body above 1 MiB, 400 a body that is not JSON.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from reconciler.checkout import Origin
 from reconciler.reconcile import Connector
@@ -88,27 +89,59 @@ def create_app(
     clock: Clock | None = None,
     rng: random.Random | None = None,
 ) -> Starlette:
+    """`reconciler serve SOURCE`: one source, its UI at `/`, its hooks at `/hooks/...`."""
     server = Server(options, connect, clock=clock, rng=rng)
+    sessions = Sessions(options.ui_token or options.generic_token, options.ui_public)
+
+    async def readyz(request: Request) -> Response:
+        ready = server.worker.started and not server.worker.stopping
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    routes = [
+        *source_routes(server, sessions),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan([server]))
+    app.state.server = server
+    return app
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+def lifespan(servers: Sequence[Server]) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Start every source's worker; at shutdown, let each run in flight finish."""
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        event(
-            log,
-            "serving",
-            mode=options.mode,
-            source=Origin.parse(options.source).shown,
-            branch=options.branch,
-            schedule=options.schedule.describe(),
-        )
-        server.worker.start()
+    async def span(app: Starlette) -> AsyncIterator[None]:
+        for server in servers:
+            options = server.options
+            event(
+                log,
+                "serving",
+                mode=options.mode,
+                source=server.source_shown,
+                branch=options.branch,
+                schedule=options.schedule.describe(),
+            )
+            server.worker.start()
         try:
             yield
         finally:
-            running = server.worker.running is not None
-            event(log, "shutting down", waiting_for_run=running)
-            await server.worker.stop()
-            await server.notifier.aclose()
+            running = sum(1 for s in servers if s.worker.running is not None)
+            event(log, "shutting down", waiting_for_runs=running)
+            await asyncio.gather(*(s.worker.stop() for s in servers))
+            await asyncio.gather(*(s.notifier.aclose() for s in servers))
             event(log, "stopped")
+
+    return span
+
+
+def source_routes(server: Server, sessions: Sessions) -> list[BaseRoute]:
+    """One source's routes: its UI, webhooks, /metrics and /status."""
+    options = server.options
 
     def headed(name: str) -> Callable[[Request], str | None]:
         return lambda request: request.headers.get(name)
@@ -172,12 +205,7 @@ def create_app(
         ),
     )
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True})
-
-    async def readyz(request: Request) -> Response:
-        ready = server.worker.started and not server.worker.stopping
-        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+    ui = UI(server, sessions)
 
     async def metrics(request: Request) -> Response:
         with ui.store() as store:
@@ -207,20 +235,15 @@ def create_app(
         body["suspended"] = {t: s.to_json() for t, s in sorted(suspended.items())}
         return JSONResponse(body)
 
-    ui = UI(server, Sessions(options.ui_token or options.generic_token, options.ui_public))
-    routes = [
+    routes: list[BaseRoute] = [
         *ui.routes(),
         Route("/hooks/github", github, methods=["POST"]),
         Route("/hooks/gitlab", gitlab, methods=["POST"]),
         Route("/hooks/generic", generic, methods=["POST"]),
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/status", status),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.server = server
-    return app
+    return routes
 
 
 async def _body(request: Request) -> bytes | None:

@@ -16,6 +16,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from reconciler.resource_status import ResourceStatus
 from reconciler.state import LockHolder, Suspension, suspension_of
@@ -23,6 +25,35 @@ from reconciler.state import LockHolder, Suspension, suspension_of
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 ATTENTION = 500
 """Per-resource series at most: enough to name what needs a look, bounded for Prometheus."""
+
+
+def merged(named: Mapping[str, Metrics]) -> bytes:
+    """Several sources' metrics as one exposition, each sample labelled with its source
+    (one family per metric name, as Prometheus requires)."""
+    families: dict[str, Metric] = {}
+    for source, metrics in sorted(named.items()):
+        for family in metrics.registry.collect():
+            if family.name == "reconciler_build":
+                if family.name not in families:
+                    families[family.name] = family  # the same process: once
+                continue
+            into = families.setdefault(
+                family.name, Metric(family.name, family.documentation, family.type, family.unit)
+            )
+            for sample in family.samples:
+                labels = {**sample.labels, "source": source}
+                into.samples.append(sample._replace(labels=labels))
+    registry = CollectorRegistry()
+    registry.register(_Fixed(list(families.values())))
+    return generate_latest(registry)
+
+
+class _Fixed(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
 
 
 def _version() -> str:

@@ -133,6 +133,8 @@ class Runner:
         self.connect = connect
         self.metrics = metrics
         self.notifier = notifier
+        self.gate: asyncio.Semaphore | None = None
+        """Shared by the sources of one service: how many of them run at once."""
         self.count = 0
         self.last: RunReport | None = None
         self.current: RunReport | None = None
@@ -146,6 +148,13 @@ class Runner:
         """The state store the last run loaded (its URL and the manifests root)."""
 
     async def __call__(self, trigger: Trigger) -> None:
+        if self.gate is None:
+            await self._call(trigger)
+            return
+        async with self.gate:  # runs of several sources at once, at most
+            await self._call(trigger)
+
+    async def _call(self, trigger: Trigger) -> None:
         self.count += 1
         report = RunReport(self.count, trigger, time.time())
         self.current = report

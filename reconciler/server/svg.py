@@ -44,7 +44,9 @@ def depths(
     return found
 
 
-def render(statuses: Sequence[ResourceStatus], focus: ResourceId | None = None) -> str:
+def render(
+    statuses: Sequence[ResourceStatus], focus: ResourceId | None = None, root: str = ""
+) -> str:
     """An SVG document of `statuses` and the edges among them."""
     by_id = {s.id: s for s in statuses}
     uses = {s.id: [u for u in s.uses if u in by_id] for s in statuses}
@@ -93,7 +95,8 @@ def render(statuses: Sequence[ResourceStatus], focus: ResourceId | None = None) 
         if len(label) > 34:
             label = label[:33] + "…"
         parts.append(
-            f'<a href="/resources/{quote(str(rid), safe="")}"><title>{escape(title)}</title>'
+            f'<a href="{escape(root)}/resources/{quote(str(rid), safe="")}">'
+            f"<title>{escape(title)}</title>"
             f'<rect x="{x}" y="{y}" width="{WIDTH}" height="{HEIGHT}" rx="6"'
             f' fill="{FILL[status.health.state]}" stroke="{STROKE[status.sync]}"'
             f' stroke-width="{thick}"{dashed}/>'

@@ -155,6 +155,7 @@ class UI:
         session = self.sessions.session(request)
         context = {
             "request": request,
+            "root": root_of(request),
             "csrf": self.sessions.csrf(session) if session else None,
             "logged_in": session is not None,
             "ui_enabled": self.sessions.enabled,
@@ -184,7 +185,7 @@ class UI:
                 target = quote(
                     request.url.path + ("?" + request.url.query if request.url.query else "")
                 )
-                return RedirectResponse(f"/login?next={target}", status_code=303)
+                return RedirectResponse(f"{root_of(request)}/login?next={target}", status_code=303)
             return await page(request)
 
         return handler
@@ -322,7 +323,7 @@ class UI:
             chosen = [s for s in statuses.values() if s.id.target == target and s.managed]
             title = f"target {target}"
         too_many = len(chosen) > svg.MAX_NODES
-        drawing = "" if too_many or not chosen else svg.render(chosen, centre)
+        drawing = "" if too_many or not chosen else svg.render(chosen, centre, root_of(request))
         return self.render(
             request,
             "graph.html",
@@ -338,12 +339,13 @@ class UI:
     # --- login -----------------------------------------------------------------------
 
     async def login_page(self, request: Request) -> Response:
-        return self.render(request, "login.html", next=_local(request.query_params.get("next")))
+        following = _local(request.query_params.get("next"), root_of(request))
+        return self.render(request, "login.html", next=following)
 
     async def login(self, request: Request) -> Response:
         form = await _form(request)
         cookie = self.sessions.login(form.get("token", ""))
-        following = _local(form.get("next"))
+        following = _local(form.get("next"), root_of(request))
         if cookie is None:
             event(log, "ui login refused", logging.WARNING)
             return self.render(request, "login.html", 401, next=following, refused=True)
@@ -363,7 +365,7 @@ class UI:
         form = await _form(request)
         if not self.sessions.may_act(request, form.get("csrf")):
             return _refused(request)
-        response = RedirectResponse("/", status_code=303)
+        response = RedirectResponse(root_of(request) + "/", status_code=303)
         response.delete_cookie(COOKIE)
         return response
 
@@ -408,7 +410,7 @@ class UI:
         event(log, "ui action", action=what, target=target, by=by)
         if _wants_json(request):
             return JSONResponse({"ok": True, "done": done}, status_code=202)
-        back = _local(form.get("next"))
+        back = _local(form.get("next"), root_of(request))
         return RedirectResponse(
             back
             + ("&" if "?" in back else "?")
@@ -453,10 +455,16 @@ def _wants_json(request: Request) -> bool:
     )
 
 
-def _local(path: str | None) -> str:
+def root_of(request: Request) -> str:
+    """Where this source's pages are mounted: "" for `serve SOURCE`, `/sources/NAME`
+    for `serve --config`."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _local(path: str | None, root: str = "") -> str:
     """A redirect target on this server only (never another host: an open redirect)."""
     if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
-        return "/"
+        return root + "/"
     return path
 
 

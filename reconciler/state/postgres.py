@@ -12,14 +12,17 @@ transaction-scoped advisory lock, so runners that start together migrate once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
+import psycopg.sql
 
 from reconciler import redact
-from reconciler.errors import OperationalError, RetryableError
+from reconciler.errors import InputError, OperationalError, Problem, RetryableError
 from reconciler.state.sql import Row, SqlStore
 
 # Each entry moves the schema one version up, as SQLite's do; never edit one that shipped.
@@ -96,10 +99,21 @@ def masked(url: str) -> str:
 
 
 class PostgresStore(SqlStore):
+    """`StateStore` on PostgreSQL. `?schema=NAME` in the URL keeps this state in a schema
+    of its own (made when missing), so that many sources (`serve --config`) share one
+    database without sharing inventory, locks or runs."""
+
     def __init__(self, url: str, *, connect_timeout: int = 10) -> None:
         self.location = masked(url)
+        url, schema = _schema(url)
         try:
             self._db = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
+            if schema is not None:
+                name = psycopg.sql.Identifier(schema)
+                with self._db.transaction():  # two runners making it at once: one does
+                    self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                    self._db.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
+                self._db.execute(psycopg.sql.SQL("SET search_path TO {}").format(name))
         except psycopg.Error as exc:
             # Unreachable or starting up: worth another try; bad credentials are not, but
             # libpq does not tell them apart reliably, and exit 1 is the same either way.
@@ -162,6 +176,29 @@ class PostgresStore(SqlStore):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _schema(url: str) -> tuple[str, str | None]:
+    """The URL without its `schema` query parameter (libpq does not know it), and the
+    schema it names."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for key, value in query if key == "schema"]
+    if not schemas:
+        return url, None
+    schema = schemas[-1]
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+        raise InputError(
+            [
+                Problem(
+                    "state",
+                    message=f"'{schema}' is not a schema name reconciler uses",
+                    hint="lowercase letters, digits and '_', starting with a letter",
+                )
+            ]
+        )
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema
 
 
 def _first_line(exc: BaseException) -> str:

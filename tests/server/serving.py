@@ -70,10 +70,15 @@ def up(base: str) -> bool:
 
 @contextmanager
 def serving(
-    source: str, tmp_path: Path, args: Sequence[str] = (), env: dict[str, str] | None = None
+    source: str,
+    tmp_path: Path,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    *,
+    first: bool = True,
 ) -> Iterator[str]:
     """A serve of `source` in apply mode, its schedule an hour away; yields its URL once
-    its first run has ended."""
+    its first run has ended (with `first`), else once it answers."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     environ = {**CLEAN_ENV, "RECONCILER_CACHE": str(tmp_path / "cache"), **(env or {})}
@@ -85,7 +90,8 @@ def serving(
     try:
         wait_for("the server", lambda: up(base) or process.poll() is not None)
         assert process.poll() is None, process.communicate()[1]
-        wait_for("the first run", lambda: finished(base, 1))
+        if first:
+            wait_for("the first run", lambda: finished(base, 1))
         yield base
     finally:
         process.send_signal(signal.SIGTERM)

@@ -1,0 +1,117 @@
+"""The serve configuration: the sources one `reconciler serve --config FILE` reconciles.
+
+A source is what `reconciler serve SOURCE` takes today (a git URL or a folder, a ref, a
+folder inside the repository, a profile), with its own schedule, mode and webhook
+secrets. Sources are listed, or generated: a git generator makes one source of every
+folder of a repository that holds a `reconciler.yaml` (as Argo CD's ApplicationSet git
+generator does). Each source keeps its own targets, inventory, locks and run history:
+the state its `reconciler.yaml` names (on one PostgreSQL, one schema each:
+`postgresql://host/db?schema=team_a`).
+
+Problems are reported at their line of the file, all at once, as for manifests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from reconciler.errors import InputError
+from reconciler.manifests.documents import read_documents
+from reconciler.manifests.model import Model, name_rule
+from reconciler.manifests.reporting import Reporter
+
+SourceName = Annotated[
+    str,
+    name_rule(
+        r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$",
+        48,
+        "source name",
+        "lowercase letters, digits and '-', at most 48 characters",
+    ),
+]
+
+
+class Webhooks(Model):
+    """The environment variables holding this source's webhook secrets."""
+
+    github: str | None = None
+    """Default RECONCILER_GITHUB_SECRET."""
+    gitlab: str | None = None
+    """Default RECONCILER_GITLAB_TOKEN."""
+    generic: str | None = None
+    """Default RECONCILER_WEBHOOK_TOKEN."""
+
+
+class Behaviour(Model):
+    """How a source is reconciled; `defaults` gives every source these unless it says."""
+
+    mode: Literal["plan", "apply"] | None = None
+    interval: str | None = None
+    """Between runs, as Flux writes durations (5m, 1h30m); default 5m."""
+    schedule: str | None = None
+    """A cron expression (UTC) instead of `interval`."""
+    prune: bool | None = None
+    max_deletes: int | None = Field(default=None, ge=0)
+    profile: str | None = None
+    webhooks: Webhooks | None = None
+
+
+class SourceSpec(Behaviour):
+    name: SourceName
+    url: str
+    """A git URL (https://, ssh://, git@host:path, file://) or a local folder."""
+    ref: str | None = None
+    """The branch to follow (default: the remote's default branch)."""
+    folder: str = ""
+    """The manifests' folder inside the repository (default: its root)."""
+
+
+class GitGenerator(Behaviour):
+    """One source per folder of the repository holding a reconciler.yaml, named
+    `<name>-<folder>` (`/` as `-`; the root folder: `<name>`)."""
+
+    name: SourceName
+    url: str
+    ref: str | None = None
+    folders: list[str] = Field(default_factory=lambda: ["**"])
+    """Globs of the folders to consider (default: all)."""
+
+
+class ServeConfig(Model):
+    defaults: Behaviour = Field(default_factory=Behaviour)
+    sources: list[SourceSpec] = Field(default_factory=list)
+    generators: list[GitGenerator] = Field(default_factory=list)
+    parallel_runs: int = Field(default=4, ge=1, le=64)
+    """Runs of different sources at once, at most (one run per source at a time)."""
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> ServeConfig:
+        seen: set[str] = set()
+        for name in [s.name for s in self.sources] + [g.name for g in self.generators]:
+            if name in seen:
+                raise ValueError(f"two sources or generators are named '{name}'")
+            seen.add(name)
+        if not self.sources and not self.generators:
+            raise ValueError("no sources and no generators: nothing to reconcile")
+        return self
+
+
+def load_serve_config(path: Path) -> ServeConfig:
+    """The serve configuration in `path`; InputError with every problem at its line."""
+    display = str(path)
+    report = Reporter()
+    documents = read_documents(path, display)
+    if len(documents) != 1 or not isinstance(documents[0].data, dict):
+        report.file(
+            display, "a serve configuration holds one mapping", "see README: Running at scale"
+        )
+        raise InputError(report.problems)
+    data = documents[0].data
+    try:
+        return ServeConfig.model_validate(data)
+    except ValidationError as exc:
+        report.validation(display, path, 0, (), ServeConfig, data, exc)
+        raise InputError(report.problems) from None
