@@ -33,6 +33,7 @@ from reconciler.providers.base import (
     Provider,
     sealed_digests,
 )
+from reconciler.providers.http import FENCE
 from reconciler.retry import Backoff, waited_too_long
 from reconciler.state import InventoryEntry, StateStore
 from reconciler.state.base import RunResult
@@ -406,6 +407,7 @@ class _Runner:
             async for attempt in retrying:
                 with attempt:
                     tries += 1
+                    fenced = FENCE.set(self.work.fence)
                     try:
                         async with asyncio.timeout(self.options.call_timeout):
                             await call()
@@ -414,6 +416,8 @@ class _Runner:
                             f"{action.id}: {name} did not answer within"
                             f" {self.options.call_timeout:g}s"
                         ) from None
+                    finally:
+                        FENCE.reset(fenced)
         except OperationalError as exc:
             self.store.close_intent(intent, ok=False, error=str(exc))
             gave_up = f" (gave up after {tries} tries)" if tries > 1 else ""

@@ -118,7 +118,11 @@ class Session:
     async def lock(self, options: LockOptions, revision: str | None) -> AsyncIterator[None]:
         """Hold the apply lock of every target of the run (see `reconciler.state.locks`)."""
         async with held(
-            self.store, sorted(self.providers), command="apply", revision=revision, options=options
+            self.store,
+            sorted(self.providers),
+            command=options.command,
+            revision=revision,
+            options=options,
         ) as lease:
             self.lease = lease
             try:
@@ -231,7 +235,10 @@ class Session:
         options: ExecuteOptions,
         listener: Listener | None = None,
         stop: asyncio.Event | None = None,
+        fence: Callable[[], None] | None = None,
     ) -> Outcome:
+        """Apply; before each mutating call, the targets' locks are confirmed, and
+        `fence` (a `serve` replica's lease on the source) is asked too."""
         if planned.plan.errors:
             raise OperationalError(
                 "the plan cannot be applied:\n" + "\n".join(f"  {e}" for e in planned.plan.errors)
@@ -242,7 +249,7 @@ class Session:
             planned.observed(),
             planned.inventory,
             self.providers,
-            fence=self.lease.check if self.lease is not None else None,
+            fence=_both(self.lease.check if self.lease is not None else None, fence),
         )
         return await execute(work, self.store, options, listener, stop)
 
@@ -344,6 +351,9 @@ class Request:
     """Set: no new calls (those in flight finish)."""
     held: frozenset[str] = frozenset()
     """Targets planned but not applied (automation suspended there)."""
+    fence: Callable[[], None] | None = None
+    """Raises `LockLost` when this process may no longer act for the source (a `serve`
+    replica whose lease lapsed): asked before each mutating call."""
 
     def planning(self) -> Request:
         """The same request, to plan only (observe again after an apply)."""
@@ -383,8 +393,23 @@ async def reconcile(
                 return Result(planned, None, recovered)
             progress = request.progress(runnable) if request.progress else nullcontext(None)
             with progress as listener:
-                outcome = await session.apply(runnable, request.execute, listener, request.stop)
+                outcome = await session.apply(
+                    runnable, request.execute, listener, request.stop, request.fence
+                )
             return Result(planned, outcome, recovered)
+
+
+def _both(
+    first: Callable[[], None] | None, second: Callable[[], None] | None
+) -> Callable[[], None] | None:
+    if first is None or second is None:
+        return first or second
+
+    def check() -> None:
+        second()
+        first()
+
+    return check
 
 
 def _refused(message: str) -> InputError:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from reconciler.diff import Change
+from reconciler.diff import Change, path_of
 from reconciler.graph import Graph
 from reconciler.manifests import ResourceId
 from reconciler.plan import Action, Plan
@@ -68,6 +68,32 @@ class ResourceStatus:
             "managed": self.managed,
             "platform_status": self.platform_status,
         }
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> ResourceStatus:
+        """A status read back from `to_json` (published by another replica)."""
+
+        def rid(text: str) -> ResourceId:
+            parsed = ResourceId.parse(text)
+            if parsed is None:
+                raise ValueError(f"'{text}' is not a resource id")
+            return parsed
+
+        return ResourceStatus(
+            rid(data["id"]),
+            data["sync"],
+            Health(data["health"], data["health_reason"]),
+            action=data["action"],
+            cost=data["restarts"],
+            reasons=tuple(data["reasons"]),
+            changes=tuple(
+                Change(path_of(c["path"]), c["op"], c["old"], c["new"]) for c in data["changes"]
+            ),
+            uses=tuple(rid(r) for r in data["uses"]),
+            used_by=tuple(rid(r) for r in data["used_by"]),
+            managed=data["managed"],
+            platform_status=data["platform_status"],
+        )
 
 
 def cost(action: Action) -> str:

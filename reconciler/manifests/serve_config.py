@@ -80,7 +80,27 @@ class GitGenerator(Behaviour):
     """Globs of the folders to consider (default: all)."""
 
 
+class Coordination(Model):
+    """Replicas of this service sharing the sources through one PostgreSQL."""
+
+    database: str
+    """postgresql://user@host:5432/db (the password from PGPASSWORD, as libpq reads it)."""
+    lease: str = "15s"
+    """How long a source stays with a replica that stopped renewing (killed, paused):
+    the longest a source goes unserved after a replica dies."""
+    tick: str = "1s"
+    """How often a replica beats, renews, claims and takes requests for its sources."""
+
+    @model_validator(mode="after")
+    def _postgres(self) -> Coordination:
+        if not self.database.startswith(("postgresql://", "postgres://")):
+            raise ValueError("coordination.database is a postgresql:// URL")
+        return self
+
+
 class ServeConfig(Model):
+    coordination: Coordination | None = None
+    """Absent: this process serves every source alone."""
     defaults: Behaviour = Field(default_factory=Behaviour)
     sources: list[SourceSpec] = Field(default_factory=list)
     generators: list[GitGenerator] = Field(default_factory=list)

@@ -27,17 +27,26 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
+import httpcore
 import httpx
 
 from reconciler.errors import OperationalError, PermanentError, RetryableError
 from reconciler.retry import Backoff, waited_too_long
 
 Transport = httpx.AsyncBaseTransport
+
+FENCE: ContextVar[Callable[[], None] | None] = ContextVar("reconciler_fence", default=None)
+"""Who may still act, asked again right before a mutating request leaves (the executor
+sets it around each mutating call; `serve` replicas fence on their lease). A task-local
+variable rather than a parameter of every provider method: a provider's call may make
+several requests, and each must be fenced at the moment it is sent, not when the call
+began (a process paused in between must send nothing when it wakes)."""
 READS = Backoff()
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 RETRYABLE_GRPC = frozenset({4, 8, 10, 14})
@@ -114,6 +123,74 @@ def asgi_transport(app: Any) -> Transport:
     return httpx.ASGITransport(app=guarded, raise_app_exceptions=True)
 
 
+class _FencedStream(httpcore.AsyncNetworkStream):
+    """A connection that asks `FENCE` before each write: a request whose connection was
+    still being opened when the process was paused is not sent once it wakes."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        fence = FENCE.get()
+        if fence is not None:
+            fence()
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _FencedStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _FencedBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _FencedStream(stream)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
+        return _FencedStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def fenced_transport(verify: bool | str) -> Transport:
+    """httpx's own transport, its connections fenced (`_FencedStream`). httpx does not
+    take a network backend, so the pool it made is given ours; a newer httpx without
+    that attribute fails here, loudly, rather than leave requests unfenced."""
+    transport = httpx.AsyncHTTPTransport(verify=verify)
+    pool = transport._pool
+    if not isinstance(pool, httpcore.AsyncConnectionPool) or not hasattr(pool, "_network_backend"):
+        raise AssertionError("httpx's transport changed: its connections cannot be fenced")
+    pool._network_backend = _FencedBackend(pool._network_backend)
+    return transport
+
+
 @dataclass(frozen=True, slots=True)
 class _Request:
     method: str
@@ -147,7 +224,7 @@ class HttpClient:
         self._auth = auth
         self._client = httpx.AsyncClient(
             base_url=base_url,
-            transport=transport,
+            transport=transport if transport is not None else fenced_transport(verify),
             verify=verify,
             timeout=httpx.Timeout(timeout),
             headers={"content-type": "application/json", "accept": "application/json"},
@@ -224,7 +301,7 @@ class HttpClient:
 
     async def _send(self, request: _Request, *, read: bool) -> httpx.Response:
         if not read:
-            return await self._answer(request)
+            return await self._answer(request, read=False)
         try:
             async for attempt in self._reads.retrying():
                 with attempt:
@@ -234,17 +311,17 @@ class HttpClient:
             raise
         raise AssertionError("unreachable: the last try raises or returns")
 
-    async def _answer(self, request: _Request) -> httpx.Response:
-        response = await self._once(request)
+    async def _answer(self, request: _Request, *, read: bool = True) -> httpx.Response:
+        response = await self._once(request, read=read)
         if response.status_code == 401 and self._auth is not None and not request.anonymous:
             # Tokens expire early or are revoked: one fresh token, then the refusal stands.
             self._auth.invalidate()
-            response = await self._once(request)
+            response = await self._once(request, read=read)
         if response.status_code >= 400:
             raise _response_error(response, self.platform, request.path)
         return response
 
-    async def _once(self, request: _Request) -> httpx.Response:
+    async def _once(self, request: _Request, *, read: bool = True) -> httpx.Response:
         headers = dict(self._headers()) if self._headers else {}
         if self._auth is not None and not request.anonymous:
             headers.update(await self._auth.headers())
@@ -257,6 +334,9 @@ class HttpClient:
             content = json.dumps(request.body).encode()
         headers.update(request.headers or {})
         method, path = request.method, request.path
+        fence = FENCE.get()
+        if fence is not None and not read:
+            fence()  # the last moment before the request leaves
         try:
             if request.form is not None:
                 return await self._client.request(

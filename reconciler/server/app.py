@@ -67,8 +67,15 @@ class Server:
         self.deliveries = Deliveries()
         self.started_at = time.time()
         self.source_shown = Origin.parse(options.source).shown
+        self.route: Callable[[Trigger], bool] | None = None
+        """Replicas: hands a trigger to the source's owner elsewhere (True), or not."""
+        self.view: Callable[[], None] | None = None
+        """Replicas: brings in what the owner published, before a page shows the source."""
 
     def trigger(self, trigger: Trigger) -> None:
+        if self.route is not None and self.route(trigger):
+            event(log, "run requested of the owner", trigger=trigger.reason)
+            return
         if self.worker.pending is not None:
             self.metrics.coalesced.inc()
         self.worker.trigger(trigger)

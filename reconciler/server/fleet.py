@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +36,17 @@ from reconciler.manifests.config import CONFIG_FILE
 from reconciler.manifests.serve_config import Behaviour, GitGenerator, ServeConfig, SourceSpec
 from reconciler.reconcile import Connector
 from reconciler.server.app import Server, healthz, lifespan, source_routes
+from reconciler.server.logs import event
 from reconciler.server.metrics import CONTENT_TYPE, merged
+from reconciler.server.replicas import Replicas, replica_id
 from reconciler.server.runs import ServeOptions
 from reconciler.server.schedule import Cron, Every, Schedule, parse_interval
 from reconciler.server.sessions import Sessions
 from reconciler.server.ui import UI
 from reconciler.state import suspension_of
+from reconciler.state.leases import LeaseStore
+
+log = logging.getLogger("reconciler.server")
 
 SKIPPED = {".git", checkout.STATE_FOLDER, "node_modules"}
 STATIC = Path(__file__).parent / "static"
@@ -183,6 +190,8 @@ class Fleet:
 
     def summary(self, name: str) -> dict[str, Any]:
         server = self.servers[name]
+        if server.view is not None:
+            server.view()  # a replica: what the source's owner published
         runner = server.runner
         statuses = runner.resources.statuses if runner.resources is not None else ()
         managed = [s for s in statuses if s.managed]
@@ -214,6 +223,7 @@ def create_fleet_app(
 ) -> Starlette:
     fleet = Fleet(config, sources_of(config, git), connect, fallback, environ)
     first = next(iter(fleet.servers))
+    replicas = _replicas(config, fleet)
 
     async def sources(request: Request) -> Response:
         if not fleet.sessions.may_read(request):
@@ -223,7 +233,12 @@ def create_fleet_app(
         return ui.render(request, "sources.html", rows=rows, started=time.time())
 
     async def readyz(request: Request) -> Response:
-        ready = all(s.worker.started and not s.worker.stopping for s in fleet.servers.values())
+        if replicas is not None:
+            # Ready while the coordination database answers: a replica that cannot
+            # reach it serves no source (its leases lapse) and takes no traffic.
+            ready = replicas.healthy and not replicas.stopping
+        else:
+            ready = all(s.worker.started and not s.worker.stopping for s in fleet.servers.values())
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
@@ -251,6 +266,53 @@ def create_fleet_app(
             for name, server in fleet.servers.items()
         ),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan(list(fleet.servers.values())))
+    if replicas is None:
+        span = lifespan(list(fleet.servers.values()))
+    else:
+        span = replicated(replicas, list(fleet.servers.values()))
+    app = Starlette(routes=routes, lifespan=span)
     app.state.fleet = fleet
+    app.state.replicas = replicas
     return app
+
+
+def _replicas(config: ServeConfig, fleet: Fleet) -> Replicas | None:
+    if config.coordination is None:
+        return None
+    try:
+        lease = parse_interval(config.coordination.lease)
+        tick = parse_interval(config.coordination.tick)
+    except ValueError as exc:
+        raise InputError([Problem("--config", message=f"coordination: {exc}")]) from None
+    if tick * 3 > lease:
+        raise InputError(
+            [
+                Problem(
+                    "--config",
+                    message=f"coordination: a tick of {tick:g}s leaves too little of a"
+                    f" {lease:g}s lease",
+                    hint="make the lease at least three ticks",
+                )
+            ]
+        )
+    leases = LeaseStore(config.coordination.database, replica_id(), lease)
+    return Replicas(fleet.servers, leases, lease=lease, tick=tick)
+
+
+def replicated(
+    replicas: Replicas, servers: list[Server]
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """The lifespan of a replica: its share of the sources claimed and served; at
+    shutdown, runs in flight finish and the leases go back."""
+
+    @asynccontextmanager
+    async def span(app: Starlette) -> AsyncIterator[None]:
+        await replicas.start()
+        try:
+            yield
+        finally:
+            await replicas.stop()
+            await asyncio.gather(*(s.notifier.aclose() for s in servers))
+            event(log, "stopped")
+
+    return span

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -103,6 +104,41 @@ class RunReport:
             "suspended_targets": self.held,
         }
 
+    def to_record(self) -> dict[str, Any]:
+        """Everything of the report, to be read back by `from_record` (another replica's
+        web UI shows it)."""
+        return {
+            "number": self.number,
+            "trigger": {
+                "reason": self.trigger.reason,
+                "revision": self.trigger.revision,
+                "plan": self.trigger.plan,
+            },
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "revision": self.revision,
+            "result": self.result,
+            "error": self.error,
+            "planned": self.planned,
+            "executed": self.executed,
+            "drifted": self.drifted,
+            "run_id": self.run_id,
+            "held": self.held,
+            "plan": self.plan,
+            "results": self.results,
+            "refusals": self.refusals,
+        }
+
+    @staticmethod
+    def from_record(data: dict[str, Any]) -> RunReport:
+        trigger = data["trigger"]
+        return RunReport(
+            **{
+                **data,
+                "trigger": Trigger(trigger["reason"], trigger["revision"], plan=trigger["plan"]),
+            }
+        )
+
 
 HISTORY = 200
 """Runs kept in memory for the web UI (the state store keeps every applying run)."""
@@ -117,6 +153,10 @@ class Snapshot:
     run: int
     at: float
     statuses: tuple[ResourceStatus, ...]
+
+
+SEEN_KEPT = 50
+"""Runs a replica publishes of a source for the others' web UI."""
 
 
 class Runner:
@@ -135,6 +175,13 @@ class Runner:
         self.notifier = notifier
         self.gate: asyncio.Semaphore | None = None
         """Shared by the sources of one service: how many of them run at once."""
+        self.locking = LockOptions(timeout=options.lock_timeout, command="serve")
+        """How a run takes its targets' locks (a replica: as itself, over the replica it
+        took the source from)."""
+        self.fence: Callable[[], None] | None = None
+        """A replica's lease on the source: asked before a run and each mutating call."""
+        self.published: Callable[[], Awaitable[None]] | None = None
+        """Called after each run: a replica tells the others what it saw."""
         self.count = 0
         self.last: RunReport | None = None
         self.current: RunReport | None = None
@@ -148,11 +195,19 @@ class Runner:
         """The state store the last run loaded (its URL and the manifests root)."""
 
     async def __call__(self, trigger: Trigger) -> None:
+        if self.fence is not None:
+            try:
+                self.fence()
+            except ReconcilerError as exc:  # no longer ours: nothing runs here
+                event(log, "run not started", logging.WARNING, trigger=trigger.reason, why=str(exc))
+                return
         if self.gate is None:
             await self._call(trigger)
-            return
-        async with self.gate:  # runs of several sources at once, at most
-            await self._call(trigger)
+        else:
+            async with self.gate:  # runs of several sources at once, at most
+                await self._call(trigger)
+        if self.published is not None:
+            await self.published()
 
     async def _call(self, trigger: Trigger) -> None:
         self.count += 1
@@ -227,7 +282,7 @@ class Runner:
                 allow_mass_delete=options.allow_mass_delete,
             ),
             Source(fetched.origin.shown, fetched.revision, manifests.settings.profile),
-            lock=LockOptions(timeout=options.lock_timeout),
+            lock=self.locking,
             execute=ExecuteOptions(
                 concurrency=options.concurrency,
                 revision=fetched.revision,
@@ -240,7 +295,9 @@ class Runner:
             suspensions = store.suspensions()
             held = frozenset(t for t in self.targets if suspension_of(suspensions, t))
             report.held = sorted(held)
-            result = await reconcile(manifests, self.connect, store, replace(request, held=held))
+            result = await reconcile(
+                manifests, self.connect, store, replace(request, held=held, fence=self.fence)
+            )
             seen = result.planned
             if result.outcome is not None and result.outcome.results:
                 # What was applied is seen again, as Argo CD refreshes after a sync: the
@@ -311,6 +368,45 @@ class Runner:
             self.by_target[target] = report
         level = logging.INFO if result in ("succeeded", "drift") else logging.ERROR
         event(log, "run finished", level, **report.to_json(), seconds=round(seconds, 3))
+
+    def seen(self) -> dict[str, Any]:
+        """What this runner saw, for the web UI of replicas that do not own the source."""
+        snapshot = self.resources
+        return {
+            "targets": list(self.targets),
+            "state": self.state[0] if self.state else None,
+            "snapshot": None
+            if snapshot is None
+            else {
+                "run": snapshot.run,
+                "at": snapshot.at,
+                "statuses": [s.to_json() for s in snapshot.statuses],
+            },
+            "history": [r.to_record() for r in list(self.history)[:SEEN_KEPT]],
+            "by_target": {t: r.number for t, r in self.by_target.items()},
+        }
+
+    def show(self, seen: dict[str, Any]) -> None:
+        """Take what the source's owner published as this runner's own (for pages only:
+        this replica runs nothing of it)."""
+        self.targets = tuple(seen["targets"])
+        if seen.get("state"):
+            self.state = (seen["state"], Path())
+        history = [RunReport.from_record(r) for r in seen["history"]]
+        self.history = deque(history, maxlen=HISTORY)
+        self.last = history[0] if history else None
+        numbered = {r.number: r for r in history}
+        self.by_target = {t: numbered[n] for t, n in seen["by_target"].items() if n in numbered}
+        snapshot = seen.get("snapshot")
+        self.resources = (
+            None
+            if snapshot is None
+            else Snapshot(
+                snapshot["run"],
+                snapshot["at"],
+                tuple(ResourceStatus.from_json(s) for s in snapshot["statuses"]),
+            )
+        )
 
     def status(self) -> dict[str, Any]:
         """Per target: the last run that covered it, its revision, result and drift, and

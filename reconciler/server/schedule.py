@@ -116,13 +116,15 @@ class Worker:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         wall: Callable[[], float] = time.time,
+        first: Trigger | None = None,
     ) -> None:
         self._reconcile = reconcile
         self.schedule = Every(schedule) if isinstance(schedule, int | float) else schedule
         self._wall = wall
         self.clock = clock or SystemClock()
         self._rng = rng or random.Random()
-        self.pending: Trigger | None = Trigger("startup")
+        self.pending: Trigger | None = first or Trigger("startup")
+        """A run at once: at start, or when a replica takes a source over."""
         self.running: Trigger | None = None
         self.coalesced = 0
         self.next_at = self.clock.now()

@@ -19,6 +19,7 @@ in clear, and no page carries a token (the CSRF token is derived from the sessio
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -186,6 +187,8 @@ class UI:
                     request.url.path + ("?" + request.url.query if request.url.query else "")
                 )
                 return RedirectResponse(f"{root_of(request)}/login?next={target}", status_code=303)
+            if self.server.view is not None:
+                await asyncio.to_thread(self.server.view)
             return await page(request)
 
         return handler

@@ -58,6 +58,11 @@ class LockOptions:
     stale_after: float = 60.0
     """A holder silent this long is taken for dead (runners' clocks may differ a little)."""
     poll: float = 1.0
+    command: str = "apply"
+    """What the holder is, as `status` and `unlock` show it."""
+    superseded: Callable[[LockHolder], bool] | None = None
+    """Holders known to act no more, whose locks are taken over at once: a `serve`
+    replica whose lease on the source has passed to this one (fenced: it makes no call)."""
 
 
 def alive(pid: int) -> bool:
@@ -186,7 +191,10 @@ async def _take(
     while True:
         mine = me(target)
         holder = store.acquire_lock(mine, stale_before=mine.since - options.stale_after)
-        if holder.token != mine.token and holder.host == mine.host and not alive(holder.pid):
+        gone = holder.host == mine.host and not alive(holder.pid)
+        if options.superseded is not None and options.superseded(holder):
+            gone = True
+        if holder.token != mine.token and gone:
             holder = store.take_over_lock(mine, from_token=holder.token)
         if holder.token == mine.token:
             return
