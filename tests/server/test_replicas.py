@@ -78,12 +78,12 @@ def replicas(config: Path, tmp_path: Path, count: int) -> Iterator[list[Replica]
                 process = subprocess.Popen(command, stdout=log, stderr=log, text=True, env=env)
             started.append(Replica(process, f"http://127.0.0.1:{port}", path))
         for replica in started:
-            wait_for(
-                "a replica",
-                lambda r=replica: up(r.base) or r.process.poll() is not None,
-                60,  # type: ignore[misc]
-            )
-            assert replica.process.poll() is None, (tmp_path / "replica-0.log").read_text()
+
+            def answering(r: Replica = replica) -> bool:
+                return up(r.base) or r.process.poll() is not None
+
+            wait_for("a replica", answering, 60)
+            assert replica.process.poll() is None, replica.log.read_text()
         yield started
     finally:
         for replica in started:
