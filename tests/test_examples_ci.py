@@ -209,7 +209,7 @@ def test_the_deployment_pods_pass_pod_security_restricted() -> None:
             for name, pod in pod_specs(document):
                 assert violations(pod) == [], f"{file.name}: {name}"
                 checked += 1
-    assert checked == 2
+    assert checked == 3
     # The checker itself refuses what "restricted" refuses.
     assert violations({"containers": [{"name": "c"}]})
     assert "c: runAsUser is 0" in violations(
@@ -222,3 +222,28 @@ def test_only_the_hooks_face_the_outside() -> None:
     (ingress,) = [d for d in documents if d["kind"] == "Ingress"]
     paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
     assert paths == ["/hooks/"]
+
+
+def test_the_replicas_deployment_holds_together() -> None:
+    from ruamel.yaml import YAML
+
+    from reconciler.manifests.serve_config import ServeConfig
+
+    documents = yaml_file(EXAMPLES / "deploy" / "kubernetes" / "replicas.yaml")
+    kinds = {d["kind"]: d for d in documents}
+    text = kinds["ConfigMap"]["data"]["serve.yaml"]
+    config = ServeConfig.model_validate(YAML(typ="safe", pure=True).load(text))
+    assert config.coordination is not None and config.sources and config.generators
+    deployment = kinds["Deployment"]
+    assert deployment["spec"]["replicas"] >= 2
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert kinds["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == labels
+    assert kinds["PodDisruptionBudget"]["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+    assert kinds["Service"]["spec"]["selector"] == labels
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert "--config=/etc/reconciler/serve.yaml" in container["args"]
+    paths = [
+        p["path"] for rule in kinds["Ingress"]["spec"]["rules"] for p in rule["http"]["paths"]
+    ]
+    assert paths == ["/sources/[a-z0-9-]+/hooks/"]
