@@ -37,6 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import put_section  # noqa: E402
 from bench.synthetic import Repository, write  # noqa: E402
 from reconciler.manifests.cachefile import run_cache  # noqa: E402
 
@@ -358,8 +359,10 @@ def main() -> int:
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(report, indent=2) + "\n")
     markdown = table(report)
-    options.out.with_name(options.out.stem.replace("results", "RESULTS") + ".md").write_text(
-        markdown
+    put_section(
+        options.out.with_name(options.out.stem.replace("results", "RESULTS") + ".md"),
+        "plans",
+        markdown,
     )
     print(markdown)
     print(f"total {report['total_seconds']} s; written to {options.out}")

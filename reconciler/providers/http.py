@@ -24,8 +24,10 @@ each try written to the intent log.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import ssl
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -179,11 +181,21 @@ class _FencedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@functools.lru_cache(maxsize=16)
+def tls_context(verify: bool | str) -> ssl.SSLContext | bool:
+    """One TLS context per CA setting for the whole process: making one reads the CA
+    bundle (about 50 ms of CPU), which every client of every run used to pay again."""
+    if verify is False:
+        return False
+    # httpx's own recipe (certifi, or the bundle given, or SSL_CERT_FILE/SSL_CERT_DIR).
+    return httpx.create_ssl_context(verify=verify)
+
+
 def fenced_transport(verify: bool | str) -> Transport:
     """httpx's own transport, its connections fenced (`_FencedStream`). httpx does not
     take a network backend, so the pool it made is given ours; a newer httpx without
     that attribute fails here, loudly, rather than leave requests unfenced."""
-    transport = httpx.AsyncHTTPTransport(verify=verify)
+    transport = httpx.AsyncHTTPTransport(verify=tls_context(verify))
     pool = transport._pool
     if not isinstance(pool, httpcore.AsyncConnectionPool) or not hasattr(pool, "_network_backend"):
         raise AssertionError("httpx's transport changed: its connections cannot be fenced")

@@ -1,0 +1,355 @@
+"""Replicas benchmark (issue 21): `serve --config` replicas on one PostgreSQL, against a
+sandbox that adds 20 ms to every call (I/O bound: replicas help even on 2 cores).
+
+- throughput: N sources (a project and a repo each, their own state schema), each
+  replica running one source at a time (`parallel_runs: 1`); a change pushed to every
+  source and announced to the replicas in turn; sources reconciled per minute, until
+  every change is applied, with 1, 2 and 3 replicas (best of 2 rounds). Goal: 3 replicas
+  at least 2.5x one.
+- latency: 100 sources, 3 replicas: one change at a time, announced to a random replica;
+  webhook to applied (the source's state records the run), p50 and p95.
+- fail-over: 3 replicas, kill -9 of the one owning most sources; until the others hold
+  all its sources, and until a change pushed to them just before is applied.
+
+Needs Debian's PostgreSQL binaries (as the tests). Run with `make bench` (or `make
+bench-quick`: fewer sources). Writes bench/results-replicas.json and its section of
+bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.report import put_section  # noqa: E402
+from tests.gitrepo import GitRepo  # noqa: E402
+from tests.postgres import fresh_database, server  # noqa: E402
+
+TOKEN = "bench-token"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait(what: str, check: Callable[[], bool], seconds: float = 120, pause: float = 0.02) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(pause)
+
+
+@contextmanager
+def sandbox(folder: Path, latency_ms: float) -> Iterator[str]:
+    port = free_port()
+    command = [sys.executable, "-m", "reconciler", "sandbox", "serve", "--port", str(port)]
+    command += ["--db", str(folder / "sandbox.db"), "--latency-ms", str(latency_ms)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait("the sandbox", lambda: _answers(f"{base}/_sandbox/stats"))
+        yield base
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code < 500
+    except httpx.TransportError:
+        return False
+
+
+def make_sources(folder: Path, count: int, sandbox_url: str, database: str) -> dict[str, GitRepo]:
+    repos = {}
+    for number in range(count):
+        name = f"s{number:03d}"
+        repo = GitRepo(folder / "git" / name)
+        repo.write(
+            "reconciler.yaml",
+            f"manifests: [.]\nstate: '{database}?schema={name}'\n"
+            f"targets:\n  pachyderm: {{provider: pachyderm, url: '{sandbox_url}'}}\n",
+        )
+        repo.write(
+            "project.yaml",
+            f"apiVersion: pachyderm/v1\nkind: Project\nmetadata: {{name: p{name}}}\n---\n"
+            f"apiVersion: pachyderm/v1\nkind: Repo\nmetadata: {{name: raw, project: p{name}}}\n"
+            "spec: {description: v0}\n",
+        )
+        repo.commit("v0")
+        repo.push()
+        repos[name] = repo
+    return repos
+
+
+class Replica:
+    def __init__(self, process: subprocess.Popen[bytes], base: str) -> None:
+        self.process = process
+        self.base = base
+
+
+@contextmanager
+def replicas(folder: Path, config: Path, count: int) -> Iterator[list[Replica]]:
+    started = []
+    try:
+        for number in range(count):
+            port = free_port()
+            env = {
+                **os.environ,
+                "RECONCILER_CACHE": str(folder / f"cache-{number}"),
+                "RECONCILER_WEBHOOK_TOKEN": TOKEN,
+            }
+            command = [sys.executable, "-m", "reconciler", "serve", "--config", str(config)]
+            command += ["--port", str(port)]
+            process = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+            )
+            started.append(Replica(process, f"http://127.0.0.1:{port}"))
+        for replica in started:
+            wait("a replica", lambda r=replica: _answers(f"{r.base}/healthz"))  # type: ignore[misc]
+        yield started
+    finally:
+        for replica in started:
+            if replica.process.poll() is None:
+                replica.process.send_signal(signal.SIGTERM)
+        for replica in started:
+            try:
+                replica.process.wait(60)
+            except subprocess.TimeoutExpired:
+                replica.process.kill()
+
+
+def write_config(
+    folder: Path, database: str, repos: dict[str, GitRepo], parallel: int, lease: float
+) -> Path:
+    lines = [
+        f"coordination: {{database: '{database}', lease: {lease:g}s, tick: 0.25s}}",
+        "defaults: {mode: apply, interval: 1h}",
+        f"parallel_runs: {parallel}",
+        "sources:",
+    ]
+    lines += [f"  - {{name: {n}, url: '{r.url}', ref: main}}" for n, r in repos.items()]
+    path = folder / "serve.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def applied(database: str, expected: dict[str, str]) -> set[str]:
+    """The sources whose last successful apply is of the expected revision."""
+    done = set()
+    with psycopg.connect(database, autocommit=True) as db:
+        for name, revision in expected.items():
+            try:
+                row = db.execute(
+                    f"SELECT revision FROM {name}.runs WHERE result = 'succeeded'"
+                    " ORDER BY id DESC LIMIT 1".encode()
+                ).fetchone()
+            except psycopg.errors.UndefinedTable:
+                row = None
+            if row and row[0] == revision:
+                done.add(name)
+    return done
+
+
+def owners(database: str) -> dict[str, str]:
+    with psycopg.connect(database, autocommit=True) as db:
+        rows = db.execute(
+            "SELECT source, owner FROM reconciler_sources"
+            " WHERE expires > extract(epoch from clock_timestamp())"
+        ).fetchall()
+    return {row[0]: row[1] for row in rows if row[1]}
+
+
+def trigger(replica: Replica, source: str) -> None:
+    httpx.post(
+        f"{replica.base}/sources/{source}/hooks/generic",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        json={},
+        timeout=10,
+    ).raise_for_status()
+
+
+def change(repos: dict[str, GitRepo], names: list[str], version: int) -> dict[str, str]:
+    revisions = {}
+    for name in names:
+        repo = repos[name]
+        repo.replace("project.yaml", f"description: v{version - 1}", f"description: v{version}")
+        revisions[name] = repo.commit(f"v{version}")
+        repo.push()
+    return revisions
+
+
+def throughput(admin: str, sandbox_url: str, count: int, replica_count: int) -> float:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        database = fresh_database(admin)
+        repos = make_sources(folder, count, sandbox_url, database)
+        config = write_config(folder, database, repos, parallel=1, lease=10)
+        with replicas(folder, config, replica_count) as running:
+            heads = {n: r.head() for n, r in repos.items()}
+            wait("the first runs", lambda: len(applied(database, heads)) == count, 600, 0.2)
+            best = 0.0
+            for version in (1, 2):
+                expected = change(repos, sorted(repos), version)
+                started = time.monotonic()
+                for index, name in enumerate(sorted(repos)):
+                    trigger(running[index % len(running)], name)
+                wait(
+                    "every change applied",
+                    lambda e=expected: len(applied(database, e)) == count,  # type: ignore[misc]
+                    600,
+                    0.05,
+                )
+                best = max(best, count / (time.monotonic() - started) * 60)
+            return best
+
+
+def latency(admin: str, sandbox_url: str, count: int) -> list[float]:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        database = fresh_database(admin)
+        repos = make_sources(folder, count, sandbox_url, database)
+        config = write_config(folder, database, repos, parallel=2, lease=10)
+        with replicas(folder, config, 3) as running:
+            heads = {n: r.head() for n, r in repos.items()}
+            wait("the first runs", lambda: len(applied(database, heads)) == count, 900, 0.2)
+            seconds = []
+            rng = random.Random(7)
+            for name in sorted(repos):
+                expected = change(repos, [name], 1)
+                started = time.monotonic()
+                trigger(rng.choice(running), name)
+                wait("the change applied", lambda e=expected: bool(applied(database, e)), 60, 0.01)  # type: ignore[misc]
+                seconds.append(time.monotonic() - started)
+            return seconds
+
+
+def failover(admin: str, sandbox_url: str, count: int, lease: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        database = fresh_database(admin)
+        repos = make_sources(folder, count, sandbox_url, database)
+        config = write_config(folder, database, repos, parallel=2, lease=lease)
+        with replicas(folder, config, 3) as running:
+            heads = {n: r.head() for n, r in repos.items()}
+            wait("the first runs", lambda: len(applied(database, heads)) == count, 600, 0.2)
+            held = owners(database)
+            victim = max(running, key=lambda r: sum(str(r.process.pid) in o for o in held.values()))
+            theirs = sorted(s for s, o in held.items() if str(victim.process.pid) in o)
+            expected = change(repos, theirs, 1)
+            victim.process.kill()
+            killed = time.monotonic()
+            for name in theirs:
+                trigger(next(r for r in running if r is not victim), name)
+
+            def claimed() -> bool:
+                now = owners(database)
+                return all(n in now and str(victim.process.pid) not in now[n] for n in theirs)
+
+            wait("the victim's sources claimed", claimed, 120)
+            taken = time.monotonic() - killed
+            wait(
+                "their changes applied",
+                lambda: len(applied(database, expected)) == len(theirs),
+                120,
+            )
+            return {
+                "sources_moved": len(theirs),
+                "lease_s": lease,
+                "claimed_s": round(taken, 2),
+                "applied_s": round(time.monotonic() - killed, 2),
+            }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sources", type=int, default=30)
+    parser.add_argument("--latency-sources", type=int, default=100)
+    parser.add_argument("--latency-ms", type=float, default=20)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results-replicas.json")
+    args = parser.parse_args()
+    report: dict[str, object] = {"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count()}
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
+        admin = stack.enter_context(server())
+        url = stack.enter_context(sandbox(Path(scratch), args.latency_ms))
+        rates = {}
+        for count in (1, 2, 3):
+            rates[count] = throughput(admin, url, args.sources, count)
+            print(f"throughput, {count} replica(s), {args.sources} sources: {rates[count]:.0f}/min")
+        seconds = latency(admin, url, args.latency_sources)
+        ordered = sorted(seconds)
+        p50 = statistics.median(ordered)
+        p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+        print(
+            f"webhook to applied, {args.latency_sources} sources: p50 {p50:.2f} s, p95 {p95:.2f} s"
+        )
+        over = failover(admin, url, args.sources, lease=5)
+        print(f"fail-over after kill -9: {over}")
+    speedup = rates[3] / rates[1]
+    report.update(
+        {
+            "sources": args.sources,
+            "latency_ms_per_call": args.latency_ms,
+            "per_minute": {str(k): round(v, 1) for k, v in rates.items()},
+            "speedup_3_over_1": round(speedup, 2),
+            "latency": {
+                "sources": args.latency_sources,
+                "p50_s": round(p50, 3),
+                "p95_s": round(p95, 3),
+            },
+            "failover": over,
+        }
+    )
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    met = speedup >= 2.5
+    markdown = "\n".join(
+        [
+            f"Replicas (`bench/replicas.py`, {report['date']}, {report['cores']} cores,"
+            f" sandbox +{args.latency_ms:g} ms a call):",
+            "",
+            "| scenario | value |",
+            "| --- | ---: |",
+            *(
+                f"| sources reconciled per minute, {k} replica(s), {args.sources} sources |"
+                f" {v:.0f} |"
+                for k, v in rates.items()
+            ),
+            f"| 3 replicas / 1 replica (goal >= 2.5 x) | {speedup:.2f} x ({'met' if met else 'NOT met'}) |",
+            f"| webhook to applied, p50, {args.latency_sources} sources | {p50:.2f} s |",
+            f"| webhook to applied, p95, {args.latency_sources} sources | {p95:.2f} s |",
+            f"| fail-over after kill -9: sources claimed by the others (lease {over['lease_s']:g} s)"
+            f" | {over['claimed_s']:.2f} s |",
+            f"| fail-over after kill -9: a change pushed before it applied | {over['applied_s']:.2f} s |",
+        ]
+    )
+    put_section(Path(__file__).parent / "RESULTS.md", "replicas", markdown)
+    print(markdown)
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
