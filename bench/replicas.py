@@ -338,12 +338,14 @@ def main() -> int:
                 f" {v:.0f} |"
                 for k, v in rates.items()
             ),
-            f"| 3 replicas / 1 replica (goal >= 2.5 x) | {speedup:.2f} x ({'met' if met else 'NOT met'}) |",
+            f"| 3 replicas / 1 replica (goal >= 2.5 x) | {speedup:.2f} x"
+            f" ({'met' if met else 'NOT met'}) |",
             f"| webhook to applied, p50, {args.latency_sources} sources | {p50:.2f} s |",
             f"| webhook to applied, p95, {args.latency_sources} sources | {p95:.2f} s |",
-            f"| fail-over after kill -9: sources claimed by the others (lease {over['lease_s']:g} s)"
-            f" | {over['claimed_s']:.2f} s |",
-            f"| fail-over after kill -9: a change pushed before it applied | {over['applied_s']:.2f} s |",
+            f"| fail-over after kill -9: sources claimed by the others"
+            f" (lease {over['lease_s']:g} s) | {over['claimed_s']:.2f} s |",
+            f"| fail-over after kill -9: a change pushed before it applied |"
+            f" {over['applied_s']:.2f} s |",
         ]
     )
     put_section(Path(__file__).parent / "RESULTS.md", "replicas", markdown)
