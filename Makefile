@@ -48,11 +48,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py --sizes 1000,10000
 	$(BIN)/python bench/load.py --documents 10000 --files 500
 	$(BIN)/python bench/ui.py --resources 10000
+	$(BIN)/python bench/replicas.py
+	$(BIN)/python bench/soak.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --sizes 1000 --out bench/out/quick.json
 	$(BIN)/python bench/load.py --documents 1000 --files 50
 	$(BIN)/python bench/ui.py --resources 1000 --out bench/out/ui-quick.json
+	$(BIN)/python bench/soak.py --runs 200 --warmup 50 --out bench/out/soak-quick.json
 
 clean:
 	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -348,7 +348,8 @@ def main() -> int:
             f" {over['applied_s']:.2f} s |",
         ]
     )
-    put_section(Path(__file__).parent / "RESULTS.md", "replicas", markdown)
+    if args.out.parent.resolve() == Path(__file__).parent.resolve():  # not a quick run
+        put_section(Path(__file__).parent / "RESULTS.md", "replicas", markdown)
     print(markdown)
     return 0 if met else 1
 

@@ -243,7 +243,5 @@ def test_the_replicas_deployment_holds_together() -> None:
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert "--config=/etc/reconciler/serve.yaml" in container["args"]
-    paths = [
-        p["path"] for rule in kinds["Ingress"]["spec"]["rules"] for p in rule["http"]["paths"]
-    ]
+    paths = [p["path"] for rule in kinds["Ingress"]["spec"]["rules"] for p in rule["http"]["paths"]]
     assert paths == ["/sources/[a-z0-9-]+/hooks/"]

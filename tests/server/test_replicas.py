@@ -197,6 +197,15 @@ def test_three_replicas_share_thirty_sources_and_survive_kill_9(
         wait_for("every source applied", lambda: revisions(database, states) == firsts, 120)
         held = owners(database)
         assert len(held) == 30 and len(set(held.values())) == 3  # the work spread
+        # Any replica's UI shows any source, from what its owner published.
+        source, owner = next(iter(sorted(held.items())))
+        other = next(r for r in running if str(r.process.pid) not in str(owner))
+        page = httpx.get(
+            f"{other.base}/sources/{source}/resources",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
+        assert page.status_code == 200 and f"pachyderm:Project/p{source}" in page.text
         assert stats(world["db"])["calls"][UPDATE] == 30  # each repo created once
 
         # A push to every source, announced to any replica: each applied exactly once.
