@@ -22,44 +22,34 @@ import argparse
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
-import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report import put_section  # noqa: E402
 from tests.gitrepo import GitRepo  # noqa: E402
+from tests.pachyderm.helpers import free_port  # noqa: E402
 from tests.postgres import fresh_database, server  # noqa: E402
+from tests.server.serving import (  # noqa: E402
+    announce,
+    applied,
+    owners,
+    replicas,
+)
+from tests.server.serving import wait_for as wait  # noqa: E402
 
 TOKEN = "bench-token"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait(what: str, check: Callable[[], bool], seconds: float = 120, pause: float = 0.02) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(pause)
+ENV = {"RECONCILER_WEBHOOK_TOKEN": TOKEN}
 
 
 @contextmanager
@@ -106,43 +96,6 @@ def make_sources(folder: Path, count: int, sandbox_url: str, database: str) -> d
     return repos
 
 
-class Replica:
-    def __init__(self, process: subprocess.Popen[bytes], base: str) -> None:
-        self.process = process
-        self.base = base
-
-
-@contextmanager
-def replicas(folder: Path, config: Path, count: int) -> Iterator[list[Replica]]:
-    started = []
-    try:
-        for number in range(count):
-            port = free_port()
-            env = {
-                **os.environ,
-                "RECONCILER_CACHE": str(folder / f"cache-{number}"),
-                "RECONCILER_WEBHOOK_TOKEN": TOKEN,
-            }
-            command = [sys.executable, "-m", "reconciler", "serve", "--config", str(config)]
-            command += ["--port", str(port)]
-            process = subprocess.Popen(
-                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-            )
-            started.append(Replica(process, f"http://127.0.0.1:{port}"))
-        for replica in started:
-            wait("a replica", lambda r=replica: _answers(f"{r.base}/healthz"))  # type: ignore[misc]
-        yield started
-    finally:
-        for replica in started:
-            if replica.process.poll() is None:
-                replica.process.send_signal(signal.SIGTERM)
-        for replica in started:
-            try:
-                replica.process.wait(60)
-            except subprocess.TimeoutExpired:
-                replica.process.kill()
-
-
 def write_config(
     folder: Path, database: str, repos: dict[str, GitRepo], parallel: int, lease: float
 ) -> Path:
@@ -156,41 +109,6 @@ def write_config(
     path = folder / "serve.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def applied(database: str, expected: dict[str, str]) -> set[str]:
-    """The sources whose last successful apply is of the expected revision."""
-    done = set()
-    with psycopg.connect(database, autocommit=True) as db:
-        for name, revision in expected.items():
-            try:
-                row = db.execute(
-                    f"SELECT revision FROM {name}.runs WHERE result = 'succeeded'"
-                    " ORDER BY id DESC LIMIT 1".encode()
-                ).fetchone()
-            except psycopg.errors.UndefinedTable:
-                row = None
-            if row and row[0] == revision:
-                done.add(name)
-    return done
-
-
-def owners(database: str) -> dict[str, str]:
-    with psycopg.connect(database, autocommit=True) as db:
-        rows = db.execute(
-            "SELECT source, owner FROM reconciler_sources"
-            " WHERE expires > extract(epoch from clock_timestamp())"
-        ).fetchall()
-    return {row[0]: row[1] for row in rows if row[1]}
-
-
-def trigger(replica: Replica, source: str) -> None:
-    httpx.post(
-        f"{replica.base}/sources/{source}/hooks/generic",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        json={},
-        timeout=10,
-    ).raise_for_status()
 
 
 def change(repos: dict[str, GitRepo], names: list[str], version: int) -> dict[str, str]:
@@ -209,20 +127,19 @@ def throughput(admin: str, sandbox_url: str, count: int, replica_count: int) -> 
         database = fresh_database(admin)
         repos = make_sources(folder, count, sandbox_url, database)
         config = write_config(folder, database, repos, parallel=1, lease=10)
-        with replicas(folder, config, replica_count) as running:
+        with replicas(config, folder, replica_count, ENV) as running:
             heads = {n: r.head() for n, r in repos.items()}
-            wait("the first runs", lambda: len(applied(database, heads)) == count, 600, 0.2)
+            wait("the first runs", lambda: len(applied(database, heads)) == count, 600)
             best = 0.0
             for version in (1, 2):
                 expected = change(repos, sorted(repos), version)
                 started = time.monotonic()
                 for index, name in enumerate(sorted(repos)):
-                    trigger(running[index % len(running)], name)
+                    announce(running[index % len(running)], name, TOKEN)
                 wait(
                     "every change applied",
                     lambda e=expected: len(applied(database, e)) == count,  # type: ignore[misc]
                     600,
-                    0.05,
                 )
                 best = max(best, count / (time.monotonic() - started) * 60)
             return best
@@ -234,16 +151,16 @@ def latency(admin: str, sandbox_url: str, count: int) -> list[float]:
         database = fresh_database(admin)
         repos = make_sources(folder, count, sandbox_url, database)
         config = write_config(folder, database, repos, parallel=2, lease=10)
-        with replicas(folder, config, 3) as running:
+        with replicas(config, folder, 3, ENV) as running:
             heads = {n: r.head() for n, r in repos.items()}
-            wait("the first runs", lambda: len(applied(database, heads)) == count, 900, 0.2)
+            wait("the first runs", lambda: len(applied(database, heads)) == count, 900)
             seconds = []
             rng = random.Random(7)
             for name in sorted(repos):
                 expected = change(repos, [name], 1)
                 started = time.monotonic()
-                trigger(rng.choice(running), name)
-                wait("the change applied", lambda e=expected: bool(applied(database, e)), 60, 0.01)  # type: ignore[misc]
+                announce(rng.choice(running), name, TOKEN)
+                wait("the change applied", lambda e=expected: bool(applied(database, e)), 60)  # type: ignore[misc]
                 seconds.append(time.monotonic() - started)
             return seconds
 
@@ -254,9 +171,9 @@ def failover(admin: str, sandbox_url: str, count: int, lease: float) -> dict[str
         database = fresh_database(admin)
         repos = make_sources(folder, count, sandbox_url, database)
         config = write_config(folder, database, repos, parallel=2, lease=lease)
-        with replicas(folder, config, 3) as running:
+        with replicas(config, folder, 3, ENV) as running:
             heads = {n: r.head() for n, r in repos.items()}
-            wait("the first runs", lambda: len(applied(database, heads)) == count, 600, 0.2)
+            wait("the first runs", lambda: len(applied(database, heads)) == count, 600)
             held = owners(database)
             victim = max(running, key=lambda r: sum(str(r.process.pid) in o for o in held.values()))
             theirs = sorted(s for s, o in held.items() if str(victim.process.pid) in o)
@@ -264,7 +181,11 @@ def failover(admin: str, sandbox_url: str, count: int, lease: float) -> dict[str
             victim.process.kill()
             killed = time.monotonic()
             for name in theirs:
-                trigger(next(r for r in running if r is not victim), name)
+                announce(
+                    next(r for r in running if r is not victim),
+                    name,
+                    TOKEN,
+                )
 
             def claimed() -> bool:
                 now = owners(database)

@@ -27,8 +27,10 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.replicas import free_port, sandbox, wait  # noqa: E402
+from bench.replicas import sandbox  # noqa: E402
 from bench.report import put_section  # noqa: E402
+from tests.pachyderm.helpers import free_port  # noqa: E402
+from tests.server.serving import wait_for as wait  # noqa: E402
 
 MANIFESTS = """apiVersion: pachyderm/v1
 kind: Project

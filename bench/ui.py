@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
-import uvicorn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reconciler.manifests import ResourceId
 from reconciler.providers.base import Health
@@ -31,28 +27,11 @@ from reconciler.resource_status import ResourceStatus
 from reconciler.server import ServeOptions, create_app
 from reconciler.server.runs import Snapshot
 from reconciler.state import SqliteStore
+from tests.pachyderm.helpers import served
 
 ROOT = Path(__file__).resolve().parent
 LIMIT = 1.0
 """Seconds a page may take at 10,000 resources."""
-
-
-@contextmanager
-def served(app: Any) -> Iterator[str]:
-    """`app` on a free loopback port, in a thread."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def statuses(count: int) -> tuple[ResourceStatus, ...]:

@@ -3,6 +3,7 @@ for it to follow, and waiting on what it reports: for end-to-end tests."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from tests.conftest import EXAMPLES
 from tests.gitrepo import GitRepo
@@ -100,3 +102,92 @@ def serving(
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
+
+
+class Replica:
+    """A `serve --config` process; its output in `log`."""
+
+    def __init__(self, process: subprocess.Popen[str], base: str, log: Path) -> None:
+        self.process = process
+        self.base = base
+        self.log = log
+
+
+@contextmanager
+def replicas(
+    config: Path, folder: Path, count: int, env: dict[str, str] | None = None
+) -> Iterator[list[Replica]]:
+    """`count` replicas of `serve --config`, each on a free port, answering; SIGTERM (after
+    SIGCONT, for one a test stopped) at the end."""
+    started: list[Replica] = []
+    try:
+        for number in range(count):
+            port = free_port()
+            environ = {
+                **CLEAN_ENV,
+                "RECONCILER_CACHE": str(folder / f"cache-{number}"),
+                **(env or {}),
+            }
+            command = [sys.executable, "-m", "reconciler", "serve", "--config", str(config)]
+            command += ["--port", str(port)]
+            path = folder / f"replica-{number}.log"
+            with path.open("w") as log:
+                process = subprocess.Popen(command, stdout=log, stderr=log, text=True, env=environ)
+            started.append(Replica(process, f"http://127.0.0.1:{port}", path))
+        for replica in started:
+
+            def answering(r: Replica = replica) -> bool:
+                return up(r.base) or r.process.poll() is not None
+
+            wait_for("a replica", answering, 60)
+            assert replica.process.poll() is None, replica.log.read_text()
+        yield started
+    finally:
+        for replica in started:
+            if replica.process.poll() is None:
+                os.kill(replica.process.pid, signal.SIGCONT)
+                replica.process.send_signal(signal.SIGTERM)
+        for replica in started:
+            try:
+                replica.process.wait(60)
+            except subprocess.TimeoutExpired:
+                replica.process.kill()
+
+
+def owners(database: str) -> dict[str, str]:
+    """Each source's owner while its lease holds."""
+    with psycopg.connect(database, autocommit=True) as db:
+        rows = db.execute(
+            "SELECT source, owner FROM reconciler_sources"
+            " WHERE expires > extract(epoch from clock_timestamp())"
+        ).fetchall()
+    return {row[0]: row[1] for row in rows if row[1]}
+
+
+def applied(database: str, expected: dict[str, str]) -> set[str]:
+    """The sources (each with its state in the schema of its name) whose last successful
+    apply is of the expected revision."""
+    done = set()
+    with psycopg.connect(database, autocommit=True) as db:
+        for name, revision in expected.items():
+            try:
+                row = db.execute(
+                    f"SELECT revision FROM {name}.runs WHERE result = 'succeeded'"
+                    " ORDER BY id DESC LIMIT 1".encode()
+                ).fetchone()
+            except psycopg.errors.UndefinedTable:
+                row = None
+            if row and row[0] == revision:
+                done.add(name)
+    return done
+
+
+def announce(replica: Replica, source: str, token: str) -> None:
+    """A generic webhook for `source`, to this replica."""
+    answer = httpx.post(
+        f"{replica.base}/sources/{source}/hooks/generic",
+        headers={"Authorization": f"Bearer {token}"},
+        json={},
+        timeout=10,
+    )
+    assert answer.status_code == 202, answer.text

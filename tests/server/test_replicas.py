@@ -9,11 +9,9 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +23,12 @@ from reconciler.sandbox import SandboxOptions, create_app
 from reconciler.sandbox.pachyderm import Pachd
 from reconciler.sandbox.store import Store
 from tests.gitrepo import GitRepo
-from tests.pachyderm.helpers import free_port, served
-from tests.server.serving import up, wait_for
-from tests.test_resilience import CLEAN_ENV, stats
+from tests.pachyderm.helpers import served
+from tests.server.serving import announce, applied, owners, replicas, wait_for
+from tests.test_resilience import stats
 
 TOKEN = "replica-token"
+ENV = {"RECONCILER_WEBHOOK_TOKEN": TOKEN}
 LEASE = 3.0
 UPDATE = "POST /api/pfs_v2.API/CreateRepo"
 
@@ -53,76 +52,6 @@ def manifests(
     }
 
 
-class Replica:
-    def __init__(self, process: subprocess.Popen[str], base: str, log: Path) -> None:
-        self.process = process
-        self.base = base
-        self.log = log
-
-
-@contextmanager
-def replicas(config: Path, tmp_path: Path, count: int) -> Iterator[list[Replica]]:
-    started: list[Replica] = []
-    try:
-        for number in range(count):
-            port = free_port()
-            env = {
-                **CLEAN_ENV,
-                "RECONCILER_CACHE": str(tmp_path / f"cache-{number}"),
-                "RECONCILER_WEBHOOK_TOKEN": TOKEN,
-            }
-            command = [sys.executable, "-m", "reconciler", "serve", "--config", str(config)]
-            command += ["--port", str(port)]
-            path = tmp_path / f"replica-{number}.log"
-            with path.open("w") as log:
-                process = subprocess.Popen(command, stdout=log, stderr=log, text=True, env=env)
-            started.append(Replica(process, f"http://127.0.0.1:{port}", path))
-        for replica in started:
-
-            def answering(r: Replica = replica) -> bool:
-                return up(r.base) or r.process.poll() is not None
-
-            wait_for("a replica", answering, 60)
-            assert replica.process.poll() is None, replica.log.read_text()
-        yield started
-    finally:
-        for replica in started:
-            if replica.process.poll() is None:
-                os.kill(replica.process.pid, signal.SIGCONT)
-                replica.process.send_signal(signal.SIGTERM)
-        for replica in started:
-            try:
-                replica.process.wait(60)
-            except subprocess.TimeoutExpired:
-                replica.process.kill()
-
-
-def owners(database: str) -> dict[str, str | None]:
-    with psycopg.connect(database, autocommit=True) as db:
-        rows = db.execute(
-            "SELECT source, owner FROM reconciler_sources"
-            " WHERE expires > extract(epoch from clock_timestamp())"
-        ).fetchall()
-    return {row[0]: row[1] for row in rows}
-
-
-def revisions(database: str, states: dict[str, str]) -> dict[str, str | None]:
-    """Each source's last successful apply, from its own state (schema)."""
-    found = {}
-    for source, url in states.items():
-        schema = url.rsplit("schema=", 1)[1]
-        with psycopg.connect(database, autocommit=True) as db:
-            try:
-                row = db.execute(
-                    f"SELECT revision FROM {schema}.runs WHERE result = 'succeeded'"
-                    " ORDER BY id DESC LIMIT 1".encode()
-                ).fetchone()
-            except psycopg.errors.UndefinedTable:
-                row = None
-        found[source] = row[0] if row else None
-    return found
-
-
 def descriptions(db: Path) -> dict[str, str]:
     """Each project's repo r0 description, as the platform holds it."""
     store = Store(db)
@@ -143,16 +72,6 @@ def pending_intents(database: str, schema: str) -> int:
             f"SELECT count(*) FROM {schema}.intents WHERE outcome = 'pending'".encode()
         ).fetchone()
     return int(row[0]) if row else 0
-
-
-def trigger(replica: Replica, source: str) -> None:
-    answer = httpx.post(
-        f"{replica.base}/sources/{source}/hooks/generic",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        json={},
-        timeout=10,
-    )
-    assert answer.status_code == 202, answer.text
 
 
 @pytest.fixture
@@ -192,9 +111,9 @@ def test_three_replicas_share_thirty_sources_and_survive_kill_9(
         repo.push()
         repos[name] = repo
     config = write_config(tmp_path, database, repos)
-    with replicas(config, tmp_path, 3) as running:
+    with replicas(config, tmp_path, 3, ENV) as running:
         firsts = {name: repo.head() for name, repo in repos.items()}
-        wait_for("every source applied", lambda: revisions(database, states) == firsts, 120)
+        wait_for("every source applied", lambda: applied(database, firsts) == set(firsts), 120)
         held = owners(database)
         assert len(held) == 30 and len(set(held.values())) == 3  # the work spread
         # Any replica's UI shows any source, from what its owner published.
@@ -214,8 +133,8 @@ def test_three_replicas_share_thirty_sources_and_survive_kill_9(
             repo.replace("project.yaml", "description: one", "description: two")
             seconds[name] = repo.commit("two")
             repo.push()
-            trigger(random.choice(running), name)
-        wait_for("every push applied", lambda: revisions(database, states) == seconds, 120)
+            announce(random.choice(running), name, TOKEN)
+        wait_for("every push applied", lambda: applied(database, seconds) == set(seconds), 120)
         time.sleep(1)  # anything late would show now
         assert stats(world["db"])["calls"][UPDATE] == 60
 
@@ -231,7 +150,7 @@ def test_three_replicas_share_thirty_sources_and_survive_kill_9(
             repo.replace("project.yaml", "description: two", "description: three")
             thirds[name] = repo.commit("three")
             repo.push()
-            trigger(victim, name)
+            announce(victim, name, TOKEN)
         wait_for(
             "a run in flight on the victim",
             lambda: stats(world["db"])["calls"][UPDATE] > 60,
@@ -275,7 +194,7 @@ def test_a_replica_paused_past_its_lease_makes_no_call_when_it_wakes(
     repo.commit("first")
     repo.push()
     config = write_config(tmp_path, database, {"big": repo})
-    with replicas(config, tmp_path, 2) as running:
+    with replicas(config, tmp_path, 2, ENV) as running:
         wait_for("an owner", lambda: bool(owners(database)), 30)
         (owner,) = owners(database).values()
         paused = next(r for r in running if owner and str(r.process.pid) in owner)
@@ -285,7 +204,7 @@ def test_a_replica_paused_past_its_lease_makes_no_call_when_it_wakes(
         stopped_at = stats(world["db"])["calls"][UPDATE]
         wait_for(
             "the other replica to finish it",
-            lambda: revisions(database, {"big": state})["big"] == repo.head(),
+            lambda: applied(database, {"big": repo.head()}) == {"big"},
             LEASE * 20,
         )
         finished = stats(world["db"])["mutating"]
