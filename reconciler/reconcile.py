@@ -137,6 +137,11 @@ class Session:
     async def observe(self) -> dict[str, Observation]:
         """Every target at once; a target that cannot be read fails the run."""
         targets = sorted(self.providers)
+        for target in targets:
+            expect = getattr(self.providers[target], "expect", None)
+            if callable(expect):
+                owned = (ResourceId.parse(i) for i in self.store.owned_ids(target))
+                expect(frozenset(rid for rid in owned if rid is not None))
         answers = await asyncio.gather(
             *(self.providers[t].observe() for t in targets), return_exceptions=True
         )

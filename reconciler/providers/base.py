@@ -293,7 +293,12 @@ class Provider(Policies, Protocol):
 
     def desire(self, resource: Resource) -> Desired: ...
 
-    async def observe(self) -> Observation: ...
+    async def observe(self) -> Observation:
+        """Everything the provider's kinds hold on the target. A provider that lists per
+        scope (a Pachyderm project's defaults) may also define `expect(owned)`, called
+        before with the ids the inventory holds on its target, to list the scopes those
+        name besides the manifests' ones (optional: the core asks for it by name)."""
+        ...
 
     async def create(self, desired: Desired) -> None: ...
 

@@ -18,7 +18,7 @@ from reconciler.sandbox.pachyderm import Pachd, PachydermOptions
 from reconciler.sandbox.store import Store
 from tests.conftest import run_cli
 from tests.pachyderm.helpers import Sandbox
-from tests.pachyderm.test_provider import chain, pipeline, write
+from tests.pachyderm.test_provider import CONFIG, PROJECT, chain, pipeline, write
 
 PROJECT_DEFAULTS = json.dumps(
     {"createPipelineRequest": {"datumTries": "5", "resourceLimits": {"memory": "2Gi"}}}
@@ -364,3 +364,35 @@ def test_status_shows_each_resources_sync_and_health(
     assert "health: 1 degraded, " in out
     assert "sync: 1 out of sync, " in out  # its image, changed by hand, differs
     assert "degraded    pachyderm:Pipeline/vision/edges: back-off pulling image" in out
+
+
+def test_only_the_projects_a_source_names_or_owns_have_their_defaults_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a cluster shared by many sources, a run reads the defaults of the projects its
+    manifests name and of those it owns, not every team's (one read each per run); an
+    owned ProjectDefaults whose manifest is gone is still pruned, by emptying it."""
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    for name in ("legacy", "team0", "team1", "team2", "team3"):  # made by others
+        pachd(sandbox, "CreateProject", {"project": {"name": name}})
+    project_defaults = (
+        "apiVersion: pachyderm/v1\nkind: ProjectDefaults\nmetadata: {name: legacy}\n"
+        "spec: {createPipelineRequest: {datumTries: 2}}\n"
+    )
+    legacy = (
+        "apiVersion: pachyderm/v1\nkind: Project\n"
+        "metadata: {name: legacy, deletionPolicy: Orphan}\n"
+    )
+    folder = write(tmp_path / "m", PROJECT, legacy, project_defaults)
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    sandbox.reset()
+    assert run_cli("plan", str(folder), "--detailed-exitcode", connector=sandbox) == 0
+    assert sandbox.stats()["calls"]["POST /api/pps_v2.API/GetProjectDefaults"] == 2
+
+    # Both leave the manifests: the project is orphaned, and pruning empties its
+    # defaults, though no manifest names the project any more (they are owned).
+    write(tmp_path / "m", PROJECT, config=CONFIG + "prune: true\n")
+    capsys.readouterr()
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    answer = pachd(sandbox, "GetProjectDefaults", {"project": {"name": "legacy"}})
+    assert json.loads(answer.get("projectDefaultsJson") or "{}") == {}

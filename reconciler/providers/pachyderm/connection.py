@@ -52,6 +52,13 @@ def connect(connection: Connection) -> PachydermProvider:
     # a first pipeline lands there.
     mine = [r for r in manifests.resources if r.target == target]
     projects = frozenset(r.project or DEFAULT_PROJECT for r in mine if r.kind == "Pipeline")
+    # Every project the manifests name (a Project, what lives in one, its defaults):
+    # their defaults are read; other teams' projects on a shared cluster are not.
+    scopes = frozenset(
+        r.name if r.kind in ("Project", "ProjectDefaults") else r.project or DEFAULT_PROJECT
+        for r in mine
+        if r.kind in ("Project", "ProjectDefaults", "Repo", "Pipeline")
+    )
     # Secrets the manifests name: those ListSecret does not show (made by kubectl, Helm,
     # an operator) are looked up one by one with InspectSecret.
     secrets = frozenset(
@@ -70,5 +77,6 @@ def connect(connection: Connection) -> PachydermProvider:
         secrets=secrets,
         defaults=[r for r in mine if r.kind in ("ClusterDefaults", "ProjectDefaults")],
         pipelines=frozenset(r.id for r in mine if r.kind == "Pipeline"),
+        scopes=scopes,
         start_timeout=config.start_timeout,
     )

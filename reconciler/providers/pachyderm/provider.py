@@ -79,6 +79,7 @@ class PachydermProvider(PachydermPolicies):
         secrets: frozenset[str] = frozenset(),
         defaults: Sequence[Resource] = (),
         pipelines: frozenset[ResourceId] = frozenset(),
+        scopes: frozenset[str] = frozenset(),
         start_timeout: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -94,6 +95,10 @@ class PachydermProvider(PachydermPolicies):
         self._pipelines = pipelines
         self._projects = projects
         """Projects the manifests put pipelines in: their defaults are read."""
+        self._scopes = scopes | projects
+        """Projects the manifests or the inventory name: their defaults are read (and so
+        observed, compared, pruned); other projects' are not (a cluster shared by many
+        sources would cost every run of every source one read per project)."""
         self._cluster_defaults: dict[str, Any] = {}
         self._project_defaults: dict[str, dict[str, Any]] = {}
 
@@ -137,6 +142,15 @@ class PachydermProvider(PachydermPolicies):
 
     # --- observed ----------------------------------------------------------------------
 
+    def expect(self, owned: frozenset[ResourceId]) -> None:
+        """The projects what reconciler owns here lives in: their defaults are read too
+        (an owned ProjectDefaults that left the manifests is pruned by emptying it)."""
+        self._scopes = self._scopes | {
+            rid.name if rid.kind in ("Project", "ProjectDefaults") else _split(rid)[0]
+            for rid in owned
+            if rid.kind in ("Project", "ProjectDefaults", "Repo", "Pipeline")
+        }
+
     async def observe(self) -> Observation:
         projects, repos, secrets, pipelines, cluster = await asyncio.gather(
             self.client.list_projects(),
@@ -146,8 +160,7 @@ class PachydermProvider(PachydermPolicies):
             self.client.cluster_defaults(),
         )
         existing = {str((p.get("project") or {}).get("name") or "") for p in projects}
-        # Every project's defaults: one read per project, whatever its pipelines.
-        read = sorted(existing)
+        read = sorted(existing & self._scopes)
         answers = await asyncio.gather(*(self.client.project_defaults(p) for p in read))
         self._cluster_defaults = request_part(cluster)
         self._project_defaults = {p: request_part(a) for p, a in zip(read, answers, strict=True)}
