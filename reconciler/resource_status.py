@@ -106,12 +106,7 @@ def cost(action: Action) -> str:
     if action.restarts:
         parts.append("restarts it")
     if action.bounce is not None:
-        what = (
-            "all its components"
-            if action.bounce.components is None
-            else ", ".join(action.bounce.components)
-        )
-        parts.append(f"bounces {what}")
+        parts.append(f"bounces {action.bounce.shown}")
     return "; ".join(parts)
 
 

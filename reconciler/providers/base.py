@@ -211,6 +211,11 @@ class Bounce:
     """Only these components; None: all of them."""
     reason: str
 
+    @property
+    def shown(self) -> str:
+        """The components it restarts, as a person reads them."""
+        return "all components" if self.components is None else ", ".join(self.components)
+
     def merge(self, other: Bounce) -> Bounce:
         if self.components is None or other.components is None:
             components = None

@@ -72,12 +72,7 @@ def headline(plan: Plan) -> str:
 def _detail(action: Action) -> list[str]:
     lines = []
     if action.bounce is not None:
-        parts = (
-            "all components"
-            if action.bounce.components is None
-            else ", ".join(action.bounce.components)
-        )
-        lines.append(f"bounce: {parts}")
+        lines.append(f"bounce: {action.bounce.shown}")
     if action.action == "replace":
         order = (
             "delete, then create"
