@@ -463,7 +463,21 @@ def _fetch(git: Git, clone: Path, url: str, ref: str) -> str:
                 ]
             ) from None
         raise
-    return git.run(["rev-parse", "FETCH_HEAD"], clone, what="git rev-parse").strip()
+    return (
+        _fetched(clone) or git.run(["rev-parse", "FETCH_HEAD"], clone, what="git rev-parse").strip()
+    )
+
+
+def _fetched(clone: Path) -> str | None:
+    """The commit just fetched, from the first line of .git/FETCH_HEAD (`<hex>\\t...`,
+    git's fetch.c:append_fetch_head) rather than another git process; None when it does
+    not read as one (git asks then)."""
+    try:
+        first = (clone / ".git" / "FETCH_HEAD").read_text(errors="replace").partition("\n")[0]
+    except OSError:
+        return None
+    sha = first.partition("\t")[0]
+    return sha if len(sha) in (40, 64) and all(c in "0123456789abcdef" for c in sha) else None
 
 
 def _key(url: str) -> str:

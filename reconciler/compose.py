@@ -19,7 +19,7 @@ from reconciler.manifests import Manifests
 from reconciler.manifests.cachefile import run_cache
 from reconciler.manifests.config import EMBEDDED, TargetConfig
 from reconciler.providers.base import Provider
-from reconciler.providers.http import asgi_transport
+from reconciler.providers.http import KeptConnections, asgi_transport
 from reconciler.providers.plugin import Connection, ProviderPlugin, installed_plugins, resolve
 
 SANDBOX_URL = "http://sandbox.invalid"
@@ -42,10 +42,13 @@ class Connector:
         self,
         environ: Mapping[str, str] | None = None,
         plugins: Mapping[str, ProviderPlugin] | None = None,
+        kept: KeptConnections | None = None,
     ) -> None:
+        """`kept`: connections to real platforms kept open between runs (`serve`)."""
         self._apps: dict[tuple[Path, str], Any] = {}
         self._environ = os.environ if environ is None else environ
         self._plugins = plugins
+        self._kept = kept
 
     @property
     def plugins(self) -> Mapping[str, ProviderPlugin]:
@@ -65,6 +68,7 @@ class Connector:
             manifests=manifests,
             cache=run_cache(manifests.root),
             environ=self._environ,
+            kept=self._kept,
         )
         if config.url == EMBEDDED:
             if plugin.sandbox is None:

@@ -9,10 +9,16 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from reconciler.errors import PermanentError, RetryableError
-from reconciler.providers.http import HttpClient
+from reconciler.providers.http import FENCE, HttpClient, KeptConnections
 from reconciler.retry import Backoff
+from reconciler.state.locks import LockLost
+from tests.pachyderm.helpers import served
 
 T = TypeVar("T")
 QUICK = Backoff(attempts=4, initial=0.001, maximum=0.01)
@@ -123,3 +129,45 @@ def test_every_error_body_shape_keeps_the_platforms_message(
     with pytest.raises(PermanentError) as caught:
         run(client.request("POST", "/packagemanager/v2/deployments", body={}))
     assert str(caught.value).endswith(f"HTTP 404: {said}")
+
+
+def test_kept_connections_outlive_a_client_and_stay_fenced() -> None:
+    """`serve` keeps connections open from one run's clients to the next's (the same TCP
+    connection answers both); a connection taken from the pool still asks the fence
+    before it writes, so a replica that lost its lease sends nothing on it."""
+    ports: list[int] = []
+
+    async def endpoint(request: Request) -> Response:
+        assert request.client is not None
+        ports.append(request.client.port)
+        return JSONResponse({"ok": True})
+
+    app = Starlette(routes=[Route("/call", endpoint, methods=["POST"])])
+
+    async def scenario(url: str) -> None:
+        kept = KeptConnections()
+        for _ in range(2):  # two runs, each with a client of its own
+            http = HttpClient(url, platform="p", kept=kept)
+            assert await http.post("/call", {}) == {"ok": True}
+            await http.aclose()
+        fenced = HttpClient(url, platform="p", kept=kept)
+
+        def lost() -> None:
+            raise LockLost("this replica lost its lease")
+
+        token = FENCE.set(lost)
+        try:
+            with pytest.raises(LockLost):
+                await fenced.post("/call", {})
+        finally:
+            FENCE.reset(token)
+        await fenced.aclose()
+        await kept.aclose()
+        alone = HttpClient(url, platform="p")  # no kept pool: a connection of its own
+        await alone.post("/call", {})
+        await alone.aclose()
+
+    with served(app) as url:
+        run(scenario(url))
+    assert len(ports) == 3  # the fenced call never reached the platform
+    assert ports[0] == ports[1] != ports[2]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import InputError, OperationalError
-from reconciler.state import InventoryEntry, LockHolder, SqliteStore, open_store
+from reconciler.state import InventoryEntry, KeptStore, LockHolder, SqliteStore, open_store
 from reconciler.state.migrate import copy_state
 from reconciler.state.sql import SqlStore
 from reconciler.state.sqlite import MIGRATIONS, SCHEMA_VERSION
@@ -321,3 +321,28 @@ def test_postgres_schemas_keep_states_apart(postgres_url: str) -> None:
         team_b.close()
     with pytest.raises(InputError, match="not a schema name"):
         PostgresStore(f"{postgres_url}{separator}schema=Robert%27);DROP")
+
+
+def test_a_kept_store_is_used_again_and_opened_anew_when_it_stopped_answering(
+    url: str, tmp_path: Path
+) -> None:
+    """`serve` keeps each source's store open between runs: the next run gets the same
+    one; a different URL, or a store whose connection died, gets a fresh one that works;
+    two runs at once never share one."""
+    kept = KeptStore()
+    first = kept.take(url, tmp_path)
+    assert kept.take(url, tmp_path) is not first  # taken: a second run opens its own
+    kept.give_back(url, tmp_path, first)
+    assert kept.take(url, tmp_path) is first
+    first.close()  # its connection is gone, as after a database restart
+    kept.give_back(url, tmp_path, first)
+    fresh = kept.take(url, tmp_path)
+    assert fresh is not first and fresh.ping()
+    kept.give_back(url, tmp_path, fresh)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    moved = kept.take(other, tmp_path)
+    assert moved is not fresh and moved.location.endswith("other.db")
+    assert not fresh.ping()  # the one for the old URL was closed
+    kept.give_back(other, tmp_path, moved)
+    kept.close()
+    assert not moved.ping()

@@ -18,6 +18,7 @@ from reconciler.checkout import Checkout, Origin
 from reconciler.errors import InputError, OperationalError, Problem
 from reconciler.manifests import LoadOptions, Manifests, load
 from reconciler.manifests.config import Settings
+from reconciler.providers.http import KeptConnections
 from reconciler.reconcile import Connector
 from reconciler.redact import masked
 
@@ -67,9 +68,11 @@ def _fetch(location: str, ref: str | None) -> Checkout:
     return checkout.fetch(Origin.parse(location, ref))
 
 
-def _connector(ctx: typer.Context) -> Connector:
+def _connector(ctx: typer.Context, kept: KeptConnections | None = None) -> Connector:
+    """The installed providers (or what a test put in the context); `kept`: connections
+    kept open between runs."""
     found = ctx.find_root().obj
-    return found if found is not None else compose.Connector()
+    return found if found is not None else compose.Connector(kept=kept)
 
 
 def require_target(settings: Settings, target: str, where: str) -> None:

@@ -15,6 +15,7 @@ import typer
 from reconciler.checkout import Origin, default_branch
 from reconciler.cli.common import ProfileOpt, SourceArg, _connector, long_running
 from reconciler.errors import InputError, OperationalError, Problem
+from reconciler.providers.http import KeptConnections
 
 
 class ModeChoice(StrEnum):
@@ -167,12 +168,15 @@ def serve(
         ui_public=ui_public,
     )
     configure()
+    # A long-running process: connections to the platforms stay open from run to run.
+    kept = KeptConnections()
+    connector = _connector(ctx, kept)
     if fleet is not None:
         from reconciler.server.fleet import create_fleet_app
 
-        app = create_fleet_app(fleet, _connector(ctx), options)
+        app = create_fleet_app(fleet, connector, options)
     else:
-        app = create_app(options, _connector(ctx))
+        app = create_app(options, connector)
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
     )
@@ -180,7 +184,14 @@ def serve(
     # was there before it: make that one a no-op, so a drained shutdown exits 0.
     for received in (signal.SIGTERM, signal.SIGINT):
         signal.signal(received, lambda number, frame: None)
-    asyncio.run(uvicorn.Server(config).serve(sockets=[listening]))
+
+    async def serving() -> None:
+        try:
+            await uvicorn.Server(config).serve(sockets=[listening])
+        finally:
+            await kept.aclose()  # on the loop its connections belong to
+
+    asyncio.run(serving())
     return 0
 
 

@@ -191,16 +191,58 @@ def tls_context(verify: bool | str) -> ssl.SSLContext | bool:
     return httpx.create_ssl_context(verify=verify)
 
 
-def fenced_transport(verify: bool | str) -> Transport:
+def fenced_transport(
+    verify: bool | str, limits: httpx.Limits | None = None
+) -> httpx.AsyncHTTPTransport:
     """httpx's own transport, its connections fenced (`_FencedStream`). httpx does not
     take a network backend, so the pool it made is given ours; a newer httpx without
     that attribute fails here, loudly, rather than leave requests unfenced."""
-    transport = httpx.AsyncHTTPTransport(verify=tls_context(verify))
+    transport = httpx.AsyncHTTPTransport(
+        verify=tls_context(verify), limits=limits or httpx.Limits()
+    )
     pool = transport._pool
     if not isinstance(pool, httpcore.AsyncConnectionPool) or not hasattr(pool, "_network_backend"):
         raise AssertionError("httpx's transport changed: its connections cannot be fenced")
     pool._network_backend = _FencedBackend(pool._network_backend)
     return transport
+
+
+class KeptConnections:
+    """Connections to the platforms kept open from one run to the next (`serve`): one
+    fenced pool per TLS setting, which every client made with it borrows. Opening
+    connections (and, on a real platform, their TLS handshakes) was a good part of a
+    short run's CPU. Pools belong to the event loop that used them first: make one per
+    loop, and `aclose` it on that loop when it ends."""
+
+    def __init__(self) -> None:
+        self._pools: dict[bool | str, httpx.AsyncHTTPTransport] = {}
+
+    def transport(self, verify: bool | str) -> Transport:
+        pool = self._pools.get(verify)
+        if pool is None:
+            # Several sources' runs share it: no cap on connections beyond each run's own
+            # concurrency (httpx's default of 100 would queue runs behind each other).
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+            pool = self._pools[verify] = fenced_transport(verify, limits)
+        return _Borrowed(pool)
+
+    async def aclose(self) -> None:
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
+
+
+class _Borrowed(httpx.AsyncBaseTransport):
+    """A kept pool, as one client sees it: closing the client leaves it open."""
+
+    def __init__(self, pool: httpx.AsyncHTTPTransport) -> None:
+        self._pool = pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,14 +271,19 @@ class HttpClient:
         verify: bool | str = True,
         timeout: float = 30.0,
         reads: Backoff = READS,
+        kept: KeptConnections | None = None,
     ) -> None:
+        """`transport` serves a test double; else the connections come from `kept`
+        (kept open after `aclose`), else from a pool of the client's own."""
         self.platform = platform
         self._reads = reads
         self._headers = headers
         self._auth = auth
+        if transport is None:
+            transport = kept.transport(verify) if kept is not None else fenced_transport(verify)
         self._client = httpx.AsyncClient(
             base_url=base_url,
-            transport=transport if transport is not None else fenced_transport(verify),
+            transport=transport,
             verify=verify,
             timeout=httpx.Timeout(timeout),
             headers={"content-type": "application/json", "accept": "application/json"},

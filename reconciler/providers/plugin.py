@@ -24,7 +24,7 @@ from reconciler.manifests import Manifests
 from reconciler.manifests.catalog import KindInfo, installed
 from reconciler.manifests.config import TargetConfig
 from reconciler.providers.base import Policies, Provider
-from reconciler.providers.http import Transport
+from reconciler.providers.http import KeptConnections, Transport
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class Connection:
     """Calls an in-process test double instead of the network (`url: embedded`)."""
     base_url: str | None = None
     """The address to use instead of `config.url` (with `transport`)."""
+    kept: KeptConnections | None = None
+    """Connections kept open between runs (`serve`): give it to every `HttpClient`."""
 
     @property
     def config_file(self) -> str:

@@ -67,13 +67,13 @@ class Server:
         self.deliveries = Deliveries()
         self.started_at = time.time()
         self.source_shown = Origin.parse(options.source).shown
-        self.route: Callable[[Trigger], bool] | None = None
+        self.route: Callable[[Trigger], Awaitable[bool]] | None = None
         """Replicas: hands a trigger to the source's owner elsewhere (True), or not."""
         self.view: Callable[[], None] | None = None
         """Replicas: brings in what the owner published, before a page shows the source."""
 
-    def trigger(self, trigger: Trigger) -> None:
-        if self.route is not None and self.route(trigger):
+    async def trigger(self, trigger: Trigger) -> None:
+        if self.route is not None and await self.route(trigger):
             event(log, "run requested of the owner", trigger=trigger.reason)
             return
         if self.worker.pending is not None:
@@ -140,6 +140,8 @@ def lifespan(servers: Sequence[Server]) -> Callable[[Starlette], AbstractAsyncCo
             running = sum(1 for s in servers if s.worker.running is not None)
             event(log, "shutting down", waiting_for_runs=running)
             await asyncio.gather(*(s.worker.stop() for s in servers))
+            for server in servers:
+                server.runner.close()
             await asyncio.gather(*(s.notifier.aclose() for s in servers))
             event(log, "stopped")
 
@@ -318,7 +320,7 @@ def _endpoint(server: Server, hook: _Hook) -> Callable[[Request], Awaitable[Resp
             event(log, "webhook ignored", hook=hook.name, delivery=delivery, why=verdict.ignored)
             return JSONResponse({"ignored": verdict.ignored}, status_code=202)
         server.metrics.webhooks.labels(hook.name, "queued").inc()
-        server.trigger(verdict.trigger)
+        await server.trigger(verdict.trigger)
         revision = verdict.trigger.revision
         return JSONResponse({"queued": True, "revision": revision}, status_code=202)
 

@@ -312,6 +312,8 @@ def replicated(
             yield
         finally:
             await replicas.stop()
+            for server in servers:
+                server.runner.close()
             await asyncio.gather(*(s.notifier.aclose() for s in servers))
             event(log, "stopped")
 

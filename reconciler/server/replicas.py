@@ -5,10 +5,11 @@ worker there), and claims free or expired ones up to its fair share (the sources
 the replicas alive, rounded up); beyond its share it lets idle sources go, so work
 spreads when replicas join. A source it claims runs at once (a run the replica before
 it may have left half done is finished), then on its schedule. A webhook or a UI action
-for a source it does not own is written to the source's row and taken by the owner at
-its next tick. Before every run and every mutating call the owner confirms its lease
-(`LeaseStore.confirm`: its token, unexpired), so a replica paused past its lease makes
-no call when it wakes. After each run the owner publishes what it saw, which the other
+for a source it does not own is written to the source's row and taken by the owner as
+soon as PostgreSQL notifies it (at its next tick at the latest). Before every run and
+every mutating call the owner confirms its lease (within it by its own clock, past it by
+`LeaseStore.confirm`: its token, unexpired), so a replica paused past its lease makes no
+call when it wakes. After each run the owner publishes what it saw, which the other
 replicas' web UI shows. `/readyz` answers 503 while the database cannot be reached.
 """
 
@@ -69,6 +70,7 @@ class Replicas:
         self.healthy = False
         self.stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._waiting: asyncio.Future[set[str]] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
         for name, server in servers.items():
             server.route = self._router(name)
@@ -102,22 +104,39 @@ class Replicas:
         with contextlib.suppress(ReconcilerError):
             await asyncio.to_thread(self.leases.leave)
         self.held.clear()
+        if self._waiting is not None:
+            await asyncio.gather(self._waiting, return_exceptions=True)
+        await asyncio.to_thread(self.leases.close)
 
     async def _loop(self) -> None:
+        due = time.monotonic()
         while not self.stopping:
             try:
-                await self._once()
-                self.healthy = True
+                if time.monotonic() >= due:
+                    due = time.monotonic() + self.tick
+                    await self._once()
+                    self.healthy = True
+                else:
+                    await self._take()
             except ReconcilerError as exc:
                 self.healthy = False
                 event(log, "coordination failed", logging.WARNING, why=str(exc))
-            await asyncio.sleep(self.tick)
+            # Between ticks, a request written for a source held here is taken as soon as
+            # its notification arrives rather than at the next tick.
+            while not self.stopping and (left := due - time.monotonic()) > 0:
+                # Shielded and kept: `stop` lets the wait end before closing its connection.
+                self._waiting = asyncio.ensure_future(asyncio.to_thread(self.leases.wait, left))
+                asked = await asyncio.shield(self._waiting)
+                if asked & set(self.held):
+                    break
 
     async def _once(self) -> None:
         live = await asyncio.to_thread(self.leases.beat)
         before = dict(self.held)
-        kept = await asyncio.to_thread(self.leases.renew, before)
+        # Read before asking: the database sets the expiry while the statement runs, so
+        # a deadline counted from here ends before the lease does.
         now = time.monotonic()
+        kept = await asyncio.to_thread(self.leases.renew, before)
         for source in before:
             if source in kept:
                 self.deadline[source] = now + self.lease - self.tick
@@ -140,10 +159,13 @@ class Replicas:
                 token = self.held[source]
                 self._drop(source, "another replica joined: sharing the work")
                 await asyncio.to_thread(self.leases.release, source, token)
+        await self._take()
+
+    async def _take(self) -> None:
         asked = await asyncio.to_thread(self.leases.take, dict(self.held))
         for source, trigger in asked.items():
             if source in self.held:
-                self.servers[source].trigger(Trigger(**trigger))
+                await self.servers[source].trigger(Trigger(**trigger))
 
     def _own(self, source: str, token: int) -> None:
         self.held[source] = token
@@ -156,20 +178,25 @@ class Replicas:
     def _drop(self, source: str, why: str) -> None:
         self.held.pop(source, None)
         self.deadline.pop(source, None)
-        worker = self.servers[source].worker
-        task = asyncio.create_task(worker.stop())  # a run in flight: its fence stops it
+        task = asyncio.create_task(self._let_go(source, self.servers[source].worker))
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
         event(log, "source let go", source=source, why=why)
 
+    async def _let_go(self, source: str, worker: Worker) -> None:
+        await worker.stop()  # a run in flight: its fence stops it
+        if source not in self.held:  # not claimed again meanwhile
+            self.servers[source].runner.close()
+
     # --- what the servers ask ------------------------------------------------------------
 
-    def _router(self, source: str) -> Callable[[Trigger], bool]:
-        def route(trigger: Trigger) -> bool:
+    def _router(self, source: str) -> Callable[[Trigger], Awaitable[bool]]:
+        async def route(trigger: Trigger) -> bool:
             """True when the trigger went to the source's row for its owner to take."""
             if source in self.held:
                 return False
-            self.leases.request(source, asdict(trigger))
+            # Off the event loop: the coordination connection may be busy with a tick.
+            await asyncio.to_thread(self.leases.request, source, asdict(trigger))
             return True
 
         return route

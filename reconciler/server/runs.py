@@ -30,7 +30,7 @@ from reconciler.server.logs import event
 from reconciler.server.metrics import Metrics
 from reconciler.server.notify import Notifier, RunFacts
 from reconciler.server.schedule import Every, Schedule
-from reconciler.state import open_store, suspension_of
+from reconciler.state import KeptStore, suspension_of
 from reconciler.state.locks import LockOptions
 
 Mode = Literal["plan", "apply"]
@@ -193,6 +193,13 @@ class Runner:
         """Each resource's sync and health as the last run that observed them saw."""
         self.state: tuple[str, Path] | None = None
         """The state store the last run loaded (its URL and the manifests root)."""
+        self.store = KeptStore()
+        """That store, open between runs; closed by `close`."""
+
+    def close(self) -> None:
+        """The state store kept between runs, closed (at shutdown, or when a replica
+        lets the source go)."""
+        self.store.close()
 
     async def __call__(self, trigger: Trigger) -> None:
         if self.fence is not None:
@@ -290,7 +297,7 @@ class Runner:
             ),
         )
         self.state = (manifests.settings.state, manifests.root)
-        store = open_store(manifests.settings.state, manifests.root)
+        store = self.store.take(*self.state)
         try:
             suspensions = store.suspensions()
             held = frozenset(t for t in self.targets if suspension_of(suspensions, t))
@@ -303,8 +310,10 @@ class Runner:
                 # What was applied is seen again, as Argo CD refreshes after a sync: the
                 # statuses show the targets as they are now, not as they were before.
                 seen = (await reconcile(manifests, self.connect, store, request.planning())).planned
-        finally:
-            store.close()
+        except BaseException:
+            store.close()  # perhaps why the run failed: the next run opens its own
+            raise
+        self.store.give_back(*self.state, store)
         self.resources = Snapshot(report.number, time.time(), tuple(seen.statuses()))
         self._planned(report, manifests, result.planned.plan, result.outcome)
 

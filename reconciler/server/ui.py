@@ -385,7 +385,7 @@ class UI:
         by = _who(request)
         target = form.get("target") or ALL_TARGETS
         if what in ("sync", "refresh"):
-            self.server.trigger(
+            await self.server.trigger(
                 Trigger("sync" if what == "sync" else "refresh", plan=what == "refresh")
             )
             done = "a run was queued" if what == "sync" else "a refresh (plan only) was queued"

@@ -36,6 +36,7 @@ __all__ = [
     "ALL_TARGETS",
     "Intent",
     "InventoryEntry",
+    "KeptStore",
     "LockHolder",
     "RunRecord",
     "SqliteStore",
@@ -45,6 +46,35 @@ __all__ = [
     "open_store",
     "suspension_of",
 ]
+
+
+class KeptStore:
+    """The state store of one source, kept open between its runs (`serve`): opening one
+    is a connection and a schema check, on PostgreSQL the costliest part of a short run.
+    A run takes it for itself (two runs never share one) and gives it back when it ended
+    well; it is opened again when the URL changes or it stopped answering."""
+
+    def __init__(self) -> None:
+        self._kept: tuple[tuple[str, Path], StateStore] | None = None
+
+    def take(self, url: str, root: Path) -> StateStore:
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            if kept[0] == (url, root) and kept[1].ping():
+                return kept[1]
+            kept[1].close()
+        return open_store(url, root)
+
+    def give_back(self, url: str, root: Path, store: StateStore) -> None:
+        if self._kept is not None:  # another run kept one meanwhile: one is enough
+            store.close()
+            return
+        self._kept = ((url, root), store)
+
+    def close(self) -> None:
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            kept[1].close()
 
 
 def open_store(url: str, root: Path, *, where: str = "reconciler.yaml") -> StateStore:

@@ -253,4 +253,9 @@ class StateStore(Protocol):
 
     def suspensions(self) -> dict[str, Suspension]: ...
 
+    def ping(self) -> bool:
+        """Whether the store still answers (a store kept open between runs is asked
+        before it is used again)."""
+        ...
+
     def close(self) -> None: ...

@@ -9,7 +9,10 @@ and unexpired, so a replica that wakes up after losing its lease makes no furthe
 
 Claims use `SELECT ... FOR UPDATE SKIP LOCKED`: replicas claiming at once never wait for
 each other and never take the same source. Triggers that reach any replica are written
-to the source's row (`pending`) and taken by its owner. Time is the database's
+to the source's row (`pending`) and announced with `NOTIFY` on the channel `CHANNEL`
+(payload: the source), which every replica `LISTEN`s to on a connection of its own, so
+the owner takes them at once; one whose notification is lost (its listener was
+reconnecting) takes them at its next tick. Time is the database's
 (`clock_timestamp()`): the replicas' clocks need not agree. The owner also publishes
 what it saw of the source (`snapshot`: statuses and recent runs) for the other replicas'
 web UI.
@@ -21,6 +24,7 @@ web UI.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +34,7 @@ from reconciler.errors import RetryableError
 from reconciler.redact import masked
 
 _SETUP_LOCK = 0x72736C73  # serializes table creation between replicas starting together
+CHANNEL = "reconciler_requests"
 
 NOW = "extract(epoch from clock_timestamp())"
 
@@ -84,16 +89,28 @@ class LeaseStore:
         self.replica = replica
         self.lease = lease
         self.location = masked(url)
+        self._url = url
+        self._connect_timeout = connect_timeout
+        self._listener: psycopg.Connection[Any] | None = None
+        self._closed = False
         try:
             self._db = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
             with self._db.transaction():
                 self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
                 for statement in SETUP:
                     self._db.execute(statement.encode())
+            self._listen()
         except psycopg.Error as exc:
             raise RetryableError(
                 f"cannot use the coordination database {self.location}: {_first(exc)}"
             ) from None
+
+    def _listen(self) -> None:
+        listener = psycopg.connect(
+            self._url, autocommit=True, connect_timeout=self._connect_timeout
+        )
+        listener.execute(f"LISTEN {CHANNEL}".encode())
+        self._listener = listener
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -103,7 +120,34 @@ class LeaseStore:
             raise RetryableError(f"coordination database {self.location}: {_first(exc)}") from None
 
     def close(self) -> None:
+        self._closed = True
         self._db.close()
+        if self._listener is not None:
+            self._listener.close()
+
+    def wait(self, seconds: float) -> set[str]:
+        """The sources for which a request was written (by any replica) within `seconds`,
+        returning at the first; empty after `seconds` without one. A listener that broke
+        is opened again here; while it cannot be, this waits out `seconds` (the ticks'
+        `take` still finds every request)."""
+        try:
+            if self._closed:
+                return set()
+            if self._listener is None:
+                self._listen()
+            assert self._listener is not None
+            sources = {n.payload for n in self._listener.notifies(timeout=seconds, stop_after=1)}
+            if sources:  # others sent with it are already here: collect them too
+                sources |= {n.payload for n in self._listener.notifies(timeout=0)}
+            return sources
+        except psycopg.Error:
+            if self._closed:
+                return set()
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+            time.sleep(seconds)
+            return set()
 
     # --- replicas ------------------------------------------------------------------------
 
@@ -174,14 +218,19 @@ class LeaseStore:
             raise RetryableError(f"coordination database {self.location}: {_first(exc)}") from None
 
     def renew(self, held: dict[str, int]) -> dict[str, int]:
-        """Of the leases this replica holds, those still its own (now renewed)."""
+        """Of the leases this replica holds, those still its own (now renewed): one
+        statement for all of them, as each tick renews every lease held."""
         if not held:
             return {}
-        kept = {}
-        for source, token in held.items():
-            if self.confirm(source, token):
-                kept[source] = token
-        return kept
+        sources = sorted(held)
+        rows = self._rows(
+            f"UPDATE reconciler_sources s SET expires = {NOW} + %s"
+            " FROM unnest(%s::text[], %s::bigint[]) AS h(source, token)"
+            f" WHERE s.source = h.source AND s.token = h.token AND s.owner = %s"
+            f" AND s.expires > {NOW} RETURNING s.source, s.token",
+            (self.lease, sources, [held[s] for s in sources], self.replica),
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
 
     def confirm(self, source: str, token: int) -> bool:
         """Renew one lease if it is still this replica's, by this token, unexpired."""
@@ -209,7 +258,8 @@ class LeaseStore:
         """Ask the owner of `source` (whoever it is, or will be) for a run; a newer
         request replaces an older one, as triggers coalesce in one process."""
         self._rows(
-            "UPDATE reconciler_sources SET pending = %s WHERE source = %s",
+            "WITH asked AS (UPDATE reconciler_sources SET pending = %s WHERE source = %s"
+            f" RETURNING source) SELECT pg_notify('{CHANNEL}', source) FROM asked",
             (json.dumps(trigger), source),
         )
 

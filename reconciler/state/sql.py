@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from reconciler.errors import ReconcilerError
 from reconciler.state.base import (
     Intent,
     IntentOutcome,
@@ -81,6 +82,13 @@ class SqlStore(ABC):
     """The shared statements, written with `?` for each parameter."""
 
     location: str
+
+    def ping(self) -> bool:
+        try:
+            self._query("SELECT 1")
+        except ReconcilerError:
+            return False
+        return True
 
     # --- what a backend supplies ----------------------------------------------------
 

@@ -396,3 +396,34 @@ def test_only_the_projects_a_source_names_or_owns_have_their_defaults_read(
     assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
     answer = pachd(sandbox, "GetProjectDefaults", {"project": {"name": "legacy"}})
     assert json.loads(answer.get("projectDefaultsJson") or "{}") == {}
+
+
+def test_a_source_without_pipelines_or_defaults_does_not_read_the_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defaults shape pipelines alone: a source of projects and repos makes no defaults
+    read (and shows none as not managed); once it has a pipeline, or still owns one that
+    left its manifests, they are read again."""
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    reads = ("POST /api/pps_v2.API/GetClusterDefaults", "POST /api/pps_v2.API/GetProjectDefaults")
+    folder = write(tmp_path / "m", PROJECT)
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    assert not {call for call in sandbox.stats()["calls"] if call in reads}
+    capsys.readouterr()
+    assert run_cli("status", str(folder), "--format", "json", connector=sandbox) == 0
+    shown = json.loads(capsys.readouterr().out)["targets"]["pachyderm"]["resources"]
+    assert {r["kind"] for r in shown} == {"Project", "Repo"}
+
+    write(tmp_path / "m", PROJECT, pipeline("edges", ["images"]))
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    sandbox.reset()
+    assert run_cli("plan", str(folder), "--detailed-exitcode", connector=sandbox) == 0
+    calls = sandbox.stats()["calls"]
+    assert calls[reads[0]] == 1 and calls[reads[1]] == 1
+
+    # The pipeline leaves the manifests without pruning: still owned, so still read (its
+    # comparison needs them the day it comes back).
+    write(tmp_path / "m", PROJECT)
+    sandbox.reset()
+    assert run_cli("plan", str(folder), connector=sandbox) == 0
+    assert sandbox.stats()["calls"][reads[0]] == 1

@@ -10,7 +10,7 @@ from typing import cast
 
 from reconciler.errors import InputError, Problem
 from reconciler.manifests.values import Sensitive, VariableError, reveal
-from reconciler.providers.http import HttpClient, Transport
+from reconciler.providers.http import HttpClient
 from reconciler.providers.insights.auth import KeycloakAuth, token_paths
 from reconciler.providers.insights.client import PackageManagerClient
 from reconciler.providers.insights.provider import InsightsProvider, Waiting
@@ -27,12 +27,13 @@ def connect(connection: Connection) -> InsightsProvider:
     url = (connection.base_url or config.url).rstrip("/")
     verify: bool | str = config.ca_bundle or config.verify_tls
     platform = f"kdb Insights ({target})"
-    auth = _auth(target, config, environ, url, verify, connection.transport, connection.config_file)
+    auth = _auth(target, config, environ, url, verify, connection)
     http = HttpClient(
         url,
         platform=platform,
         auth=auth,
         transport=connection.transport,
+        kept=connection.kept,
         verify=verify,
         timeout=config.timeout,
         reads=Backoff(attempts=1 + config.retries, longest_wait=config.timeout),
@@ -53,10 +54,10 @@ def _auth(
     environ: Mapping[str, str],
     url: str,
     verify: bool | str,
-    transport: Transport | None,
-    config_file: str,
+    connection: Connection,
 ) -> KeycloakAuth | None:
     settings = config.auth
+    config_file = connection.config_file
     client_id = settings.client_id or environ.get("INSIGHTS_CLIENT_ID")
     client_secret = settings.client_secret or environ.get("INSIGHTS_CLIENT_SECRET")
     if client_id is None and client_secret is None:
@@ -84,7 +85,8 @@ def _auth(
     keycloak = HttpClient(
         url,
         platform=f"Keycloak ({target})",
-        transport=transport,
+        transport=connection.transport,
+        kept=connection.kept,
         verify=verify,
         timeout=config.timeout,
     )

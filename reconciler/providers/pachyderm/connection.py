@@ -44,6 +44,7 @@ def connect(connection: Connection) -> PachydermProvider:
         platform=f"pachd ({target})",
         headers=lambda: headers,
         transport=connection.transport,
+        kept=connection.kept,
         verify=verify,
         timeout=config.timeout,
         reads=Backoff(attempts=1 + config.retries, longest_wait=config.timeout),

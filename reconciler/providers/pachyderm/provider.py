@@ -50,6 +50,7 @@ from reconciler.providers.pachyderm.policies import (
 
 STARTING_STATES = frozenset({"PIPELINE_STARTING", "PIPELINE_RESTARTING", ""})
 FAILED_STATES = frozenset({"PIPELINE_CRASHING", "PIPELINE_FAILURE"})
+DEFAULTS_USERS = frozenset({"Pipeline", "ClusterDefaults", "ProjectDefaults"})
 
 
 def pipeline_health(state: str, reason: str) -> Health:
@@ -99,6 +100,9 @@ class PachydermProvider(PachydermPolicies):
         """Projects the manifests or the inventory name: their defaults are read (and so
         observed, compared, pruned); other projects' are not (a cluster shared by many
         sources would cost every run of every source one read per project)."""
+        self._reads_defaults = bool(projects or pipelines or self._defaults)
+        """Defaults shape pipelines alone: a source with no pipeline and no defaults, in
+        its manifests or its inventory, does not read them (two reads each observation)."""
         self._cluster_defaults: dict[str, Any] = {}
         self._project_defaults: dict[str, dict[str, Any]] = {}
 
@@ -145,6 +149,8 @@ class PachydermProvider(PachydermPolicies):
     def expect(self, owned: frozenset[ResourceId]) -> None:
         """The projects what reconciler owns here lives in: their defaults are read too
         (an owned ProjectDefaults that left the manifests is pruned by emptying it)."""
+        if any(rid.kind in DEFAULTS_USERS for rid in owned):
+            self._reads_defaults = True
         self._scopes = self._scopes | {
             rid.name if rid.kind in ("Project", "ProjectDefaults") else _split(rid)[0]
             for rid in owned
@@ -157,12 +163,12 @@ class PachydermProvider(PachydermPolicies):
             self.client.list_repos(),
             self.client.list_secrets(),
             self.client.list_pipelines(),
-            self.client.cluster_defaults(),
+            self._cluster_defaults_read(),
         )
         existing = {str((p.get("project") or {}).get("name") or "") for p in projects}
-        read = sorted(existing & self._scopes)
+        read = sorted(existing & self._scopes) if self._reads_defaults else []
         answers = await asyncio.gather(*(self.client.project_defaults(p) for p in read))
-        self._cluster_defaults = request_part(cluster)
+        self._cluster_defaults = request_part(cluster) if cluster is not None else {}
         self._project_defaults = {p: request_part(a) for p, a in zip(read, answers, strict=True)}
         found: dict[ResourceId, Observed] = {}
         for info in projects:
@@ -209,6 +215,9 @@ class PachydermProvider(PachydermPolicies):
                 )
         return Observation(self._target, found)
 
+    async def _cluster_defaults_read(self) -> str | None:
+        return await self.client.cluster_defaults() if self._reads_defaults else None
+
     def _pipeline(self, info: Mapping[str, Any]) -> Observed:
         pipeline = info.get("pipeline") or {}
         project = str((pipeline.get("project") or {}).get("name") or DEFAULT_PROJECT)
@@ -241,6 +250,8 @@ class PachydermProvider(PachydermPolicies):
     async def _observed_defaults(self) -> dict[ResourceId, Observed]:
         """The cluster's and every project's defaults; for each defaults manifest that
         differs from them, the pipelines the change would restart (pachd's dryRun)."""
+        if not self._reads_defaults:
+            return {}
         current = {
             ResourceId(self._target, "ClusterDefaults", CLUSTER_DEFAULTS_NAME): (
                 self._cluster_defaults

@@ -151,6 +151,7 @@ def connect(connection: Connection) -> KvProvider:
         platform=f"kv ({connection.target})",
         headers=lambda: headers,
         transport=connection.transport,
+        kept=connection.kept,
         verify=config.ca_bundle or config.verify_tls,
         timeout=config.timeout,
         reads=Backoff(attempts=1 + config.retries, longest_wait=config.timeout),
