@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import InputError, OperationalError
-from reconciler.state import InventoryEntry, KeptStore, LockHolder, SqliteStore, open_store
+from reconciler.state import InventoryEntry, KeptStores, LockHolder, SqliteStore, open_store
 from reconciler.state.migrate import copy_state
 from reconciler.state.sql import SqlStore
 from reconciler.state.sqlite import MIGRATIONS, SCHEMA_VERSION
@@ -323,13 +323,13 @@ def test_postgres_schemas_keep_states_apart(postgres_url: str) -> None:
         PostgresStore(f"{postgres_url}{separator}schema=Robert%27);DROP")
 
 
-def test_a_kept_store_is_used_again_and_opened_anew_when_it_stopped_answering(
+def test_kept_stores_are_used_again_and_opened_anew_when_they_stopped_answering(
     url: str, tmp_path: Path
 ) -> None:
-    """`serve` keeps each source's store open between runs: the next run gets the same
-    one; a different URL, or a store whose connection died, gets a fresh one that works;
-    two runs at once never share one."""
-    kept = KeptStore()
+    """`serve` keeps state stores open between runs: the next run of a source gets the
+    same one; one whose connection died is replaced by one that works; two runs at once
+    never share one."""
+    kept = KeptStores(capacity=4)
     first = kept.take(url, tmp_path)
     assert kept.take(url, tmp_path) is not first  # taken: a second run opens its own
     kept.give_back(url, tmp_path, first)
@@ -339,10 +339,24 @@ def test_a_kept_store_is_used_again_and_opened_anew_when_it_stopped_answering(
     fresh = kept.take(url, tmp_path)
     assert fresh is not first and fresh.ping()
     kept.give_back(url, tmp_path, fresh)
-    other = f"sqlite:///{tmp_path / 'other.db'}"
-    moved = kept.take(other, tmp_path)
-    assert moved is not fresh and moved.location.endswith("other.db")
-    assert not fresh.ping()  # the one for the old URL was closed
-    kept.give_back(other, tmp_path, moved)
+    kept.forget(url, tmp_path)  # the source was let go
+    assert not fresh.ping()
+
+
+def test_kept_stores_are_bounded_and_closed_once_idle(tmp_path: Path) -> None:
+    now = [0.0]
+    kept = KeptStores(capacity=2, clock=lambda: now[0])
+    stores = {}
+    for name in ("a", "b", "c"):
+        folder = tmp_path / name
+        folder.mkdir()
+        stores[name] = kept.take("sqlite:///state.db", folder)
+        kept.give_back("sqlite:///state.db", folder, stores[name])
+        now[0] += 10
+    assert not stores["a"].ping()  # beyond the capacity: the one run longest ago
+    assert stores["b"].ping() and stores["c"].ping()
+    now[0] = 75.0  # b given back at 10, c at 20
+    kept.expire(60)
+    assert not stores["b"].ping() and stores["c"].ping()
+    assert kept.take("sqlite:///state.db", tmp_path / "c") is stores["c"]
     kept.close()
-    assert not moved.ping()

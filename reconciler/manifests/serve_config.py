@@ -106,6 +106,10 @@ class ServeConfig(Model):
     generators: list[GitGenerator] = Field(default_factory=list)
     parallel_runs: int = Field(default=4, ge=1, le=64)
     """Runs of different sources at once, at most (one run per source at a time)."""
+    kept_state_connections: int = Field(default=16, ge=0, le=1000)
+    """State stores kept open between runs, those of the sources run last (each closed
+    after a minute idle); 0 opens one for each run. With PostgreSQL, each is a
+    connection."""
 
     @model_validator(mode="after")
     def _names_unique(self) -> ServeConfig:

@@ -30,7 +30,7 @@ from reconciler.server.logs import event
 from reconciler.server.metrics import Metrics
 from reconciler.server.notify import Notifier, RunFacts
 from reconciler.server.schedule import Every, Schedule
-from reconciler.state import KeptStore, suspension_of
+from reconciler.state import KeptStores, suspension_of
 from reconciler.state.locks import LockOptions
 
 Mode = Literal["plan", "apply"]
@@ -155,6 +155,9 @@ class Snapshot:
     statuses: tuple[ResourceStatus, ...]
 
 
+STORE_IDLE = 60.0
+"""Seconds a source's state store stays open after its last run."""
+
 SEEN_KEPT = 50
 """Runs a replica publishes of a source for the others' web UI."""
 
@@ -193,13 +196,15 @@ class Runner:
         """Each resource's sync and health as the last run that observed them saw."""
         self.state: tuple[str, Path] | None = None
         """The state store the last run loaded (its URL and the manifests root)."""
-        self.store = KeptStore()
-        """That store, open between runs; closed by `close`."""
+        self.stores = KeptStores()
+        """That store, kept open between runs (a service of many sources shares one
+        `KeptStores` among them); closed by `close`."""
 
     def close(self) -> None:
         """The state store kept between runs, closed (at shutdown, or when a replica
         lets the source go)."""
-        self.store.close()
+        if self.state is not None:
+            self.stores.forget(*self.state)
 
     async def __call__(self, trigger: Trigger) -> None:
         if self.fence is not None:
@@ -297,7 +302,7 @@ class Runner:
             ),
         )
         self.state = (manifests.settings.state, manifests.root)
-        store = self.store.take(*self.state)
+        store = self.stores.take(*self.state)
         try:
             suspensions = store.suspensions()
             held = frozenset(t for t in self.targets if suspension_of(suspensions, t))
@@ -313,7 +318,8 @@ class Runner:
         except BaseException:
             store.close()  # perhaps why the run failed: the next run opens its own
             raise
-        self.store.give_back(*self.state, store)
+        self.stores.give_back(*self.state, store)
+        asyncio.get_running_loop().call_later(STORE_IDLE, self.stores.expire, STORE_IDLE)
         self.resources = Snapshot(report.number, time.time(), tuple(seen.statuses()))
         self._planned(report, manifests, result.planned.plan, result.outcome)
 
