@@ -37,7 +37,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import put_section  # noqa: E402
+from bench.report import publish  # noqa: E402
 from tests.gitrepo import GitRepo  # noqa: E402
 from tests.pachyderm.helpers import free_port  # noqa: E402
 from tests.postgres import fresh_database, server  # noqa: E402
@@ -302,9 +302,7 @@ def main() -> int:
             f" {over['applied_s']:.2f} s |",
         ]
     )
-    if args.out.parent.resolve() == Path(__file__).parent.resolve():  # not a quick run
-        put_section(Path(__file__).parent / "RESULTS.md", "replicas", markdown)
-    print(markdown)
+    publish(args.out, "replicas", markdown)
     return 0 if met else 1
 
 

@@ -6,6 +6,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+BENCH = Path(__file__).resolve().parent
+
+
+def publish(out: Path, name: str, markdown: str) -> None:
+    """Print `markdown`; a full run (its JSON written into bench/, not elsewhere as a
+    quick run's is) also makes it the section `name` of bench/RESULTS.md."""
+    if out.parent.resolve() == BENCH:
+        put_section(BENCH / "RESULTS.md", name, markdown)
+    print(markdown)
+
 
 def put_section(path: Path, name: str, markdown: str) -> None:
     """Write `markdown` as the section `name` of `path`, in place of the one there."""

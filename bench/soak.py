@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.replicas import sandbox  # noqa: E402
-from bench.report import put_section  # noqa: E402
+from bench.report import publish  # noqa: E402
 from tests.pachyderm.helpers import free_port  # noqa: E402
 from tests.server.serving import wait_for as wait  # noqa: E402
 
@@ -183,9 +183,7 @@ def main() -> int:
             f" {slowest * 1000:.1f} ms. Growth under 5%: {'met' if met else 'NOT met'}.",
         ]
     )
-    if args.out.parent.resolve() == Path(__file__).parent.resolve():  # not a quick run
-        put_section(Path(__file__).parent / "RESULTS.md", "soak", markdown)
-    print(markdown)
+    publish(args.out, "soak", markdown)
     return 0 if met else 1
 
 

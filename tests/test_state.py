@@ -329,7 +329,7 @@ def test_kept_stores_are_used_again_and_opened_anew_when_they_stopped_answering(
     """`serve` keeps state stores open between runs: the next run of a source gets the
     same one; one whose connection died is replaced by one that works; two runs at once
     never share one."""
-    kept = KeptStores(capacity=4)
+    kept = KeptStores(open_store, capacity=4)
     first = kept.take(url, tmp_path)
     assert kept.take(url, tmp_path) is not first  # taken: a second run opens its own
     kept.give_back(url, tmp_path, first)
@@ -345,7 +345,7 @@ def test_kept_stores_are_used_again_and_opened_anew_when_they_stopped_answering(
 
 def test_kept_stores_are_bounded_and_closed_once_idle(tmp_path: Path) -> None:
     now = [0.0]
-    kept = KeptStores(capacity=2, clock=lambda: now[0])
+    kept = KeptStores(open_store, capacity=2, clock=lambda: now[0])
     stores = {}
     for name in ("a", "b", "c"):
         folder = tmp_path / name

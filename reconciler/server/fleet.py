@@ -43,7 +43,7 @@ from reconciler.server.runs import ServeOptions
 from reconciler.server.schedule import Cron, Every, Schedule, parse_interval
 from reconciler.server.sessions import Sessions
 from reconciler.server.ui import UI
-from reconciler.state import KeptStores, suspension_of
+from reconciler.state import KeptStores, open_store, suspension_of
 from reconciler.state.leases import LeaseStore
 
 log = logging.getLogger("reconciler.server")
@@ -182,7 +182,7 @@ class Fleet:
         self.sessions = Sessions(fallback.ui_token or fallback.generic_token, fallback.ui_public)
         self.servers: dict[str, Server] = {}
         gate = asyncio.Semaphore(config.parallel_runs)
-        self.stores = KeptStores(config.kept_state_connections)
+        self.stores = KeptStores(open_store, config.kept_state_connections)
         for spec in specs:
             server = Server(options_of(spec, config, fallback, environ), connect)
             server.runner.gate = gate

@@ -13,7 +13,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +30,7 @@ from reconciler.server.logs import event
 from reconciler.server.metrics import Metrics
 from reconciler.server.notify import Notifier, RunFacts
 from reconciler.server.schedule import Every, Schedule
-from reconciler.state import KeptStores, suspension_of
+from reconciler.state import KeptStores, open_store, suspension_of
 from reconciler.state.locks import LockOptions
 
 Mode = Literal["plan", "apply"]
@@ -107,37 +107,11 @@ class RunReport:
     def to_record(self) -> dict[str, Any]:
         """Everything of the report, to be read back by `from_record` (another replica's
         web UI shows it)."""
-        return {
-            "number": self.number,
-            "trigger": {
-                "reason": self.trigger.reason,
-                "revision": self.trigger.revision,
-                "plan": self.trigger.plan,
-            },
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "revision": self.revision,
-            "result": self.result,
-            "error": self.error,
-            "planned": self.planned,
-            "executed": self.executed,
-            "drifted": self.drifted,
-            "run_id": self.run_id,
-            "held": self.held,
-            "plan": self.plan,
-            "results": self.results,
-            "refusals": self.refusals,
-        }
+        return asdict(self)
 
     @staticmethod
     def from_record(data: dict[str, Any]) -> RunReport:
-        trigger = data["trigger"]
-        return RunReport(
-            **{
-                **data,
-                "trigger": Trigger(trigger["reason"], trigger["revision"], plan=trigger["plan"]),
-            }
-        )
+        return RunReport(**{**data, "trigger": Trigger(**data["trigger"])})
 
 
 HISTORY = 200
@@ -196,7 +170,7 @@ class Runner:
         """Each resource's sync and health as the last run that observed them saw."""
         self.state: tuple[str, Path] | None = None
         """The state store the last run loaded (its URL and the manifests root)."""
-        self.stores = KeptStores()
+        self.stores = KeptStores(open_store)
         """That store, kept open between runs (a service of many sources shares one
         `KeptStores` among them); closed by `close`."""
 

@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from reconciler.sandbox import SandboxOptions, create_app
+from reconciler.server.hooks import Trigger
+from reconciler.server.runs import RunReport
 from tests.conftest import run_cli
 from tests.gitrepo import GitRepo
 from tests.pachyderm.helpers import served
@@ -175,3 +177,22 @@ def test_the_serve_configuration_has_a_schema(tmp_path: Path) -> None:
     schema = json.loads((tmp_path / "serve.schema.json").read_text())
     assert "sources" in schema["properties"] and "generators" in schema["properties"]
     assert (Path(__file__).parents[2] / "specs" / "serve.schema.json").exists()
+
+
+def test_a_run_published_for_the_other_replicas_reads_back_whole() -> None:
+    """What a replica publishes of its runs (JSON in PostgreSQL) is what the others'
+    web UI shows: every field of the report comes back, the trigger included."""
+    report = RunReport(
+        7,
+        Trigger("github", "abc123", "delivery-1", plan=False),
+        100.0,
+        finished_at=101.5,
+        result="failed",
+        error="pachd said no",
+        drifted={"pachyderm": ["pachyderm:Repo/p/raw"]},
+        held=["insights"],
+        plan=[{"action": "patch"}],
+        results=[{"status": "failed"}],
+        refusals=["mass delete"],
+    )
+    assert RunReport.from_record(json.loads(json.dumps(report.to_record()))) == report
