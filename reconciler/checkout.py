@@ -9,7 +9,8 @@ text git prints passes through `Git.scrub` before it can reach a user.
 - A git URL (`https://`, `ssh://`, `git@host:path`, `file://`) is fetched shallow (depth 1)
   into a clone cached per URL under `$RECONCILER_CACHE` (default
   `$XDG_CACHE_HOME/reconciler`), reused by the next run: a fetch brings only what
-  changed. `URL//sub/folder` reads the manifests from a folder of the repository.
+  changed (git's maintenance after one fetch in `MAINTAIN_EVERY`, not after each).
+  `URL//sub/folder` reads the manifests from a folder of the repository.
   A fetch resets every file git tracks to the commit fetched and leaves untracked files
   alone: `.reconciler/` (the embedded sandbox, a relative SQLite state) stays.
 - `base(...)` writes the manifests as they were at another ref into a temporary folder,
@@ -441,13 +442,16 @@ def _resolve(git: Git, repo: Path, ref: str, option: str = "--base") -> str:
         ) from None
 
 
+FETCH = ("fetch", "--quiet", "--depth", "1", "--no-tags", "--no-auto-maintenance")
+
+
 def _fetch(git: Git, clone: Path, url: str, ref: str) -> str:
     if not (clone / ".git").exists():
         clone.mkdir(parents=True, exist_ok=True)
         git.run(["init", "--quiet"], clone, what="git init")
     try:
         git.run(
-            ["fetch", "--quiet", "--depth", "1", "--no-tags", "--", url, ref],
+            [*FETCH, "--", url, ref],
             clone,
             what=f"git fetch {masked(url)} {ref}",
         )
@@ -463,9 +467,30 @@ def _fetch(git: Git, clone: Path, url: str, ref: str) -> str:
                 ]
             ) from None
         raise
+    _maintain(git, clone)
     return (
         _fetched(clone) or git.run(["rev-parse", "FETCH_HEAD"], clone, what="git rev-parse").strip()
     )
+
+
+MAINTAIN_EVERY = 16
+"""Fetches between two `git maintenance run --auto` in a cached clone."""
+
+
+def _maintain(git: Git, clone: Path) -> None:
+    """`git maintenance run --auto` (which packs loose objects and old packs when git's
+    own thresholds say so) after one fetch in `MAINTAIN_EVERY`, not after each, as `git
+    fetch` would: a busy `serve` fetches a clone again and again, and the check alone
+    is a process each time. The count is kept in the clone."""
+    counter = clone / ".git" / "reconciler-fetches"
+    try:
+        count = int(counter.read_text() or "0") + 1
+    except (OSError, ValueError):
+        count = 1
+    with contextlib.suppress(OSError):
+        counter.write_text(str(count % MAINTAIN_EVERY))
+    if count % MAINTAIN_EVERY == 0:
+        git.run(["maintenance", "run", "--auto", "--quiet"], clone, what="git maintenance")
 
 
 def _fetched(clone: Path) -> str | None:

@@ -208,7 +208,7 @@ class Session:
             )
         return result
 
-    async def plan(self, options: PlanOptions, source: Source) -> Planned:
+    async def plan(self, options: PlanOptions, source: Source, *, signed: bool = True) -> Planned:
         if options.select:
             graphs.check_selectors(options.select, self.graph)
         # The CPU-heavy steps run in a worker thread, so that a server's event loop
@@ -229,9 +229,12 @@ class Session:
             options,
             source,
         )
-        identity = self.store.identity()
-        binding = Binding(identity.lineage, self.inventory_digest, tuple(sorted(self.providers)))
-        plan = replace(plan, binding=binding).signed(identity.key)
+        if signed:  # a plan to look at only (a refresh) need not read the state's key
+            identity = self.store.identity()
+            binding = Binding(
+                identity.lineage, self.inventory_digest, tuple(sorted(self.providers))
+            )
+            plan = replace(plan, binding=binding).signed(identity.key)
         return Planned(plan, desired, observations, inventory, self.graph)
 
     async def apply(
@@ -359,10 +362,10 @@ class Request:
     fence: Callable[[], None] | None = None
     """Raises `LockLost` when this process may no longer act for the source (a `serve`
     replica whose lease lapsed): asked before each mutating call."""
-
-    def planning(self) -> Request:
-        """The same request, to plan only (observe again after an apply)."""
-        return replace(self, mode="plan", saved=None, approve=None, progress=None)
+    refresh: bool = False
+    """After an apply that made calls, observe and plan once more (`Result.refreshed`),
+    as Argo CD refreshes after a sync: in the same session, still under the locks, so
+    nothing else applies in between and the run connects and reads its settings once."""
 
 
 @dataclass(frozen=True)
@@ -371,6 +374,9 @@ class Result:
     outcome: Outcome | None
     """None: nothing was applied (plan mode, no changes, plan errors, or not approved)."""
     recovered: tuple[str, ...] = ()
+    refreshed: Planned | None = None
+    """With `Request.refresh`, after calls were made: the targets as they are after them
+    (an unsigned plan, for statuses only)."""
 
 
 async def reconcile(
@@ -401,7 +407,10 @@ async def reconcile(
                 outcome = await session.apply(
                     runnable, request.execute, listener, request.stop, request.fence
                 )
-            return Result(planned, outcome, recovered)
+            refreshed = None
+            if request.refresh and outcome.results:
+                refreshed = await session.plan(request.options, request.source, signed=False)
+            return Result(planned, outcome, recovered, refreshed)
 
 
 def _both(

@@ -4,11 +4,12 @@ recorded in plans, runs and the inventory; `plan --base` on pull requests."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from reconciler.checkout import Git, Origin, fetch
+from reconciler.checkout import MAINTAIN_EVERY, Git, Origin, fetch
 from reconciler.render.plan import COMMENT_MARKER
 from reconciler.state import SqliteStore
 from tests.conftest import EXAMPLES, run_cli
@@ -257,3 +258,42 @@ def test_a_huge_pull_request_comment_stays_under_the_limit(
     assert len(comment) <= 65_000
     assert "more sections not shown" in comment
     assert "600 added" in comment
+
+
+class _Recording(Git):
+    def __init__(self) -> None:
+        super().__init__()
+        self.commands: list[list[str]] = []
+
+    def output(self, args: Sequence[str], cwd: Path, *, what: str) -> bytes:
+        self.commands.append(list(args))
+        return super().output(args, cwd, what=what)
+
+
+def test_a_busy_clone_is_maintained_once_every_few_fetches_not_after_each(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    """`serve` fetches the same clone run after run: git's own maintenance check after
+    every fetch is a process each time; ours runs once in MAINTAIN_EVERY fetches, and
+    still packs what the fetches left (here one pack a fetch, git to keep at most two)."""
+    cache, recording = tmp_path / "cache", _Recording()
+    first = fetch(Origin.parse(repo.url), recording, cache=cache)
+    clone = first.repository
+    assert clone is not None
+    git(clone, "config", "fetch.unpackLimit", "1")
+    git(clone, "config", "gc.autoPackLimit", "2")
+    git(clone, "config", "gc.autoDetach", "false")  # packed before fetch returns
+    packs = clone / ".git" / "objects" / "pack"
+    counts = []
+    for number in range(2 * MAINTAIN_EVERY):
+        repo.write("manifests/extra.yaml", f"# {number}\n")
+        repo.commit(f"change {number}")
+        repo.push()
+        fetch(Origin.parse(repo.url), recording, cache=cache)
+        counts.append(len(list(packs.glob("*.pack"))))
+    fetches = [c for c in recording.commands if c[0] == "fetch"]
+    maintained = [c for c in recording.commands if c[0] == "maintenance"]
+    assert all("--no-auto-maintenance" in c for c in fetches)
+    assert len(fetches) == 2 * MAINTAIN_EVERY + 1 and len(maintained) == 2
+    assert max(counts) > 2  # packs piled up between two maintenances ...
+    assert counts[MAINTAIN_EVERY - 2] <= 2 and counts[-1] <= 2  # ... and were packed

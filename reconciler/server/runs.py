@@ -281,14 +281,11 @@ class Runner:
             suspensions = store.suspensions()
             held = frozenset(t for t in self.targets if suspension_of(suspensions, t))
             report.held = sorted(held)
-            result = await reconcile(
-                manifests, self.connect, store, replace(request, held=held, fence=self.fence)
-            )
-            seen = result.planned
-            if result.outcome is not None and result.outcome.results:
-                # What was applied is seen again, as Argo CD refreshes after a sync: the
-                # statuses show the targets as they are now, not as they were before.
-                seen = (await reconcile(manifests, self.connect, store, request.planning())).planned
+            # What was applied is seen again (refresh): the statuses show the targets as
+            # they are after the run, not as they were before it.
+            asked = replace(request, held=held, fence=self.fence, refresh=True)
+            result = await reconcile(manifests, self.connect, store, asked)
+            seen = result.refreshed or result.planned
         except BaseException:
             store.close()  # perhaps why the run failed: the next run opens its own
             raise

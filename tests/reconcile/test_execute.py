@@ -13,11 +13,12 @@ from reconciler.errors import PermanentError, RetryableError
 from reconciler.execute import ActionResult, ExecuteOptions, Outcome
 from reconciler.manifests import LoadOptions, Manifests, ResourceId, load
 from reconciler.plan import Action, PlanOptions, Source
-from reconciler.providers.base import Desired
-from reconciler.reconcile import Planned, Session
+from reconciler.providers.base import Desired, Observation
+from reconciler.reconcile import Planned, Request, Session, reconcile
 from reconciler.retry import Backoff
 from reconciler.state import SqliteStore
-from tests.fake import FakeConnector, FakePlatform
+from reconciler.state.locks import LockOptions
+from tests.fake import FakeConnector, FakePlatform, FakeProvider
 
 FAST = ExecuteOptions(concurrency=8, backoff_initial=0, backoff_max=0)
 
@@ -226,3 +227,34 @@ def test_every_mutating_call_has_a_closed_intent_and_inventory_entry(
     assert record.result == "partial"
     assert record.plan is not None and record.plan["summary"]["create"] == 5
     assert record.actions is not None and len(record.actions) == 5
+
+
+def test_a_refresh_sees_the_targets_after_the_apply_under_the_same_locks(
+    tmp_path: Path, store: SqliteStore
+) -> None:
+    """`serve` shows statuses after its apply: the refresh observes once more in the same
+    session, while the run still holds the targets' locks, and only when calls were made."""
+    manifests = write_manifests(tmp_path / "m", repos=2)
+    connector = FakeConnector()
+    platform = connector.platforms.setdefault("pachyderm", FakePlatform())
+    request = Request(
+        "apply", PlanOptions(), Source("."), execute=FAST, lock=LockOptions(), refresh=True
+    )
+    locked_during_refresh: list[bool] = []
+    observe = FakeProvider.observe
+
+    async def watched(self: FakeProvider) -> Observation:
+        locked_during_refresh.append(bool(store.locks()))
+        return await observe(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FakeProvider, "observe", watched)
+        first = asyncio.run(reconcile(manifests, connector, store, request))
+        again = asyncio.run(reconcile(manifests, connector, store, request))
+    assert first.outcome is not None and len(first.outcome.results) == 3
+    assert first.refreshed is not None and not first.refreshed.plan.pending
+    assert {s.sync for s in first.refreshed.statuses()} == {"synced"}
+    assert {s.sync for s in first.planned.statuses()} == {"missing"}
+    assert platform.reads == 3  # plan, refresh, and the second run's plan: no refresh
+    assert again.outcome is None and again.refreshed is None
+    assert locked_during_refresh == [True, True, True]
