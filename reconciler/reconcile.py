@@ -137,11 +137,23 @@ class Session:
     async def observe(self) -> dict[str, Observation]:
         """Every target at once; a target that cannot be read fails the run."""
         targets = sorted(self.providers)
-        for target in targets:
-            expect = getattr(self.providers[target], "expect", None)
-            if callable(expect):
-                owned = (ResourceId.parse(i) for i in self.store.owned_ids(target))
-                expect(frozenset(rid for rid in owned if rid is not None))
+        expecting = {
+            t: expect
+            for t in targets
+            if callable(expect := getattr(self.providers[t], "expect", None))
+        }
+        # What a killed run created and did not record is looked for too (`recover`),
+        # wherever the manifests have moved since.
+        created = (
+            [i for i in self.store.pending_intents() if i.call == "create"] if expecting else []
+        )
+        for target, expect in expecting.items():
+            ids = [
+                *self.store.owned_ids(target),
+                *(i.resource for i in created if i.target == target),
+            ]
+            owned = (ResourceId.parse(i) for i in ids)
+            expect(frozenset(rid for rid in owned if rid is not None))
         answers = await asyncio.gather(
             *(self.providers[t].observe() for t in targets), return_exceptions=True
         )

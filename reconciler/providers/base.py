@@ -299,10 +299,12 @@ class Provider(Policies, Protocol):
     def desire(self, resource: Resource) -> Desired: ...
 
     async def observe(self) -> Observation:
-        """Everything the provider's kinds hold on the target. A provider that lists per
-        scope (a Pachyderm project's defaults) may also define `expect(owned)`, called
-        before with the ids the inventory holds on its target, to list the scopes those
-        name besides the manifests' ones (optional: the core asks for it by name)."""
+        """What the provider's kinds hold on the target. A provider that lists per
+        scope (a Pachyderm project) may observe only the scopes its manifests name, and
+        define `expect(owned)`, called before with the ids the inventory holds on its
+        target (and those a killed run may have created), to observe the scopes those
+        name too (optional: the core asks for it by name). Whatever could use an owned
+        resource must be observed all the same: it guards deletes."""
         ...
 
     async def create(self, desired: Desired) -> None: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.errors import PermanentError
@@ -39,13 +39,18 @@ class PachdClient:
     async def _stream(self, rpc: str, body: Mapping[str, Any]) -> list[Any]:
         return await self.http.post_stream(f"/api/{rpc}", body, read=True)
 
-    # --- reads: four calls observe a whole target -------------------------------------
+    # --- reads: four calls observe a target ------------------------------------------
 
     async def list_projects(self) -> list[dict[str, Any]]:
         return await self._stream("pfs_v2.API/ListProject", {})
 
-    async def list_repos(self) -> list[dict[str, Any]]:
-        return await self._stream("pfs_v2.API/ListRepo", {"type": "user"})
+    async def list_repos(self, projects: Sequence[str]) -> list[dict[str, Any]]:
+        """The user repos of these projects (none asked: none listed, as an empty filter
+        would list every project's: pfs.proto ListRepoRequest.projects)."""
+        if not projects:
+            return []
+        body = {"type": "user", "projects": [_project(p) for p in projects]}
+        return await self._stream("pfs_v2.API/ListRepo", body)
 
     async def list_secrets(self) -> list[dict[str, Any]]:
         answer = await self._call("pps_v2.API/ListSecret", {}, read=True)

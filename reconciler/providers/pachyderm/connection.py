@@ -8,7 +8,7 @@ from typing import cast
 from reconciler.errors import InputError, Problem
 from reconciler.manifests.values import VariableError, reveal
 from reconciler.providers.http import HttpClient
-from reconciler.providers.pachyderm.canonical import DEFAULT_PROJECT
+from reconciler.providers.pachyderm.canonical import DEFAULT_PROJECT, input_repos
 from reconciler.providers.pachyderm.client import PachdClient
 from reconciler.providers.pachyderm.kinds import PipelineSpec
 from reconciler.providers.pachyderm.provider import PachydermProvider
@@ -53,12 +53,18 @@ def connect(connection: Connection) -> PachydermProvider:
     # a first pipeline lands there.
     mine = [r for r in manifests.resources if r.target == target]
     projects = frozenset(r.project or DEFAULT_PROJECT for r in mine if r.kind == "Pipeline")
-    # Every project the manifests name (a Project, what lives in one, its defaults):
-    # their defaults are read; other teams' projects on a shared cluster are not.
+    # Every project the manifests name (a Project, what lives in one, its defaults, what
+    # a pipeline reads from): what is observed; other teams' projects on a shared
+    # cluster are not.
     scopes = frozenset(
         r.name if r.kind in ("Project", "ProjectDefaults") else r.project or DEFAULT_PROJECT
         for r in mine
         if r.kind in ("Project", "ProjectDefaults", "Repo", "Pipeline")
+    ) | frozenset(
+        project
+        for r in mine
+        if isinstance(r.spec, PipelineSpec)
+        for project, _ in input_repos(r.spec.spec_data(), r.project or DEFAULT_PROJECT)
     )
     # Secrets the manifests name: those ListSecret does not show (made by kubectl, Helm,
     # an operator) are looked up one by one with InspectSecret.

@@ -97,9 +97,11 @@ class PachydermProvider(PachydermPolicies):
         self._projects = projects
         """Projects the manifests put pipelines in: their defaults are read."""
         self._scopes = scopes | projects
-        """Projects the manifests or the inventory name: their defaults are read (and so
-        observed, compared, pruned); other projects' are not (a cluster shared by many
-        sources would cost every run of every source one read per project)."""
+        """Projects the manifests or the inventory name, and those the manifests'
+        pipelines read from: what this source observes. Their projects, repos and
+        pipelines are listed, their defaults read (and so compared, pruned); other
+        projects' are not (on a cluster shared by many sources, every run of every
+        source would read, compare, report and publish all of them)."""
         self._reads_defaults = bool(projects or pipelines or self._defaults)
         """Defaults shape pipelines alone: a source with no pipeline and no defaults, in
         its manifests or its inventory, does not read them (two reads each observation)."""
@@ -147,8 +149,9 @@ class PachydermProvider(PachydermPolicies):
     # --- observed ----------------------------------------------------------------------
 
     def expect(self, owned: frozenset[ResourceId]) -> None:
-        """The projects what reconciler owns here lives in: their defaults are read too
-        (an owned ProjectDefaults that left the manifests is pruned by emptying it)."""
+        """The projects what reconciler owns here lives in are observed too: what left
+        the manifests is still seen, so pruned (an owned ProjectDefaults by emptying
+        it), and never forgotten as gone."""
         if any(rid.kind in DEFAULTS_USERS for rid in owned):
             self._reads_defaults = True
         self._scopes = self._scopes | {
@@ -158,9 +161,13 @@ class PachydermProvider(PachydermPolicies):
         }
 
     async def observe(self) -> Observation:
+        """What this source's projects hold (see `_scopes`), the pipelines anywhere that
+        use it, and the cluster's secrets: not every project of a cluster shared by many
+        sources (each run of each would read, compare and report all of them)."""
+        scopes = self._scopes
         projects, repos, secrets, pipelines, cluster = await asyncio.gather(
             self.client.list_projects(),
-            self.client.list_repos(),
+            self.client.list_repos(sorted(scopes)),
             self.client.list_secrets(),
             self.client.list_pipelines(),
             self._cluster_defaults_read(),
@@ -173,6 +180,8 @@ class PachydermProvider(PachydermPolicies):
         found: dict[ResourceId, Observed] = {}
         for info in projects:
             name = str((info.get("project") or {}).get("name") or "")
+            if name not in scopes:
+                continue  # ListProject has no filter (pfs.proto ListProjectRequest)
             rid = ResourceId(self._target, "Project", name)
             found[rid] = Observed(rid, canonical({"description": info.get("description")}))
         found.update(await self._observed_defaults())
@@ -205,15 +214,28 @@ class PachydermProvider(PachydermPolicies):
             name = str(repo.get("name") or "")
             if (project, name) in made_by_pachd or repo.get("type", "user") != "user":
                 continue  # output and cron repos belong to their pipeline
+            if project not in scopes:
+                continue  # a gateway that ignored the filter
             rid = ResourceId(self._target, "Repo", f"{project}/{name}")
             spec = canonical({"description": info.get("description")})
             found[rid] = Observed(rid, spec, tuple(self._project_use(project)))
         for rid, observed in list(found.items()):
             if rid.kind == "Pipeline":
-                found[rid] = replace(
-                    observed, depends_on=tuple(self._pipeline_uses(observed, pipeline_names))
-                )
+                uses = tuple(self._pipeline_uses(observed, pipeline_names))
+                if _split(rid)[0] in scopes or any(self._ours(used, scopes) for used in uses):
+                    found[rid] = replace(observed, depends_on=uses)
+                else:
+                    del found[rid]  # another source's, using nothing of this one
         return Observation(self._target, found)
+
+    @staticmethod
+    def _ours(used: ResourceId, scopes: frozenset[str]) -> bool:
+        """What a pipeline elsewhere uses that this source may own: a repo or pipeline in
+        one of its projects, or a secret (secrets belong to no project). Such a user
+        stays in the observation: it keeps what it uses from being deleted."""
+        if used.kind == "Secret":
+            return True
+        return (used.name if used.kind == "Project" else _split(used)[0]) in scopes
 
     async def _cluster_defaults_read(self) -> str | None:
         return await self.client.cluster_defaults() if self._reads_defaults else None

@@ -1,0 +1,115 @@
+"""Many sources on one pachd: each observes, reports and prunes its own projects, and
+still sees whatever elsewhere uses what it owns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reconciler.sandbox.pachyderm import Pachd
+from reconciler.sandbox.store import Store
+from tests.conftest import run_cli
+from tests.pachyderm.helpers import Sandbox
+from tests.pachyderm.test_provider import PROJECT, write
+from tests.test_resource_status import shown
+
+AUDIO = (
+    "apiVersion: pachyderm/v1\nkind: Project\nmetadata: {name: audio}\n---\n"
+    "apiVersion: pachyderm/v1\nkind: Repo\nmetadata: {name: clips, project: audio}\n"
+)
+
+
+def by_hand(sandbox: Sandbox, pipeline: str, project: str, reads: str) -> None:
+    """A pipeline made with pachctl, reading `reads` (project/repo)."""
+    source_project, repo = reads.split("/")
+    spec = {
+        "pipeline": {"name": pipeline, "project": {"name": project}},
+        "transform": {"image": "alpine:3.20", "cmd": ["run"]},
+        "input": {"pfs": {"project": source_project, "repo": repo, "glob": "/*"}},
+    }
+    store = Store(sandbox.db)
+    try:
+        Pachd(store).CreatePipelineV2({"createPipelineRequestJson": json.dumps(spec)})
+    finally:
+        store.close()
+
+
+def test_a_source_lists_and_reports_only_its_own_projects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    vision = write(tmp_path / "vision", PROJECT)
+    audio = write(tmp_path / "audio", AUDIO)
+    assert run_cli("apply", str(vision), "--yes", connector=sandbox) == 0
+    assert run_cli("apply", str(audio), "--yes", connector=sandbox) == 0
+    sandbox.reset()
+
+    found = shown(vision, sandbox, capsys)
+    assert sorted(k for k in found if not k.startswith("_")) == [
+        "pachyderm:Project/vision",
+        "pachyderm:Repo/vision/images",
+    ]
+    # pachd is asked for this source's repos alone (pfs.proto ListRepoRequest.projects).
+    listed = [c.body for c in sandbox.recorder.calls if c.method == "ListRepo"]
+    assert listed and all(body["projects"] == [{"name": "vision"}] for body in listed)
+    # The other source sees its own, and nothing of this one.
+    assert "pachyderm:Repo/audio/clips" in shown(audio, sandbox, capsys)
+    assert "pachyderm:Repo/vision/images" not in shown(audio, sandbox, capsys)
+
+
+def test_what_another_project_reads_of_ours_is_shown_and_never_pruned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    vision = write(tmp_path / "vision", PROJECT)
+    audio = write(tmp_path / "audio", AUDIO)
+    assert run_cli("apply", str(vision), "--yes", connector=sandbox) == 0
+    assert run_cli("apply", str(audio), "--yes", connector=sandbox) == 0
+    # The audio team reads vision's images from a pipeline of its own project; another
+    # of their pipelines reads only their clips.
+    by_hand(sandbox, "thumbs", "audio", "vision/images")
+    by_hand(sandbox, "waves", "audio", "audio/clips")
+
+    found = shown(vision, sandbox, capsys)
+    reader = found["pachyderm:Pipeline/audio/thumbs"]
+    assert (reader["sync"], reader["managed"]) == ("not_managed", False)
+    assert found["pachyderm:Repo/vision/images"]["used_by"] == ["pachyderm:Pipeline/audio/thumbs"]
+    assert "pachyderm:Pipeline/audio/waves" not in found
+
+    # vision drops its repo: the reader elsewhere keeps it from being deleted.
+    write(vision, PROJECT.split("---")[0])
+    sandbox.reset()
+    capsys.readouterr()
+    assert run_cli("apply", str(vision), "--yes", "--prune", connector=sandbox) != 0
+    assert "Pipeline/audio/thumbs, which reconciler does not manage" in capsys.readouterr().out
+    assert sandbox.recorder.mutating() == []
+
+
+def test_a_project_that_left_the_manifests_is_still_observed_and_pruned(tmp_path: Path) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    folder = write(tmp_path / "m", PROJECT, AUDIO)
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    sandbox.reset()
+    # audio is named by the inventory alone now: still listed, so deleted, not forgotten.
+    write(folder, PROJECT)
+    assert run_cli("apply", str(folder), "--yes", "--prune", connector=sandbox) == 0
+    deleted = [(c.method, c.body) for c in sandbox.recorder.mutating()]
+    assert [method for method, _ in deleted] == ["DeleteRepo", "DeleteProject"]
+    listed = [c.body for c in sandbox.recorder.calls if c.method == "ListRepo"]
+    assert {p["name"] for p in listed[0]["projects"]} == {"vision", "audio"}
+
+
+def test_a_source_with_nothing_in_any_project_lists_no_repo(tmp_path: Path) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    assert run_cli("apply", str(write(tmp_path / "audio", AUDIO)), "--yes", connector=sandbox) == 0
+    secret = (
+        "apiVersion: pachyderm/v1\nkind: Secret\nmetadata: {name: creds}\n"
+        "spec: {data: {token: dG9rZW4=}}\n"
+    )
+    folder = write(tmp_path / "m", secret)
+    sandbox.reset()
+    assert run_cli("plan", str(folder), connector=sandbox) == 0
+    # An empty filter would list every project's repos: no ListRepo at all.
+    assert "ListRepo" not in [c.method for c in sandbox.recorder.calls]
