@@ -25,7 +25,7 @@ async def update_everything(folder: Path) -> dict[str, int]:
     counts = {"updated": 0, "created": 0}
     try:
         async with Session(manifests, compose.Connector(), store) as session:
-            observations = await session.observe()
+            observations = await session.observe(*session.owned())
             desired = session.desire()
             for rid in session.graph.order():
                 want = desired[rid]

@@ -41,6 +41,7 @@ from reconciler.providers.base import Applied, Check, Desired, Observation, Obse
 from reconciler.redact import masked
 from reconciler.resource_status import ResourceStatus
 from reconciler.state import (
+    Intent,
     InventoryEntry,
     LockHolder,
     RunRecord,
@@ -94,6 +95,8 @@ class Session:
         """The targets' locks while `lock` holds them: checked before each mutating call."""
         self.recovered: tuple[str, ...] = ()
         """Resources found created by a killed run and recorded in the inventory."""
+        self._abandoned = False
+        """Whether what killed runs left open on these targets was closed (`recover`)."""
         self.inventory_digest = ""
         """Of the inventory as the last observation read it, before any recovery."""
 
@@ -125,6 +128,7 @@ class Session:
             options=options,
         ) as lease:
             self.lease = lease
+            self._abandoned = False
             try:
                 yield
             finally:
@@ -134,26 +138,21 @@ class Session:
     def locked(self) -> bool:
         return self.lease is not None
 
-    async def observe(self) -> dict[str, Observation]:
-        """Every target at once; a target that cannot be read fails the run."""
+    async def observe(
+        self, owned: Mapping[str, InventoryEntry], pending: Sequence[Intent]
+    ) -> dict[str, Observation]:
+        """Every target at once; a target that cannot be read fails the run. A provider
+        that observes by scope is told what the inventory (`owned`) holds there, and what
+        a killed run created and did not record (`pending`, for `recover`), wherever the
+        manifests have moved since."""
         targets = sorted(self.providers)
-        expecting = {
-            t: expect
-            for t in targets
-            if callable(expect := getattr(self.providers[t], "expect", None))
-        }
-        # What a killed run created and did not record is looked for too (`recover`),
-        # wherever the manifests have moved since.
-        created = (
-            [i for i in self.store.pending_intents() if i.call == "create"] if expecting else []
-        )
-        for target, expect in expecting.items():
-            ids = [
-                *self.store.owned_ids(target),
-                *(i.resource for i in created if i.target == target),
-            ]
-            owned = (ResourceId.parse(i) for i in ids)
-            expect(frozenset(rid for rid in owned if rid is not None))
+        for target in targets:
+            expect = getattr(self.providers[target], "expect", None)
+            if callable(expect):
+                ids = [e.id for e in owned.values() if e.target == target]
+                ids += [i.resource for i in pending if i.call == "create" and i.target == target]
+                found = (ResourceId.parse(i) for i in ids)
+                expect(frozenset(rid for rid in found if rid is not None))
         answers = await asyncio.gather(
             *(self.providers[t].observe() for t in targets), return_exceptions=True
         )
@@ -177,30 +176,45 @@ class Session:
         }
 
     def recover(
-        self, observations: Mapping[str, Observation], owned: Mapping[str, InventoryEntry]
+        self,
+        observations: Mapping[str, Observation],
+        owned: Mapping[str, InventoryEntry],
+        pending: Sequence[Intent],
     ) -> list[InventoryEntry]:
-        """Resources a killed run created but did not record (not in `owned`), seen in
-        `observations`; written to the inventory when this session holds the locks."""
+        """Resources a killed run created but did not record (not in `owned`, `pending`
+        still), seen in `observations`; written to the inventory when this session holds
+        the locks."""
         found: dict[str, InventoryEntry] = {}
-        for intent in self.store.pending_intents():
+        for intent in pending:
             if intent.call != "create" or intent.entry is None or intent.resource in owned:
                 continue
             rid = ResourceId.parse(intent.resource)
             observation = observations.get(intent.target)
             if rid is not None and observation is not None and rid in observation.resources:
                 found[intent.resource] = intent.entry
-        if self.locked:
+        if self.locked and not self._abandoned:
             for entry in found.values():
                 self.store.record_applied(entry)
             self.store.abandon(tuple(sorted(self.providers)))
+            # Once per session: under the same locks, nobody leaves anything after.
+            self._abandoned = True
             self.recovered = tuple(sorted(found))
         return list(found.values())
 
-    def inventory(self, observations: Mapping[str, Observation]) -> dict[ResourceId, Applied]:
+    def owned(self) -> tuple[dict[str, InventoryEntry], list[Intent]]:
+        """The inventory and the pending intents, read once for an observation and the
+        plan made of it (10,000 entries take a while to decode)."""
+        return self.store.inventory(), self.store.pending_intents()
+
+    def inventory(
+        self,
+        observations: Mapping[str, Observation],
+        owned: Mapping[str, InventoryEntry],
+        pending: Sequence[Intent],
+    ) -> dict[ResourceId, Applied]:
         """The inventory as the planner needs it, with what `recover` finds."""
-        owned = self.store.inventory()  # read once: 10,000 entries take a while to decode
         self.inventory_digest = inventory_digest(owned.values())
-        recovered = self.recover(observations, owned)
+        recovered = self.recover(observations, owned, pending)
         result: dict[ResourceId, Applied] = {}
         entries = {**owned, **{e.id: e for e in recovered}}
         for entry in entries.values():
@@ -228,9 +242,10 @@ class Session:
         # the state store is used from this thread only.
         # Observed first: a provider normalises desired specs with what the target says
         # (pachd's cluster and project defaults).
-        observations = await self.observe()
+        owned, pending = self.owned()
+        observations = await self.observe(owned, pending)
         desired = await asyncio.to_thread(self.desire)
-        inventory = self.inventory(observations)
+        inventory = self.inventory(observations, owned, pending)
         plan = await asyncio.to_thread(
             make_plan,
             desired,
@@ -299,9 +314,10 @@ class Session:
             )
         if saved.options.select:
             graphs.check_selectors(saved.options.select, self.graph)
-        observations = await self.observe()
+        owned, pending = self.owned()
+        observations = await self.observe(owned, pending)
         desired = self.desire()
-        inventory = self.inventory(observations)
+        inventory = self.inventory(observations, owned, pending)
         planned = Planned(saved, desired, observations, inventory, self.graph)
         moved = list(stale(saved, desired, planned.observed()))
         if self.inventory_digest != saved.binding.inventory:

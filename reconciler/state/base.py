@@ -157,10 +157,6 @@ class StateStore(Protocol):
 
     def inventory(self, target: str | None = None) -> dict[str, InventoryEntry]: ...
 
-    def owned_ids(self, target: str) -> list[str]:
-        """The ids of what is owned on `target`, without decoding the entries."""
-        ...
-
     def inventory_targets(self) -> set[str]:
         """The targets the inventory holds resources of (without reading the entries)."""
         ...

@@ -122,11 +122,6 @@ class SqlStore(ABC):
         )
         return {row[0]: _entry(row) for row in rows}
 
-    def owned_ids(self, target: str) -> list[str]:
-        return [
-            row[0] for row in self._query("SELECT id FROM inventory WHERE target = ?", (target,))
-        ]
-
     def inventory_targets(self) -> set[str]:
         return {row[0] for row in self._query("SELECT DISTINCT target FROM inventory")}
 

@@ -10,6 +10,7 @@ import pytest
 
 from reconciler.sandbox.pachyderm import Pachd
 from reconciler.sandbox.store import Store
+from reconciler.state import SqliteStore
 from tests.conftest import run_cli
 from tests.pachyderm.helpers import Sandbox
 from tests.pachyderm.test_provider import PROJECT, write
@@ -113,3 +114,36 @@ def test_a_source_with_nothing_in_any_project_lists_no_repo(tmp_path: Path) -> N
     assert run_cli("plan", str(folder), connector=sandbox) == 0
     # An empty filter would list every project's repos: no ListRepo at all.
     assert "ListRepo" not in [c.method for c in sandbox.recorder.calls]
+
+
+def test_what_a_killed_run_created_elsewhere_is_still_found_and_owned(tmp_path: Path) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    folder = write(tmp_path / "m", PROJECT, AUDIO)
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    # As if a run had been killed after creating audio/clips, before recording it; the
+    # manifests have since lost the audio project, which nothing else names any more.
+    store = SqliteStore(folder / "state.db")
+    try:
+        clips = store.inventory()["pachyderm:Repo/audio/clips"]
+        store.forget("pachyderm:Repo/audio/clips")
+        store.forget("pachyderm:Project/audio")
+        run = store.begin_run("apply", revision=None, profile=None, plan=None)
+        store.open_intent(run, clips.id, "create", "create", clips)
+    finally:
+        store.close()
+    write(folder, PROJECT)
+    sandbox.reset()
+    assert run_cli("apply", str(folder), "--yes", "--prune", connector=sandbox) == 0
+    # Looked for where it was made, found, owned again: so pruned, not left unowned.
+    assert [(c.method, c.body["repo"]["name"]) for c in sandbox.recorder.mutating()] == [
+        ("DeleteRepo", "clips")
+    ]
+    store = SqliteStore(folder / "state.db")
+    try:
+        assert store.pending_intents() == []
+        assert sorted(store.inventory()) == [
+            "pachyderm:Project/vision",
+            "pachyderm:Repo/vision/images",
+        ]
+    finally:
+        store.close()
