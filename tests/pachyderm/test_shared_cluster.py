@@ -37,14 +37,20 @@ def by_hand(sandbox: Sandbox, pipeline: str, project: str, reads: str) -> None:
         store.close()
 
 
-def test_a_source_lists_and_reports_only_its_own_projects(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def two_sources(tmp_path: Path) -> tuple[Sandbox, Path, Path]:
+    """One sandbox; the vision team's source and the audio team's, each applied."""
     sandbox = Sandbox(tmp_path / "sandbox.db")
     vision = write(tmp_path / "vision", PROJECT)
     audio = write(tmp_path / "audio", AUDIO)
-    assert run_cli("apply", str(vision), "--yes", connector=sandbox) == 0
-    assert run_cli("apply", str(audio), "--yes", connector=sandbox) == 0
+    for folder in (vision, audio):
+        assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    return sandbox, vision, audio
+
+
+def test_a_source_lists_and_reports_only_its_own_projects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox, vision, audio = two_sources(tmp_path)
     sandbox.reset()
 
     found = shown(vision, sandbox, capsys)
@@ -63,11 +69,7 @@ def test_a_source_lists_and_reports_only_its_own_projects(
 def test_what_another_project_reads_of_ours_is_shown_and_never_pruned(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sandbox = Sandbox(tmp_path / "sandbox.db")
-    vision = write(tmp_path / "vision", PROJECT)
-    audio = write(tmp_path / "audio", AUDIO)
-    assert run_cli("apply", str(vision), "--yes", connector=sandbox) == 0
-    assert run_cli("apply", str(audio), "--yes", connector=sandbox) == 0
+    sandbox, vision, _ = two_sources(tmp_path)
     # The audio team reads vision's images from a pipeline of its own project; another
     # of their pipelines reads only their clips.
     by_hand(sandbox, "thumbs", "audio", "vision/images")
