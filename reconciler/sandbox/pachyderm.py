@@ -266,6 +266,8 @@ class Pachd:
     # --- repos ----------------------------------------------------------------------
 
     def ListRepo(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        # pachd server_repo.go listRepoInTransaction, pfsdb/repos.go ForEachRepo: a blank
+        # type lists every type; an empty `projects` list does not filter by project.
         wanted = body.get("type", "")
         projects = {p.get("name") for p in body.get("projects") or []}
         return [
