@@ -270,6 +270,10 @@ class Pachd:
         # type lists every type; an empty `projects` list does not filter by project.
         wanted = body.get("type", "")
         projects = {p.get("name") for p in body.get("projects") or []}
+        # The names go into pachd's SQL between quotes, unescaped: a quote in one breaks
+        # the statement, and pachd answers with the database's error.
+        if any("'" in str(name) for name in projects):
+            raise GrpcError(2, "for each repo: syntax error at or near a quote in project.name IN")
         return [
             emitted("RepoInfo", r)
             for r in self.store.all("repo")

@@ -3,11 +3,14 @@ still sees whatever elsewhere uses what it owns."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
+from reconciler.providers.http import HttpClient, asgi_transport
+from reconciler.providers.pachyderm.client import PachdClient
 from reconciler.sandbox.pachyderm import Pachd
 from reconciler.sandbox.store import Store
 from reconciler.state import SqliteStore
@@ -149,3 +152,23 @@ def test_what_a_killed_run_created_elsewhere_is_still_found_and_owned(tmp_path: 
         ]
     finally:
         store.close()
+
+
+def test_only_names_a_project_can_have_reach_pachds_repo_filter(tmp_path: Path) -> None:
+    # pachd puts the filter's names into its SQL as they are (pfsdb/repos.go): a name
+    # from a tampered state or a broken caller must never get there.
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    client = PachdClient(
+        HttpClient("http://sandbox", platform="pachd", transport=asgi_transport(sandbox.recorder))
+    )
+
+    async def listed(projects: list[str]) -> None:
+        await client.list_repos(projects)
+        await client.http.aclose()
+
+    asyncio.run(listed(["vision", "x') OR ('1'='1", "a" * 52]))
+    (call,) = sandbox.recorder.calls
+    assert call.body["projects"] == [{"name": "vision"}]
+    sandbox.recorder.clear()
+    asyncio.run(listed(["'; DROP TABLE pfs.repos; --"]))
+    assert sandbox.recorder.calls == []

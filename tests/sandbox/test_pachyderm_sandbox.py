@@ -184,6 +184,29 @@ def test_repos_projects_and_secrets(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
+def test_list_repo_filters_by_project_and_breaks_on_a_quote_as_pachd_does(
+    tmp_path: Path,
+) -> None:
+    async def scenario(client: HttpClient) -> None:
+        await seed(client)
+        await client.post("/api/pfs_v2.API/CreateProject", {"project": {"name": "audio"}})
+        await client.post(
+            "/api/pfs_v2.API/CreateRepo", {"repo": {"name": "clips", "project": {"name": "audio"}}}
+        )
+
+        async def names(body: dict[str, Any]) -> list[str]:
+            repos = await client.post_stream("/api/pfs_v2.API/ListRepo", body)
+            return sorted(r["repo"]["name"] for r in repos)
+
+        assert await names({"projects": [{"name": "audio"}]}) == ["clips"]
+        assert await names({"projects": [{"name": "nothere"}]}) == []
+        assert await names({"projects": []}) == ["clips", "images"]  # no filter at all
+        with pytest.raises(HttpError, match="syntax error"):
+            await names({"projects": [{"name": "a'b"}]})
+
+    run(tmp_path, scenario)
+
+
 def test_injected_faults_are_retryable(tmp_path: Path) -> None:
     async def scenario(client: HttpClient) -> None:
         with pytest.raises(RetryableError):

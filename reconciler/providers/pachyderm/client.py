@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.errors import PermanentError
 from reconciler.providers.http import HttpClient, HttpError
+from reconciler.providers.pachyderm.kinds import PACHYDERM_NAME, PACHYDERM_NAME_LIMIT
+
+_PROJECT = re.compile(PACHYDERM_NAME)
 
 
 def _project(name: str) -> dict[str, Any]:
@@ -47,9 +51,13 @@ class PachdClient:
     async def list_repos(self, projects: Sequence[str]) -> list[dict[str, Any]]:
         """The user repos of these projects (none asked: none listed, as an empty filter
         would list every project's: pfs.proto ListRepoRequest.projects)."""
-        if not projects:
+        # pachd writes these names into its SQL unquoted (pfsdb/repos.go
+        # NewRepoIterator): only a name a project can have is sent; another names no
+        # project, so has no repos.
+        named = [p for p in projects if _PROJECT.match(p) and len(p) <= PACHYDERM_NAME_LIMIT]
+        if not named:
             return []
-        body = {"type": "user", "projects": [_project(p) for p in projects]}
+        body = {"type": "user", "projects": [_project(p) for p in named]}
         return await self._stream("pfs_v2.API/ListRepo", body)
 
     async def list_secrets(self) -> list[dict[str, Any]]:

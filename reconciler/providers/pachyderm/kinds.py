@@ -24,9 +24,13 @@ K8S_NAME_RULE = (
     "use lowercase letters, digits, '-' and '.', start and end with a letter or digit, at most 253"
 )
 
+PACHYDERM_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_-]*\Z"
+"""pachd's project, repo and pipeline names (pfs.go Project.ValidateName, ancestry)."""
+PACHYDERM_NAME_LIMIT = 51
+
 PachydermName = Annotated[
     str,
-    name_rule(r"[a-zA-Z0-9][a-zA-Z0-9_-]*\Z", 51, "Pachyderm name", PACHYDERM_NAME_RULE),
+    name_rule(PACHYDERM_NAME, PACHYDERM_NAME_LIMIT, "Pachyderm name", PACHYDERM_NAME_RULE),
 ]
 KubernetesName = Annotated[
     str,
