@@ -25,12 +25,24 @@ AUDIO = (
 )
 
 
-def by_hand(sandbox: Sandbox, pipeline: str, project: str, reads: str) -> None:
-    """A pipeline made with pachctl, reading `reads` (project/repo)."""
+CREDS = (
+    "apiVersion: pachyderm/v1\nkind: Secret\nmetadata: {name: creds}\n"
+    "spec: {data: {token: dG9rZW4=}}\n"
+)
+
+
+def by_hand(
+    sandbox: Sandbox, pipeline: str, project: str, reads: str, mounts: str | None = None
+) -> None:
+    """A pipeline made with pachctl, reading `reads` (project/repo), mounting the
+    secret `mounts`."""
     source_project, repo = reads.split("/")
+    transform: dict[str, object] = {"image": "alpine:3.20", "cmd": ["run"]}
+    if mounts is not None:
+        transform["secrets"] = [{"name": mounts, "mountPath": "/creds"}]
     spec = {
         "pipeline": {"name": pipeline, "project": {"name": project}},
-        "transform": {"image": "alpine:3.20", "cmd": ["run"]},
+        "transform": transform,
         "input": {"pfs": {"project": source_project, "repo": repo, "glob": "/*"}},
     }
     store = Store(sandbox.db)
@@ -110,15 +122,54 @@ def test_a_project_that_left_the_manifests_is_still_observed_and_pruned(tmp_path
 def test_a_source_with_nothing_in_any_project_lists_no_repo(tmp_path: Path) -> None:
     sandbox = Sandbox(tmp_path / "sandbox.db")
     assert run_cli("apply", str(write(tmp_path / "audio", AUDIO)), "--yes", connector=sandbox) == 0
-    secret = (
-        "apiVersion: pachyderm/v1\nkind: Secret\nmetadata: {name: creds}\n"
-        "spec: {data: {token: dG9rZW4=}}\n"
-    )
-    folder = write(tmp_path / "m", secret)
+    folder = write(tmp_path / "m", CREDS)
     sandbox.reset()
     assert run_cli("plan", str(folder), connector=sandbox) == 0
     # An empty filter would list every project's repos: no ListRepo at all.
     assert "ListRepo" not in [c.method for c in sandbox.recorder.calls]
+
+
+def test_a_source_that_names_uses_and_owns_no_secret_neither_reads_nor_shows_any(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    vision = write(tmp_path / "vision", PROJECT)
+    audio = write(tmp_path / "audio", AUDIO, CREDS)
+    for folder in (vision, audio):
+        assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    # The audio team's pipeline mounts their secret and reads their clips.
+    by_hand(sandbox, "waves", "audio", "audio/clips", mounts="creds")
+    sandbox.reset()
+
+    found = shown(vision, sandbox, capsys)
+    assert "pachyderm:Secret/creds" not in found
+    assert "pachyderm:Pipeline/audio/waves" not in found
+    assert "ListSecret" not in [c.method for c in sandbox.recorder.calls]
+    # The team that manages it still sees it, and what mounts it.
+    assert shown(audio, sandbox, capsys)["pachyderm:Secret/creds"]["used_by"] == [
+        "pachyderm:Pipeline/audio/waves"
+    ]
+
+
+def test_an_owned_secret_that_left_the_manifests_is_still_read_and_guarded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    folder = write(tmp_path / "m", PROJECT, CREDS)
+    assert run_cli("apply", str(folder), "--yes", connector=sandbox) == 0
+    assert run_cli("apply", str(write(tmp_path / "audio", AUDIO)), "--yes", connector=sandbox) == 0
+    # Another team's pipeline, in their project, mounts the secret this source made.
+    by_hand(sandbox, "waves", "audio", "audio/clips", mounts="creds")
+
+    # The secret leaves the manifests: the inventory alone names it, so it is still
+    # read, and its user elsewhere keeps it from being deleted.
+    write(folder, PROJECT)
+    sandbox.reset()
+    capsys.readouterr()
+    assert run_cli("apply", str(folder), "--yes", "--prune", connector=sandbox) != 0
+    assert "Pipeline/audio/waves, which reconciler does not manage" in capsys.readouterr().out
+    assert sandbox.recorder.mutating() == []
+    assert "ListSecret" in [c.method for c in sandbox.recorder.calls]
 
 
 def test_what_a_killed_run_created_elsewhere_is_still_found_and_owned(tmp_path: Path) -> None:

@@ -103,6 +103,11 @@ class PachydermProvider(PachydermPolicies):
         projects' are not (on a cluster shared by many sources, every run of every
         source would read, compare, report and publish all of them)."""
         self._reads_defaults = bool(projects or pipelines or self._defaults)
+        self._reads_secrets = bool(secrets)
+        """Secrets belong to no project: ListSecret shows every secret of the cluster. A
+        source reads them only when its manifests name or use one, or it owns one (its
+        inventory, a killed run's create): one read fewer each observation for the
+        others, which neither compare, prune nor report other teams' secrets."""
         """Defaults shape pipelines alone: a source with no pipeline and no defaults, in
         its manifests or its inventory, does not read them (two reads each observation)."""
         self._cluster_defaults: dict[str, Any] = {}
@@ -154,6 +159,8 @@ class PachydermProvider(PachydermPolicies):
         it), and never forgotten as gone."""
         if any(rid.kind in DEFAULTS_USERS for rid in owned):
             self._reads_defaults = True
+        if any(rid.kind == "Secret" for rid in owned):
+            self._reads_secrets = True
         self._scopes = self._scopes | {
             rid.name if rid.kind in ("Project", "ProjectDefaults") else _split(rid)[0]
             for rid in owned
@@ -162,13 +169,14 @@ class PachydermProvider(PachydermPolicies):
 
     async def observe(self) -> Observation:
         """What this source's projects hold (see `_scopes`), the pipelines anywhere that
-        use it, and the cluster's secrets: not every project of a cluster shared by many
-        sources (each run of each would read, compare and report all of them)."""
+        use it, and the cluster's secrets when it names, uses or owns one (see
+        `_reads_secrets`): not every project of a cluster shared by many sources (each run
+        of each would read, compare and report all of them)."""
         scopes = self._scopes
         projects, repos, secrets, pipelines, cluster = await asyncio.gather(
             self.client.list_projects(),
             self.client.list_repos(sorted(scopes)),
-            self.client.list_secrets(),
+            self._secrets_read(),
             self.client.list_pipelines(),
             self._cluster_defaults_read(),
         )
@@ -228,14 +236,17 @@ class PachydermProvider(PachydermPolicies):
                     del found[rid]  # another source's, using nothing of this one
         return Observation(self._target, found)
 
-    @staticmethod
-    def _ours(used: ResourceId, scopes: frozenset[str]) -> bool:
+    def _ours(self, used: ResourceId, scopes: frozenset[str]) -> bool:
         """What a pipeline elsewhere uses that this source may own: a repo or pipeline in
-        one of its projects, or a secret (secrets belong to no project). Such a user
-        stays in the observation: it keeps what it uses from being deleted."""
+        one of its projects, or a secret when it reads them (secrets belong to no
+        project). Such a user stays in the observation: it keeps what it uses from being
+        deleted."""
         if used.kind == "Secret":
-            return True
+            return self._reads_secrets
         return (used.name if used.kind == "Project" else _split(used)[0]) in scopes
+
+    async def _secrets_read(self) -> list[dict[str, Any]]:
+        return await self.client.list_secrets() if self._reads_secrets else []
 
     async def _cluster_defaults_read(self) -> str | None:
         return await self.client.cluster_defaults() if self._reads_defaults else None
