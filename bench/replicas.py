@@ -34,6 +34,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -183,9 +184,12 @@ def _until_applied(database: str, expected: dict[str, str], seconds: float) -> d
     measured is the one the state records, so the harness need not compete with the
     replicas for the CPU to measure them."""
     deadline = time.monotonic() + seconds
-    while len(done := applied_at(database, expected)) < len(expected):
-        assert time.monotonic() < deadline, "timed out waiting for every change applied"
-        time.sleep(0.25)
+    # One connection for the whole wait: a connection per poll is a server process
+    # started and ended four times a second, CPU the replicas measured would miss.
+    with psycopg.connect(database, autocommit=True) as db:
+        while len(done := applied_at(db, expected)) < len(expected):
+            assert time.monotonic() < deadline, "timed out waiting for every change applied"
+            time.sleep(0.25)
     return done
 
 

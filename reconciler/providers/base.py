@@ -304,7 +304,10 @@ class Provider(Policies, Protocol):
         define `expect(owned)`, called before with the ids the inventory holds on its
         target (and those a killed run may have created), to observe the scopes those
         name too (optional: the core asks for it by name). Whatever could use an owned
-        resource must be observed all the same: it guards deletes."""
+        resource must be observed all the same: it guards deletes. A provider lives for
+        one session: its first observe reads everything; a second (the refresh after an
+        apply, under the same locks) may read again only what its own calls since may
+        have changed, and answer the rest as the first read it."""
         ...
 
     async def create(self, desired: Desired) -> None: ...

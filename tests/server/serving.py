@@ -171,11 +171,16 @@ def applied(database: str, expected: dict[str, str]) -> set[str]:
     return set(applied_at(database, expected))
 
 
-def applied_at(database: str, expected: dict[str, str]) -> dict[str, float]:
-    """As `applied`, with when each of those runs finished (the state's wall clock): one
-    connection and one statement, so that polling it does not compete with the replicas
-    for the CPU."""
-    with psycopg.connect(database, autocommit=True) as db:
+def applied_at(
+    database: str | psycopg.Connection[Any], expected: dict[str, str]
+) -> dict[str, float]:
+    """As `applied`, with when each of those runs finished (the state's wall clock): two
+    statements, on the connection given (or one of its own), so that polling it does not
+    compete with the replicas for the CPU."""
+    with contextlib.ExitStack() as stack:
+        db = database
+        if isinstance(db, str):
+            db = stack.enter_context(psycopg.connect(db, autocommit=True))
         present = {
             row[0]
             for row in db.execute(

@@ -51,6 +51,24 @@ from reconciler.providers.pachyderm.policies import (
 STARTING_STATES = frozenset({"PIPELINE_STARTING", "PIPELINE_RESTARTING", ""})
 FAILED_STATES = frozenset({"PIPELINE_CRASHING", "PIPELINE_FAILURE"})
 DEFAULTS_USERS = frozenset({"Pipeline", "ClusterDefaults", "ProjectDefaults"})
+LISTS = frozenset({"projects", "repos", "secrets", "pipelines", "defaults"})
+"""What an observation reads: ListProject, ListRepo, ListSecret (and InspectSecret),
+ListPipeline, and the defaults (the cluster's, then each project's)."""
+TOUCHES = {
+    "Project": frozenset({"projects", "defaults"}),
+    "Repo": frozenset({"repos"}),
+    "Secret": frozenset({"secrets"}),
+    # A pipeline's output, spec and meta repos come and go with it.
+    "Pipeline": frozenset({"pipelines", "repos"}),
+    # New defaults change what pipelines run as, and may restart them (regenerate).
+    "ClusterDefaults": frozenset({"defaults", "pipelines"}),
+    "ProjectDefaults": frozenset({"defaults", "pipelines"}),
+}
+"""The lists a call on each kind may change."""
+
+
+async def _nothing() -> None:
+    return None
 
 
 def pipeline_health(state: str, reason: str) -> Health:
@@ -112,6 +130,19 @@ class PachydermProvider(PachydermPolicies):
         its manifests or its inventory, does not read them (two reads each observation)."""
         self._cluster_defaults: dict[str, Any] = {}
         self._project_defaults: dict[str, dict[str, Any]] = {}
+        self._lists: dict[str, list[dict[str, Any]]] = {}
+        """pachd's answers to the last `observe`'s lists, by name (`LISTS`)."""
+        self._inspected: dict[str, dict[str, Any]] = {}
+        """Secrets the manifests name that ListSecret did not show, as InspectSecret did."""
+        self._basis: tuple[frozenset[str], bool, bool] | None = None
+        """What the last `observe` read for (its scopes, whether defaults and secrets were
+        read), once every read answered; None: read everything next time."""
+        self._stale: set[str] = set()
+        """The lists this provider's own calls may have changed since the last `observe`.
+        Only they are read again by the next in the same session (the refresh after an
+        apply, still under the targets' locks): a repo's new description is one ListRepo,
+        not four lists. Providers live for one session, so every run reads everything
+        first (see `Provider.observe`)."""
 
     @property
     def target(self) -> str:
@@ -173,18 +204,23 @@ class PachydermProvider(PachydermPolicies):
         `_reads_secrets`): not every project of a cluster shared by many sources (each run
         of each would read, compare and report all of them)."""
         scopes = self._scopes
-        projects, repos, secrets, pipelines, cluster = await asyncio.gather(
-            self.client.list_projects(),
-            self.client.list_repos(sorted(scopes)),
-            self._secrets_read(),
-            self.client.list_pipelines(),
-            self._cluster_defaults_read(),
+        basis = (scopes, self._reads_defaults, self._reads_secrets)
+        stale = self._stale if basis == self._basis else LISTS
+        self._basis = None  # until every read below has answered
+        await asyncio.gather(
+            *(self._read(name) for name in ("projects", "repos", "pipelines") if name in stale),
+            self._read_secrets() if "secrets" in stale else _nothing(),
+            self._read_defaults() if "defaults" in stale else _nothing(),
         )
-        existing = {str((p.get("project") or {}).get("name") or "") for p in projects}
-        read = sorted(existing & self._scopes) if self._reads_defaults else []
-        answers = await asyncio.gather(*(self.client.project_defaults(p) for p in read))
-        self._cluster_defaults = request_part(cluster) if cluster is not None else {}
-        self._project_defaults = {p: request_part(a) for p, a in zip(read, answers, strict=True)}
+        projects, repos, pipelines = (self._lists[n] for n in ("projects", "repos", "pipelines"))
+        if "defaults" in stale:
+            existing = {str((p.get("project") or {}).get("name") or "") for p in projects}
+            read = sorted(existing & scopes) if self._reads_defaults else []
+            answers = await asyncio.gather(*(self.client.project_defaults(p) for p in read))
+            self._project_defaults = {
+                p: request_part(a) for p, a in zip(read, answers, strict=True)
+            }
+        self._basis, self._stale = basis, set()
         found: dict[ResourceId, Observed] = {}
         for info in projects:
             name = str((info.get("project") or {}).get("name") or "")
@@ -193,20 +229,15 @@ class PachydermProvider(PachydermPolicies):
             rid = ResourceId(self._target, "Project", name)
             found[rid] = Observed(rid, canonical({"description": info.get("description")}))
         found.update(await self._observed_defaults())
-        for info in secrets:
+        for info in self._lists["secrets"]:
             name = str((info.get("secret") or {}).get("name") or "")
             rid = ResourceId(self._target, "Secret", name)
             found[rid] = Observed(rid, {"type": info.get("type") or "Opaque"})
-        listed = {rid.name for rid in found if rid.kind == "Secret"}
-        unlisted = sorted(self._secrets - listed)
-        inspected = await asyncio.gather(*(self.client.inspect_secret(n) for n in unlisted))
-        for name, info in zip(unlisted, inspected, strict=True):
-            if info is not None:
-                # ListSecret shows only secrets made through pachd (label secret-source=
-                # pachyderm-user, api_server.go ListSecret); this one exists all the same.
-                rid = ResourceId(self._target, "Secret", name)
-                spec = {"type": info.get("type") or "Opaque"}
-                found[rid] = Observed(rid, spec, status=OUT_OF_BAND)
+        for name, info in self._inspected.items():
+            # ListSecret shows only secrets made through pachd (label secret-source=
+            # pachyderm-user, api_server.go ListSecret); this one exists all the same.
+            rid = ResourceId(self._target, "Secret", name)
+            found[rid] = Observed(rid, {"type": info.get("type") or "Opaque"}, status=OUT_OF_BAND)
         made_by_pachd: set[tuple[str, str]] = set()
         pipeline_names: set[tuple[str, str]] = set()
         for info in pipelines:
@@ -245,11 +276,33 @@ class PachydermProvider(PachydermPolicies):
             return self._reads_secrets
         return (used.name if used.kind == "Project" else _split(used)[0]) in scopes
 
-    async def _secrets_read(self) -> list[dict[str, Any]]:
-        return await self.client.list_secrets() if self._reads_secrets else []
+    async def _read(self, name: str) -> None:
+        if name == "projects":
+            self._lists[name] = await self.client.list_projects()
+        elif name == "repos":
+            self._lists[name] = await self.client.list_repos(sorted(self._scopes))
+        else:
+            self._lists[name] = await self.client.list_pipelines()
 
-    async def _cluster_defaults_read(self) -> str | None:
-        return await self.client.cluster_defaults() if self._reads_defaults else None
+    async def _read_secrets(self) -> None:
+        listed = await self.client.list_secrets() if self._reads_secrets else []
+        names = {str((info.get("secret") or {}).get("name") or "") for info in listed}
+        unlisted = sorted(self._secrets - names)
+        inspected = await asyncio.gather(*(self.client.inspect_secret(n) for n in unlisted))
+        self._lists["secrets"] = listed
+        self._inspected = {
+            name: info for name, info in zip(unlisted, inspected, strict=True) if info is not None
+        }
+
+    async def _read_defaults(self) -> None:
+        """The cluster's (the projects' follow the project list they need)."""
+        cluster = await self.client.cluster_defaults() if self._reads_defaults else None
+        self._cluster_defaults = request_part(cluster) if cluster is not None else {}
+
+    def _touch(self, kind: str) -> None:
+        """A call on `kind` is about to be sent: what it may change is read again by the
+        next `observe` (the refresh after an apply), even if the call fails."""
+        self._stale |= TOUCHES.get(kind, LISTS)
 
     def _pipeline(self, info: Mapping[str, Any]) -> Observed:
         pipeline = info.get("pipeline") or {}
@@ -365,6 +418,7 @@ class PachydermProvider(PachydermPolicies):
 
     async def create(self, desired: Desired) -> None:
         kind, spec = desired.id.kind, desired.spec
+        self._touch(kind)
         if kind in DEFAULTS_KINDS:
             await self._set_defaults(desired)
         elif kind in ("Project", "Repo"):
@@ -382,6 +436,7 @@ class PachydermProvider(PachydermPolicies):
 
     async def patch(self, desired: Desired, observed: Observed, changes: Sequence[Change]) -> None:
         kind, spec = desired.id.kind, desired.spec
+        self._touch(kind)
         if kind in DEFAULTS_KINDS:
             await self._set_defaults(desired)
         elif kind in ("Project", "Repo"):
@@ -408,6 +463,7 @@ class PachydermProvider(PachydermPolicies):
     async def bounce(self, desired: Desired, components: tuple[str, ...] | None) -> None:
         if desired.id.kind != "Pipeline":
             raise PermanentError(f"{desired.id}: a {desired.id.kind} has nothing to restart")
+        self._touch("Pipeline")
         # An update with the same spec is how pachd restarts a pipeline's workers.
         await self.client.create_pipeline(self._request(desired), update=True, reprocess=False)
         if not desired.spec.get("stopped"):
@@ -437,6 +493,7 @@ class PachydermProvider(PachydermPolicies):
             pause = min(pause * 2, 2.0)
 
     async def delete(self, rid: ResourceId, observed: Observed, applied: Applied | None) -> None:
+        self._touch(rid.kind)
         if rid.kind in DEFAULTS_KINDS:
             # Defaults cannot be removed, only emptied: pipelines keep their effective
             # spec until their next update (no regenerate).
