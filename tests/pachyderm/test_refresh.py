@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
+from reconciler.errors import PermanentError
 from reconciler.execute import ExecuteOptions
 from reconciler.manifests import LoadOptions, load
 from reconciler.plan import PlanOptions, Source
+from reconciler.providers.pachyderm.client import PachdClient
 from reconciler.reconcile import Request, Result, reconcile
 from reconciler.sandbox.pachyderm import Pachd
 from reconciler.sandbox.store import Store
@@ -136,3 +140,25 @@ def test_every_run_reads_everything_first_and_sees_what_changed_by_hand(tmp_path
     # Put back, and read again after: the refresh says so.
     assert after_the_apply(sandbox) == ["ListProject"]
     assert result.refreshed is not None and not result.refreshed.plan.pending
+
+
+def test_a_call_that_failed_still_has_its_list_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox.db")
+    folder = write(tmp_path / "m", PROJECT)
+    applied(folder, sandbox)
+    write(folder, PROJECT + "spec: {description: photos}\n")
+    sandbox.reset()
+
+    async def refused(*_: object, **__: object) -> None:
+        # As if pachd took the change and the answer was lost: unknown, so read again.
+        raise PermanentError("connection lost after the request was sent")
+
+    monkeypatch.setattr(PachdClient, "create_repo", refused)
+    result = applied(folder, sandbox)
+    assert result.outcome is not None and result.outcome.result == "failed"
+    assert result.refreshed is not None
+    # The plan's three reads (no secret here), then the refresh's: what the call touched.
+    listed = [c.method for c in sandbox.recorder.calls if c.method in LISTS]
+    assert len(listed) == 4 and listed[-1] == "ListRepo"
