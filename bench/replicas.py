@@ -155,6 +155,9 @@ def throughput(admin: str, latency_ms: float, count: int, replica_count: int) ->
         # not throughput). Then the median of three rounds.
         for version in range(1, 2 + ROUNDS):
             expected = change(repos, sorted(repos), version)
+            # The pushes' files written out now: the kernel's writeback of the harness's
+            # own commits would otherwise run during the round, on the replicas' CPU.
+            os.sync()
             started = time.time()
             # Delivered at once, as a burst of pushes' webhooks would be (one after
             # the other, the last replica's first source would wait on the others).
