@@ -226,13 +226,16 @@ class SqlStore(ABC):
         record: InventoryEntry | None = None,
     ) -> None:
         outcome: IntentOutcome = "ok" if ok else "failed"
+        closing = (
+            "UPDATE intents SET finished_at = ?, outcome = ?, error = ? WHERE id = ?",
+            (time.time(), outcome, error, intent_id),
+        )
+        if record is None:
+            self._query(*closing)  # one statement: atomic without a transaction around it
+            return
         with self._transaction():
-            self._query(
-                "UPDATE intents SET finished_at = ?, outcome = ?, error = ? WHERE id = ?",
-                (time.time(), outcome, error, intent_id),
-            )
-            if record is not None:
-                self.record_applied(record)
+            self._query(*closing)
+            self.record_applied(record)
 
     def pending_intents(self) -> list[Intent]:
         rows = self._query(f"SELECT {_INTENTS} FROM intents WHERE outcome = 'pending' ORDER BY id")
@@ -301,7 +304,16 @@ class SqlStore(ABC):
 
     # --- identity: which state a saved plan was made against -------------------------
 
+    _identity: StateIdentity | None = None
+
     def identity(self) -> StateIdentity:
+        # Made once and never changed (`state migrate` copies it into an empty state): a
+        # store kept open between runs reads it once.
+        if self._identity is None:
+            self._identity = self._read_identity()
+        return self._identity
+
+    def _read_identity(self) -> StateIdentity:
         values: dict[str, str] = dict(self._query("SELECT name, value FROM meta"))
         if "lineage" not in values or "plan_key" not in values:
             # Made once, by the first run that can write (a plan role that may only read
@@ -347,6 +359,7 @@ class SqlStore(ABC):
 
     def load(self, tables: Iterator[tuple[str, tuple[str, ...], list[Row]]]) -> dict[str, int]:
         """Insert every row as it is, ids included, in one transaction."""
+        self._identity = None  # the copied state's, from now on
         counts: dict[str, int] = {}
         with self._transaction():
             for table, columns, rows in tables:
