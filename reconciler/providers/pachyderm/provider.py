@@ -58,7 +58,8 @@ TOUCHES = {
     "Project": frozenset({"projects", "defaults"}),
     "Repo": frozenset({"repos"}),
     "Secret": frozenset({"secrets"}),
-    # A pipeline's output, spec and meta repos come and go with it.
+    # A pipeline's output, spec and meta repos come and go with it (pps api_server.go:
+    # CreatePipelineInTransaction makes them, deletePipelineInTransaction deletes them).
     "Pipeline": frozenset({"pipelines", "repos"}),
     # New defaults change what pipelines run as, and may restart them (regenerate).
     "ClusterDefaults": frozenset({"defaults", "pipelines"}),
