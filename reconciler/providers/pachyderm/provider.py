@@ -122,13 +122,13 @@ class PachydermProvider(PachydermPolicies):
         projects' are not (on a cluster shared by many sources, every run of every
         source would read, compare, report and publish all of them)."""
         self._reads_defaults = bool(projects or pipelines or self._defaults)
+        """Defaults shape pipelines alone: a source with no pipeline and no defaults, in
+        its manifests or its inventory, does not read them (two reads each observation)."""
         self._reads_secrets = bool(secrets)
         """Secrets belong to no project: ListSecret shows every secret of the cluster. A
         source reads them only when its manifests name or use one, or it owns one (its
         inventory, a killed run's create): one read fewer each observation for the
         others, which neither compare, prune nor report other teams' secrets."""
-        """Defaults shape pipelines alone: a source with no pipeline and no defaults, in
-        its manifests or its inventory, does not read them (two reads each observation)."""
         self._cluster_defaults: dict[str, Any] = {}
         self._project_defaults: dict[str, dict[str, Any]] = {}
         self._lists: dict[str, list[dict[str, Any]]] = {}
@@ -142,7 +142,7 @@ class PachydermProvider(PachydermPolicies):
         """The lists this provider's own calls may have changed since the last `observe`.
         Only they are read again by the next in the same session (the refresh after an
         apply, still under the targets' locks): a repo's new description is one ListRepo,
-        not four lists. Providers live for one session, so every run reads everything
+        not every list. Providers live for one session, so every run reads everything
         first (see `Provider.observe`)."""
 
     @property
