@@ -4,9 +4,11 @@ survive a reopen; migrations; copying a state from one to the other."""
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,6 +232,49 @@ def test_newer_postgres_schema_is_refused(postgres_url: str, tmp_path: Path) -> 
         db.execute("UPDATE reconciler_schema SET version = version + 1")
     with pytest.raises(OperationalError, match="upgrade reconciler"):
         open_store(postgres_url, tmp_path)
+
+
+STALLS = """
+import os, signal, sys
+from pathlib import Path
+from reconciler.state import InventoryEntry, open_store
+store = open_store(sys.argv[1], Path("."))
+with store._transaction():
+    store.record_applied(InventoryEntry(sys.argv[2], "pachyderm", "Repo", "stalled", None, False))
+    print("in", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)  # a runner stopped halfway through its write
+"""
+
+
+def test_a_runner_stopped_inside_a_transaction_does_not_hold_its_rows_for_ever(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    rid = "pachyderm:Repo/p/r"
+    reopen(postgres_url, tmp_path).close()
+    stalled = subprocess.Popen(
+        [sys.executable, "-c", STALLS, postgres_url, rid], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert stalled.stdout is not None and stalled.stdout.readline().strip() == "in"
+        store = reopen(postgres_url, tmp_path)
+        written: list[bool] = []
+
+        def write() -> None:
+            store.record_applied(InventoryEntry(rid, "pachyderm", "Repo", "ours", None, False))
+            written.append(True)
+
+        # The same row, locked by the stopped runner: the server ends its session once
+        # idle in its transaction (STALLED_TRANSACTION), and this write goes through.
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        writer.join(120)
+        assert written == [True], "a stopped runner's transaction still blocks the row"
+        assert store.inventory()[rid].digest == "ours"
+        store.close()
+    finally:
+        os.kill(stalled.pid, signal.SIGCONT)
+        stalled.kill()
+        stalled.wait(30)
 
 
 def test_runners_starting_together_migrate_postgres_once(postgres_url: str, tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ import psycopg
 
 from reconciler.errors import RetryableError
 from reconciler.redact import masked
+from reconciler.state.postgres import connect
 
 _SETUP_LOCK = 0x72736C73  # serializes table creation between replicas starting together
 CHANNEL = "reconciler_requests"
@@ -94,7 +95,7 @@ class LeaseStore:
         self._listener: psycopg.Connection[Any] | None = None
         self._closed = False
         try:
-            self._db = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
+            self._db = connect(url, connect_timeout)
             with self._db.transaction():
                 self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
                 for statement in SETUP:

@@ -91,6 +91,31 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _MIGRATION_LOCK = 0x7265636F  # any constant, the same for every reconciler
+STALLED_TRANSACTION = "10s"
+"""How long the server lets a session sit idle inside a transaction before ending it.
+Our transactions run their statements back to back; one left idle means its process was
+stopped (SIGSTOP, a frozen VM, a replica past its lease): ended, its row locks go with
+it, instead of every other runner's statement on those rows waiting until it wakes (a
+`serve` replica waits on its event loop: its leases would lapse too)."""
+LOCK_WAIT = "30s"
+"""The longest a statement waits for a lock: then it fails (and its run, to be tried
+again) rather than hang."""
+
+
+def connect(url: str, connect_timeout: int) -> psycopg.Connection[Any]:
+    """An autocommit connection with the bounds above (PostgreSQL's
+    idle_in_transaction_session_timeout and lock_timeout, for this session only)."""
+    db = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
+    try:
+        db.execute(
+            "SELECT set_config('idle_in_transaction_session_timeout', %s, false),"
+            " set_config('lock_timeout', %s, false)",
+            (STALLED_TRANSACTION, LOCK_WAIT),
+        )
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 def masked(url: str) -> str:
@@ -107,7 +132,7 @@ class PostgresStore(SqlStore):
         self.location = masked(url)
         url, schema = _schema(url)
         try:
-            self._db = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
+            self._db = connect(url, connect_timeout)
             if schema is not None:
                 name = psycopg.sql.Identifier(schema)
                 with self._db.transaction():  # two runners making it at once: one does
