@@ -20,12 +20,9 @@ from reconciler.state import SqliteStore
 from reconciler.state.locks import LockOptions
 from tests.pachyderm.helpers import Sandbox
 from tests.pachyderm.test_provider import PROJECT, pipeline, write
+from tests.pachyderm.test_shared_cluster import CREDS
 
 LISTS = {"ListProject", "ListRepo", "ListPipeline", "ListSecret"}
-SECRET = (
-    "apiVersion: pachyderm/v1\nkind: Secret\nmetadata: {name: creds}\n"
-    "spec: {data: {token: dG9rZW4=}}\n"
-)
 
 
 def applied(folder: Path, sandbox: Sandbox) -> Result:
@@ -54,12 +51,12 @@ def after_the_apply(sandbox: Sandbox) -> list[str]:
 
 def test_a_changed_repo_is_read_again_alone(tmp_path: Path) -> None:
     sandbox = Sandbox(tmp_path / "sandbox.db")
-    folder = write(tmp_path / "m", PROJECT, SECRET, pipeline("edges", ["images"]))
+    folder = write(tmp_path / "m", PROJECT, CREDS, pipeline("edges", ["images"]))
     applied(folder, sandbox)
     write(
         folder,
         PROJECT + "spec: {description: photos}\n",
-        SECRET,
+        CREDS,
         pipeline("edges", ["images"]),
     )
     sandbox.reset()
@@ -120,7 +117,7 @@ def test_a_deleted_pipeline_takes_its_output_repo_out_of_the_refresh(tmp_path: P
 
 def test_every_run_reads_everything_first_and_sees_what_changed_by_hand(tmp_path: Path) -> None:
     sandbox = Sandbox(tmp_path / "sandbox.db")
-    folder = write(tmp_path / "m", PROJECT, SECRET, pipeline("edges", ["images"]))
+    folder = write(tmp_path / "m", PROJECT, CREDS, pipeline("edges", ["images"]))
     applied(folder, sandbox)
     # Someone edits the project's description with pachctl between two runs.
     store = Store(sandbox.db)

@@ -68,10 +68,6 @@ TOUCHES = {
 """The lists a call on each kind may change."""
 
 
-async def _nothing() -> None:
-    return None
-
-
 def pipeline_health(state: str, reason: str) -> Health:
     """A pipeline's health from its state (pps.proto, PipelineState): RUNNING, and STANDBY
     (nothing to process), and PAUSED (stopped on purpose, spec.stopped) are healthy;
@@ -208,11 +204,14 @@ class PachydermProvider(PachydermPolicies):
         basis = (scopes, self._reads_defaults, self._reads_secrets)
         stale = self._stale if basis == self._basis else LISTS
         self._basis = None  # until every read below has answered
-        await asyncio.gather(
-            *(self._read(name) for name in ("projects", "repos", "pipelines") if name in stale),
-            self._read_secrets() if "secrets" in stale else _nothing(),
-            self._read_defaults() if "defaults" in stale else _nothing(),
-        )
+        readers = {
+            "projects": self._read_projects,
+            "repos": self._read_repos,
+            "pipelines": self._read_pipelines,
+            "secrets": self._read_secrets,
+            "defaults": self._read_defaults,
+        }
+        await asyncio.gather(*(read() for name, read in readers.items() if name in stale))
         projects, repos, pipelines = (self._lists[n] for n in ("projects", "repos", "pipelines"))
         if "defaults" in stale:
             existing = {str((p.get("project") or {}).get("name") or "") for p in projects}
@@ -277,13 +276,14 @@ class PachydermProvider(PachydermPolicies):
             return self._reads_secrets
         return (used.name if used.kind == "Project" else _split(used)[0]) in scopes
 
-    async def _read(self, name: str) -> None:
-        if name == "projects":
-            self._lists[name] = await self.client.list_projects()
-        elif name == "repos":
-            self._lists[name] = await self.client.list_repos(sorted(self._scopes))
-        else:
-            self._lists[name] = await self.client.list_pipelines()
+    async def _read_projects(self) -> None:
+        self._lists["projects"] = await self.client.list_projects()
+
+    async def _read_repos(self) -> None:
+        self._lists["repos"] = await self.client.list_repos(sorted(self._scopes))
+
+    async def _read_pipelines(self) -> None:
+        self._lists["pipelines"] = await self.client.list_pipelines()
 
     async def _read_secrets(self) -> None:
         listed = await self.client.list_secrets() if self._reads_secrets else []
