@@ -115,13 +115,21 @@ class OperationalError(ReconcilerError):
 
 
 class RetryableError(OperationalError):
-    """Worth trying again, after a pause: the same call may well succeed."""
+    """Worth trying again, after a pause: the same call may well succeed.
+
+    `refused` says the platform certainly did not act on the call: the connection was
+    never made, or it answered "too many requests". Otherwise (a timeout, a connection
+    dropped mid-answer, a 5xx from a gateway) the call may have been carried out and only
+    its answer lost: the executor remembers that of a create (intent outcome `unknown`)."""
 
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, refused: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.refused = refused
 
 
 class PermanentError(OperationalError):

@@ -402,6 +402,12 @@ class _Runner:
                 raise
         intent = self.store.open_intent(self.run_id, str(action.id), action.action, name, entry)
         tries = 0
+        # Whether a failed try may have been carried out with only its answer lost. A
+        # create retried after that meets its own resource ("already exists"): its intent
+        # stays open as `unknown`, and the next run, seeing the resource, records it as
+        # ours from the entry, as after a kill (instead of adopting it, not knowing what
+        # was sent, and redeploying it).
+        lost = False
         retrying = self._backoff.retrying()
         try:
             async for attempt in retrying:
@@ -412,23 +418,41 @@ class _Runner:
                         async with asyncio.timeout(self.options.call_timeout):
                             await call()
                     except TimeoutError:
+                        lost = True
                         raise RetryableError(
                             f"{action.id}: {name} did not answer within"
                             f" {self.options.call_timeout:g}s"
                         ) from None
+                    except RetryableError as exc:
+                        lost = lost or not exc.refused
+                        raise
                     finally:
                         FENCE.reset(fenced)
         except OperationalError as exc:
-            self.store.close_intent(intent, ok=False, error=str(exc))
+            unknown = lost and entry is not None
+            self.store.close_intent(
+                intent, outcome="unknown" if unknown else "failed", error=str(exc)
+            )
             gave_up = f" (gave up after {tries} tries)" if tries > 1 else ""
+            maybe = (
+                "; a failed try may have been carried out, and so have made it: the next"
+                " run records it as ours if the target shows it"
+                if unknown
+                else ""
+            )
             # The same error, its message prefixed: its class and what it carries (an
             # HTTP status, a gRPC code, Retry-After) stay as the platform gave them.
-            exc.args = (f"{name}: {exc}{gave_up}{waited_too_long(exc, self._backoff)}",)
+            exc.args = (f"{name}: {exc}{gave_up}{maybe}{waited_too_long(exc, self._backoff)}",)
             raise
         except BaseException as exc:
-            self.store.close_intent(intent, ok=False, error=str(exc) or type(exc).__name__)
+            # Cancelled or broken mid-call: whether a create was carried out is not known.
+            self.store.close_intent(
+                intent,
+                outcome="unknown" if entry is not None else "failed",
+                error=str(exc) or type(exc).__name__,
+            )
             raise
-        self.store.close_intent(intent, ok=True, record=entry)
+        self.store.close_intent(intent, outcome="ok", record=entry)
         return tries
 
     @property

@@ -182,18 +182,32 @@ class Session:
         pending: Sequence[Intent],
     ) -> list[InventoryEntry]:
         """Resources a killed run created but did not record (not in `owned`, `pending`
-        still), seen in `observations`; written to the inventory when this session holds
-        the locks."""
+        still), or whose create's answer was lost (`unknown`), seen in `observations`;
+        written to the inventory when this session holds the locks, and the unknown
+        intents settled: `ok` when the target shows the resource, else `failed`."""
+
+        def shown(intent: Intent) -> bool:
+            rid = ResourceId.parse(intent.resource)
+            observation = observations.get(intent.target)
+            return rid is not None and observation is not None and rid in observation.resources
+
         found: dict[str, InventoryEntry] = {}
         for intent in pending:
             if intent.call != "create" or intent.entry is None or intent.resource in owned:
                 continue
-            rid = ResourceId.parse(intent.resource)
-            observation = observations.get(intent.target)
-            if rid is not None and observation is not None and rid in observation.resources:
+            if shown(intent):
                 found[intent.resource] = intent.entry
         if self.locked and not self._abandoned:
-            for entry in found.values():
+            unrecorded = dict(found)
+            for intent in pending:
+                if intent.outcome == "unknown" and intent.target in observations:
+                    self.store.close_intent(
+                        intent.id,
+                        outcome="ok" if shown(intent) else "failed",
+                        error=intent.error,
+                        record=unrecorded.pop(intent.resource, None),
+                    )
+            for entry in unrecorded.values():
                 self.store.record_applied(entry)
             self.store.abandon(tuple(sorted(self.providers)))
             # Once per session: under the same locks, nobody leaves anything after.

@@ -98,6 +98,31 @@ def test_a_write_is_sent_once_whatever_the_failure() -> None:
 
 
 @pytest.mark.parametrize(
+    ("failure", "refused"),
+    [
+        (httpx.ConnectError("connection refused"), True),
+        (httpx.ConnectTimeout("no route"), True),
+        (httpx.Response(429, json={"detail": "slow down"}), True),
+        (httpx.Response(429, json={"code": 8, "message": "slow down", "details": []}), True),
+        (httpx.ReadTimeout("slow"), False),
+        (httpx.RemoteProtocolError("peer closed the connection"), False),
+        (httpx.Response(504, text="upstream request timeout"), False),
+        (httpx.Response(503, json={"code": 14, "message": "unavailable", "details": []}), False),
+    ],
+    ids=["connect", "connect timeout", "429", "exhausted", "read timeout", "reset", "504", "503"],
+)
+def test_a_failed_write_says_whether_the_platform_may_have_carried_it_out(
+    failure: httpx.Response | Exception, refused: bool
+) -> None:
+    # Only a call that never left, or that was turned away for load, is known not done:
+    # the executor treats a create that failed any other way as possibly made.
+    http = client([failure], [])
+    with pytest.raises(RetryableError) as raised:
+        run(http.request("POST", "/create", body={}))
+    assert raised.value.refused is refused
+
+
+@pytest.mark.parametrize(
     ("body", "said"),
     [
         ({"detail": "no package trades 1.0.0"}, "no package trades 1.0.0"),

@@ -142,6 +142,74 @@ def test_an_observation_failure_deletes_nothing(
         assert deletes(stats(tmp_path / "sandbox.db")["calls"]) != {}
 
 
+class LosesAnswer:
+    """ASGI middleware: the first POST whose path ends with `suffix` is carried out, and
+    its answer replaced by a gateway timeout, as an ingress that gave up waiting does."""
+
+    def __init__(self, app: Any, suffix: str) -> None:
+        self.app = app
+        self.suffix = suffix
+        self.lost = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        lose = scope["type"] == "http" and scope["method"] == "POST"
+        lose = lose and scope["path"].endswith(self.suffix)
+        if not lose or self.lost:
+            await self.app(scope, receive, send)
+            return
+        self.lost += 1
+
+        async def dropped(message: Any) -> None:
+            pass
+
+        await self.app(scope, receive, dropped)
+        await send({"type": "http.response.start", "status": 504, "headers": []})
+        await send({"type": "http.response.body", "body": b"upstream request timeout"})
+
+
+@pytest.mark.parametrize(
+    ("suffix", "made"),
+    [
+        ("/packagemanager/v2/deployments", "insights:Deployment/pkg1"),
+        ("/pps_v2.API/CreatePipelineV2", "pachyderm:Pipeline/proj0/s0"),
+    ],
+    ids=["insights deploy", "pachyderm pipeline"],
+)
+def test_a_create_whose_answer_was_lost_is_ours_on_the_next_run_with_no_restart(
+    tmp_path: Path, suffix: str, made: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = LosesAnswer(create_app(tmp_path / "sandbox.db", SandboxOptions(insights=FAST)), suffix)
+    with served(app) as url:
+        repo = write(tmp_path / "m", 8, seed=3, url=url, insights_every=2)
+        assert made in repo.ids
+        code = run_cli("apply", "--yes", str(repo.folder))
+        assert app.lost == 1
+        first = capsys.readouterr()
+        # Tried again, the create met its own resource: the run says it may be there.
+        assert code == 1 and made in first.out
+        assert "the next run records it as ours if the target shows it" in first.out
+        # The plan already counts it as ours, as created: nothing to do about it (what
+        # waited on it was skipped, and is still to create).
+        run_cli("plan", str(repo.folder))
+        assert made not in capsys.readouterr().out
+        assert run_cli("apply", "--yes", str(repo.folder)) == 0
+        second = capsys.readouterr()
+        assert "recovered 1 resource(s) that an earlier run created" in second.err
+        assert made in second.err and made not in second.out
+        assert run_cli("plan", "--detailed-exitcode", str(repo.folder)) == 0
+        after = stats(tmp_path / "sandbox.db")
+    # Created once, never torn down nor restarted, and not mistaken for adopted.
+    assert deletes(after["calls"]) == {}
+    assert after["restarts"] == {}
+    store = SqliteStore(repo.folder / "state.db")
+    try:
+        assert set(store.inventory()) == set(repo.ids)
+        assert store.inventory()[made].adopted is False
+        assert store.pending_intents() == []
+    finally:
+        store.close()
+
+
 # --- crashes ----------------------------------------------------------------------------
 
 

@@ -106,7 +106,7 @@ def test_runs_and_intents(store: SqlStore, url: str, tmp_path: Path) -> None:
     entry = InventoryEntry("pachyderm:Repo/default/b", "pachyderm", "Repo", "sha256:5", "r", False)
     first = store.open_intent(run, "pachyderm:Repo/default/a", "create", "CreateRepo")
     second = store.open_intent(run, "pachyderm:Repo/default/b", "create", "CreateRepo", entry)
-    store.close_intent(first, ok=True)
+    store.close_intent(first, outcome="ok")
     # A run killed here leaves `second` pending: the next run must find it, with the
     # inventory entry it was about to record.
     store.close()
@@ -118,7 +118,7 @@ def test_runs_and_intents(store: SqlStore, url: str, tmp_path: Path) -> None:
         "CreateRepo",
     )
     assert pending.entry == entry
-    store.close_intent(second, ok=False, error="refused")
+    store.close_intent(second, outcome="failed", error="refused")
     assert store.pending_intents() == []
     store.finish_run(run, "partial", [{"id": "pachyderm:Repo/default/a", "result": "ok"}])
     (record,) = store.runs()
@@ -139,7 +139,7 @@ def test_a_finished_create_is_in_the_inventory_the_moment_its_intent_closes(
     run = store.begin_run("apply", revision=None, profile=None, plan=None, targets=("p",))
     entry = InventoryEntry("p:Repo/default/a", "p", "Repo", "sha256:1", None, False)
     intent = store.open_intent(run, entry.id, "create", "create", entry)
-    store.close_intent(intent, ok=True, record=entry)
+    store.close_intent(intent, outcome="ok", record=entry)
     store.close()
     store = reopen(url, tmp_path)
     assert store.pending_intents() == []
@@ -156,6 +156,26 @@ def test_abandon_closes_a_dead_runs_intents_on_the_locked_targets_only(store: Sq
     assert [i.id for i in store.pending_intents()] == [kept]
     results = {r.id: r.result for r in store.runs()}
     assert results == {dead: "interrupted", other: "running"}
+
+
+def test_a_create_whose_answer_was_lost_stays_open_until_a_run_has_looked(
+    store: SqlStore, url: str, tmp_path: Path
+) -> None:
+    run = store.begin_run("apply", revision=None, profile=None, plan=None, targets=("p",))
+    entry = InventoryEntry("p:Repo/default/a", "p", "Repo", "sha256:1", None, False)
+    intent = store.open_intent(run, entry.id, "create", "create", entry)
+    store.close_intent(intent, outcome="unknown", error="timed out, then: already exists")
+    store.finish_run(run, "partial", [])
+    store.close()
+    store = reopen(url, tmp_path)
+    # Not a killed run's: the next run's abandon leaves it for the looking.
+    assert store.abandon(("p",)) == 0
+    (unknown,) = store.pending_intents()
+    assert (unknown.id, unknown.outcome, unknown.entry) == (intent, "unknown", entry)
+    store.close_intent(intent, outcome="ok", error=unknown.error, record=unknown.entry)
+    assert store.pending_intents() == []
+    assert store.inventory()[entry.id].adopted is False
+    store.close()
 
 
 def holder(target: str, token: str, pid: int, *, at: float, host: str = "h1") -> LockHolder:

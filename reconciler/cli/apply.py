@@ -245,8 +245,9 @@ def run_apply(
     def approve(planned: Planned, recovered: tuple[str, ...]) -> bool:
         if recovered:
             err.print(
-                f"recovered {len(recovered)} resource(s) that an interrupted run created but"
-                " had not recorded: " + ", ".join(recovered),
+                f"recovered {len(recovered)} resource(s) that an earlier run created but"
+                " had not recorded (it was killed, or the answer was lost): "
+                + ", ".join(recovered),
                 markup=False,
             )
         if text:

@@ -94,7 +94,11 @@ class RetryableHttpError(RetryableError):
     def __init__(
         self, message: str, status: int, code: int | None = None, retry_after: float | None = None
     ) -> None:
-        super().__init__(message, retry_after=retry_after)
+        # Too many requests (HTTP 429, gRPC RESOURCE_EXHAUSTED) is a refusal: the call
+        # was not carried out. Any other status may come from a gateway whose backend
+        # did the work (RetryableError.refused).
+        refused = status == 429 or code == 8
+        super().__init__(message, retry_after=retry_after, refused=refused)
         self.status = status
         self.code = code
 
@@ -404,11 +408,17 @@ class HttpClient:
             return await self._client.request(
                 method, path, content=content, headers=headers, params=request.params
             )
-        except httpx.TimeoutException:
-            raise RetryableError(f"{self.platform}: {method} {path} timed out") from None
+        # Without a connection the request never left (refused: certainly not carried
+        # out); a read timeout or a dropped connection may have lost only the answer.
+        except httpx.TimeoutException as exc:
+            never_sent = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            raise RetryableError(
+                f"{self.platform}: {method} {path} timed out", refused=never_sent
+            ) from None
         except httpx.TransportError as exc:
             raise RetryableError(
-                f"{self.platform}: {method} {path}: {type(exc).__name__}: {exc}"
+                f"{self.platform}: {method} {path}: {type(exc).__name__}: {exc}",
+                refused=isinstance(exc, httpx.ConnectError),
             ) from None
 
     async def aclose(self) -> None:

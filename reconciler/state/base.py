@@ -6,7 +6,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-IntentOutcome = Literal["pending", "ok", "failed", "abandoned"]
+IntentOutcome = Literal["pending", "ok", "failed", "unknown", "abandoned"]
+"""`pending` while the call is in flight (or its run was killed); `ok` and `failed` as it
+answered; `unknown` a create that failed after a try whose answer was lost (it may have
+been carried out: the next run looks); `abandoned` closed by the run after a killed one."""
+Closing = Literal["ok", "failed", "unknown"]
 RunResult = Literal["running", "succeeded", "failed", "partial", "interrupted"]
 
 
@@ -194,7 +198,7 @@ class StateStore(Protocol):
         self,
         intent_id: int,
         *,
-        ok: bool,
+        outcome: Closing,
         error: str | None = None,
         record: InventoryEntry | None = None,
     ) -> None:
@@ -202,12 +206,16 @@ class StateStore(Protocol):
         transaction, so no kill can leave a finished create out of the inventory."""
         ...
 
-    def pending_intents(self) -> list[Intent]: ...
+    def pending_intents(self) -> list[Intent]:
+        """The intents whose outcome nobody knows yet: `pending` (a killed run's, or in
+        flight) and `unknown` (an answer lost), oldest first."""
+        ...
 
     def abandon(self, targets: tuple[str, ...]) -> int:
-        """Close the pending intents on `targets` as abandoned and mark the runs still
+        """Close the `pending` intents on `targets` as abandoned and mark the runs still
         `running` there interrupted; the caller holds those targets' locks, so whoever
-        left them is gone. The number of intents closed."""
+        left them is gone. The number of intents closed. (`unknown` ones are settled by
+        the caller with `close_intent`, once it has looked at the target.)"""
         ...
 
     # --- locks: one apply per target -------------------------------------------------

@@ -88,6 +88,10 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    """
+    DROP INDEX intents_pending;
+    CREATE INDEX intents_open ON intents (outcome) WHERE outcome IN ('pending', 'unknown')
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _MIGRATION_LOCK = 0x7265636F  # any constant, the same for every reconciler

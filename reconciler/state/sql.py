@@ -18,8 +18,8 @@ from typing import Any
 
 from reconciler.errors import ReconcilerError
 from reconciler.state.base import (
+    Closing,
     Intent,
-    IntentOutcome,
     InventoryEntry,
     LockHolder,
     RunRecord,
@@ -74,6 +74,8 @@ TABLES: dict[str, tuple[str, ...]] = {
 _INVENTORY = ", ".join(TABLES["inventory"])
 _RUNS = "id, command, revision, profile, started_at, result, finished_at, plan, actions, targets"
 _INTENTS = "id, run_id, resource, action, call, started_at, outcome, finished_at, error, entry"
+_OPEN = "outcome IN ('pending', 'unknown')"
+"""Intents whose outcome is not known; the same words as the partial index on them."""
 _SUSPENDED = "suspended:"
 _LOCKS = "target, token, host, pid, command, revision, since, heartbeat"
 
@@ -221,11 +223,10 @@ class SqlStore(ABC):
         self,
         intent_id: int,
         *,
-        ok: bool,
+        outcome: Closing,
         error: str | None = None,
         record: InventoryEntry | None = None,
     ) -> None:
-        outcome: IntentOutcome = "ok" if ok else "failed"
         closing = (
             "UPDATE intents SET finished_at = ?, outcome = ?, error = ? WHERE id = ?",
             (time.time(), outcome, error, intent_id),
@@ -238,7 +239,7 @@ class SqlStore(ABC):
             self.record_applied(record)
 
     def pending_intents(self) -> list[Intent]:
-        rows = self._query(f"SELECT {_INTENTS} FROM intents WHERE outcome = 'pending' ORDER BY id")
+        rows = self._query(f"SELECT {_INTENTS} FROM intents WHERE {_OPEN} ORDER BY id")
         return [_intent(row) for row in rows]
 
     def abandon(self, targets: tuple[str, ...]) -> int:
@@ -247,7 +248,7 @@ class SqlStore(ABC):
         closed = 0
         with self._transaction():
             for intent in self.pending_intents():
-                if intent.target in wanted:
+                if intent.outcome == "pending" and intent.target in wanted:
                     self._query(
                         "UPDATE intents SET finished_at = ?, outcome = 'abandoned',"
                         " error = 'the run was killed before this call answered' WHERE id = ?",

@@ -77,6 +77,10 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    """
+    DROP INDEX intents_pending;
+    CREATE INDEX intents_open ON intents (outcome) WHERE outcome IN ('pending', 'unknown');
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

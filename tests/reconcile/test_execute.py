@@ -229,6 +229,46 @@ def test_every_mutating_call_has_a_closed_intent_and_inventory_entry(
     assert record.actions is not None and len(record.actions) == 5
 
 
+def test_a_create_that_failed_after_a_lost_answer_is_looked_for_by_the_next_run(
+    tmp_path: Path, store: SqliteStore
+) -> None:
+    manifests = write_manifests(tmp_path / "m", repos=2)
+    platform = FakePlatform()
+    # r0 was turned away (never carried out), r1's first answer was lost on the way.
+    platform.faults[("create", "pachyderm:Repo/p/r0")] = [
+        RetryableError("429", refused=True),
+        PermanentError("quota"),
+    ]
+    platform.faults[("create", "pachyderm:Repo/p/r1")] = [
+        RetryableError("reset"),
+        PermanentError("already exists"),
+    ]
+    _, outcome = run(manifests, FakeConnector({"pachyderm": platform}), store)
+    by_id = {str(r.id): r for r in outcome.results}
+    assert "may have been carried out" not in by_id["pachyderm:Repo/p/r0"].message
+    assert "may have been carried out" in by_id["pachyderm:Repo/p/r1"].message
+    (unknown,) = store.pending_intents()
+    assert (unknown.resource, unknown.outcome) == ("pachyderm:Repo/p/r1", "unknown")
+    # Here the fault came before the platform made it: the next apply (under the locks)
+    # does not find r1, settles the intent as failed, and creates it.
+    request = Request("apply", PlanOptions(), Source("."), execute=FAST, lock=LockOptions())
+    connector = FakeConnector({"pachyderm": platform})
+    again = asyncio.run(reconcile(manifests, connector, store, request))
+    assert again.recovered == ()
+    assert again.outcome is not None and again.outcome.ok
+    assert {str(r.id) for r in again.outcome.results} == {
+        "pachyderm:Repo/p/r0",
+        "pachyderm:Repo/p/r1",
+    }
+    assert store.pending_intents() == []
+    outcomes = (
+        sqlite3.connect(tmp_path / "state.db")
+        .execute("SELECT outcome FROM intents WHERE resource = 'pachyderm:Repo/p/r1'")
+        .fetchall()
+    )
+    assert sorted(o for (o,) in outcomes) == ["failed", "ok"]
+
+
 def test_a_refresh_sees_the_targets_after_the_apply_under_the_same_locks(
     tmp_path: Path, store: SqliteStore
 ) -> None:
