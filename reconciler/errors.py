@@ -33,7 +33,9 @@ the one action it happened in. The sandbox's own exceptions are answers it build
 never leave it.
 
 `retryable` is a class attribute so that callers (the executor's retry policy) can ask
-any exception without importing the concrete classes.
+any exception without importing the concrete classes; so is `refused` (overridable per
+instance), whether the platform certainly did not carry the call out (what the executor
+records of a failed create, `reconciler.execute`).
 """
 
 from __future__ import annotations
@@ -109,31 +111,41 @@ class BadValue(ReconcilerError):
 
 
 class OperationalError(ReconcilerError):
-    """Something outside the input failed: a platform, the network, the state store."""
+    """Something outside the input failed: a platform, the network, the state store.
+
+    `refused` is true only when the platform certainly did not carry the call out: the
+    request never left, or the platform answered it with a refusal (an `HttpError`, a
+    429). Otherwise (a timeout, a dropped connection, a 5xx that a gateway may send after
+    its backend did the work, a wait that failed after the request succeeded) it may
+    have happened. Each class says what is usual; a raiser that knows better says so."""
 
     exit_code = 1
+    refused: bool = False
+
+    def __init__(self, message: str = "", *, refused: bool | None = None) -> None:
+        super().__init__(message)
+        if refused is not None:
+            self.refused = refused
 
 
 class RetryableError(OperationalError):
-    """Worth trying again, after a pause: the same call may well succeed.
-
-    `refused` says the platform certainly did not act on the call: the connection was
-    never made, or it answered "too many requests". Otherwise (a timeout, a connection
-    dropped mid-answer, a 5xx from a gateway) the call may have been carried out and only
-    its answer lost: the executor remembers that of a create (intent outcome `unknown`)."""
+    """Worth trying again, after a pause: the same call may well succeed. `refused` when
+    the connection was never made, or the platform answered "too many requests"."""
 
     retryable = True
 
     def __init__(
-        self, message: str, *, retry_after: float | None = None, refused: bool = False
+        self, message: str, *, retry_after: float | None = None, refused: bool | None = None
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, refused=refused)
         self.retry_after = retry_after
-        self.refused = refused
 
 
 class PermanentError(OperationalError):
-    """Trying again would fail the same way."""
+    """Trying again would fail the same way: usually the platform refused the call
+    (`refused`); a wait that fails after the call succeeded says `refused=False`."""
+
+    refused = True
 
 
 class PluginError(PermanentError):

@@ -402,11 +402,11 @@ class _Runner:
                 raise
         intent = self.store.open_intent(self.run_id, str(action.id), action.action, name, entry)
         tries = 0
-        # Whether a failed try may have been carried out with only its answer lost. A
-        # create retried after that meets its own resource ("already exists"): its intent
-        # stays open as `unknown`, and the next run, seeing the resource, records it as
-        # ours from the entry, as after a kill (instead of adopting it, not knowing what
-        # was sent, and redeploying it).
+        # Whether a failed try may have been carried out (`refused` false: its answer
+        # lost, or a wait after it failed). A create retried after that meets its own
+        # resource ("already exists"); its intent stays open as `unknown`, and the next
+        # run, seeing the resource, records it as ours from the entry, as after a kill
+        # (instead of adopting it, not knowing what was sent, and redeploying it).
         lost = False
         retrying = self._backoff.retrying()
         try:
@@ -423,7 +423,7 @@ class _Runner:
                             f"{action.id}: {name} did not answer within"
                             f" {self.options.call_timeout:g}s"
                         ) from None
-                    except RetryableError as exc:
+                    except OperationalError as exc:
                         lost = lost or not exc.refused
                         raise
                     finally:

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reconciler.errors import PermanentError, RetryableError
+from reconciler.errors import OperationalError, PermanentError, RetryableError
 from reconciler.providers.http import FENCE, HttpClient, KeptConnections
 from reconciler.retry import Backoff
 from reconciler.state.locks import LockLost
@@ -108,16 +108,29 @@ def test_a_write_is_sent_once_whatever_the_failure() -> None:
         (httpx.RemoteProtocolError("peer closed the connection"), False),
         (httpx.Response(504, text="upstream request timeout"), False),
         (httpx.Response(503, json={"code": 14, "message": "unavailable", "details": []}), False),
+        (httpx.Response(409, json={"code": 6, "message": "exists", "details": []}), True),
+        (httpx.Response(500, json={"code": 13, "message": "internal", "details": []}), False),
     ],
-    ids=["connect", "connect timeout", "429", "exhausted", "read timeout", "reset", "504", "503"],
+    ids=[
+        "connect",
+        "connect timeout",
+        "429",
+        "exhausted",
+        "read timeout",
+        "reset",
+        "504",
+        "503",
+        "409",
+        "internal",
+    ],
 )
 def test_a_failed_write_says_whether_the_platform_may_have_carried_it_out(
     failure: httpx.Response | Exception, refused: bool
 ) -> None:
-    # Only a call that never left, or that was turned away for load, is known not done:
-    # the executor treats a create that failed any other way as possibly made.
+    # Only a call that never left, or that was turned away, is known not done: the
+    # executor treats a create that failed any other way as possibly made.
     http = client([failure], [])
-    with pytest.raises(RetryableError) as raised:
+    with pytest.raises(OperationalError) as raised:
         run(http.request("POST", "/create", body={}))
     assert raised.value.refused is refused
 

@@ -85,7 +85,9 @@ class HttpError(PermanentError):
     """A refusal with its HTTP status and, for grpc-gateway answers, its gRPC code."""
 
     def __init__(self, message: str, status: int, code: int | None = None) -> None:
-        super().__init__(message)
+        # A 5xx that is not worth retrying (gRPC INTERNAL, UNKNOWN) may have come after
+        # the server did part of the work; a 4xx turned the request away.
+        super().__init__(message, refused=status < 500)
         self.status = status
         self.code = code
 

@@ -49,6 +49,8 @@ class LockLost(OperationalError):
     """This run's locks were taken over (it was paused past their staleness, or the
     store could not be reached for that long): it must make no further call."""
 
+    refused = True  # raised by the fence, before the request leaves
+
 
 @dataclass(frozen=True, slots=True)
 class LockOptions:

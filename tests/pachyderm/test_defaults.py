@@ -173,7 +173,10 @@ def test_a_pipeline_that_cannot_start_fails_its_apply_with_pachds_reason(
     assert "is PIPELINE_CRASHING: back-off pulling image" in out
     assert "skipped" in out  # what reads it waits for a pipeline that runs
     assert run_cli("plan", str(folder), connector=sandbox) in (0, 1)
-    assert "is not healthy on the target: PIPELINE_CRASHING" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "is not healthy on the target: PIPELINE_CRASHING" in out
+    # It was made, by us: ours, as created, not a stranger's to adopt.
+    assert "adopt" not in out, out
 
 
 def with_unmanaged_reader(tmp_path: Path, reads: str) -> tuple[Sandbox, Path]:

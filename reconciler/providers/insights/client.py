@@ -144,7 +144,9 @@ class PackageManagerClient:
             body["env"] = {key: dict(values) for key, values in env.items()}
         answer = await self._call("createDeployment", body=body)
         if not isinstance(answer, dict) or "id" not in answer:
-            raise PermanentError(f"createDeployment {package} answered without a deployment id")
+            raise PermanentError(
+                f"createDeployment {package} answered without a deployment id", refused=False
+            )
         return answer
 
     async def hot_load(

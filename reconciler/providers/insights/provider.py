@@ -392,16 +392,18 @@ class InsightsProvider(InsightsPolicies):
             status = status_of(item) if item is not None else ""
             if status == RUNNING:
                 return
+            # The deployment was made: a create that fails here did happen (refused=False).
             if item is not None and status == ERROR:
                 message = str(item.get("message") or "no message")
-                raise PermanentError(f"{rid} is in state Error: {message}")
+                raise PermanentError(f"{rid} is in state Error: {message}", refused=False)
             if status == INACTIVE:
-                raise PermanentError(f"{rid} was torn down while it was starting")
+                raise PermanentError(f"{rid} was torn down while it was starting", refused=False)
             if self._clock() >= deadline:
                 raise PermanentError(
                     f"{rid} was not Running within {self._waiting.timeout:g}s (state"
                     f" {(item or {}).get('status') or 'not listed'}); raise deployTimeout in"
-                    " reconciler.yaml if it needs longer"
+                    " reconciler.yaml if it needs longer",
+                    refused=False,
                 )
             await asyncio.sleep(pause)
             pause = min(pause * 2, self._waiting.max_poll)

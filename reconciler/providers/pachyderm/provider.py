@@ -480,15 +480,19 @@ class PachydermProvider(PachydermPolicies):
         while True:
             info = await self.client.inspect_pipeline(project, name)
             state = str(info.get("state") or "")
+            # The pipeline was made: a create that fails here did happen (refused=False).
             if state in FAILED_STATES:
                 reason = str(info.get("reason") or "no reason given")
-                raise PermanentError(f"pipeline {project}/{name} is {state}: {reason}")
+                raise PermanentError(
+                    f"pipeline {project}/{name} is {state}: {reason}", refused=False
+                )
             if state not in STARTING_STATES:
                 return
             if self._clock() >= deadline:
                 raise PermanentError(
                     f"pipeline {project}/{name} is still {state} after"
-                    f" {self._start_timeout:g}s (startTimeout): see `pachctl inspect pipeline`"
+                    f" {self._start_timeout:g}s (startTimeout): see `pachctl inspect pipeline`",
+                    refused=False,
                 )
             await asyncio.sleep(min(pause, max(0.0, deadline - self._clock())))
             pause = min(pause * 2, 2.0)
