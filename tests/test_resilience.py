@@ -167,18 +167,15 @@ class LosesAnswer:
         await send({"type": "http.response.body", "body": b"upstream request timeout"})
 
 
-@pytest.mark.parametrize(
-    ("suffix", "made"),
-    [
-        ("/packagemanager/v2/deployments", "insights:Deployment/pkg1"),
-        ("/pps_v2.API/CreatePipelineV2", "pachyderm:Pipeline/proj0/s0"),
-    ],
-    ids=["insights deploy", "pachyderm pipeline"],
-)
 def test_a_create_whose_answer_was_lost_is_ours_on_the_next_run_with_no_restart(
-    tmp_path: Path, suffix: str, made: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = LosesAnswer(create_app(tmp_path / "sandbox.db", SandboxOptions(insights=FAST)), suffix)
+    # kdb Insights: the retried createDeployment meets the deployment it made (409).
+    made = "insights:Deployment/pkg1"
+    app = LosesAnswer(
+        create_app(tmp_path / "sandbox.db", SandboxOptions(insights=FAST)),
+        "/packagemanager/v2/deployments",
+    )
     with served(app) as url:
         repo = write(tmp_path / "m", 8, seed=3, url=url, insights_every=2)
         assert made in repo.ids
@@ -188,8 +185,7 @@ def test_a_create_whose_answer_was_lost_is_ours_on_the_next_run_with_no_restart(
         # Tried again, the create met its own resource: the run says it may be there.
         assert code == 1 and made in first.out
         assert "the next run records it as ours if the target shows it" in first.out
-        # The plan already counts it as ours, as created: nothing to do about it (what
-        # waited on it was skipped, and is still to create).
+        # The plan already counts it as ours, as created: nothing to do about it.
         run_cli("plan", str(repo.folder))
         assert made not in capsys.readouterr().out
         assert run_cli("apply", "--yes", str(repo.folder)) == 0
@@ -208,6 +204,33 @@ def test_a_create_whose_answer_was_lost_is_ours_on_the_next_run_with_no_restart(
         assert store.pending_intents() == []
     finally:
         store.close()
+
+
+def test_a_pipeline_call_whose_answer_was_lost_is_not_sent_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # pachd restarts a pipeline on every update, even an identical one, and refuses a
+    # second create: a retry looks first, and finds its own call landed.
+    app = LosesAnswer(
+        create_app(tmp_path / "sandbox.db", SandboxOptions(insights=FAST)),
+        "/pps_v2.API/CreatePipelineV2",
+    )
+    create = "POST /api/pps_v2.API/CreatePipelineV2"
+    with served(app) as url:
+        repo = write(tmp_path / "m", 8, seed=3, url=url, insights_every=2)
+        assert run_cli("apply", "--yes", str(repo.folder)) == 0, capsys.readouterr()
+        assert app.lost == 1
+        made = stats(tmp_path / "sandbox.db")
+        assert made["calls"][create] == 2  # one call per pipeline, none sent twice
+        manifest = repo.folder / "manifests" / "g00000.yaml"
+        manifest.write_text(manifest.read_text().replace("# s0'", "# s0 v2'"))
+        app.lost = 0
+        assert run_cli("apply", "--yes", str(repo.folder)) == 0, capsys.readouterr()
+        assert app.lost == 1
+        updated = stats(tmp_path / "sandbox.db")
+        assert run_cli("plan", "--detailed-exitcode", str(repo.folder)) == 0
+    assert updated["calls"][create] == 3
+    assert updated["restarts"] == {"pachyderm:Pipeline/proj0/s0": 1}
 
 
 # --- crashes ----------------------------------------------------------------------------

@@ -179,6 +179,15 @@ class PachdClient:
         body = {"pipeline": _pipeline(project, name), "details": False}
         return dict(await self._call("pps_v2.API/InspectPipeline", body, read=True) or {})
 
+    async def find_pipeline(self, project: str, name: str) -> dict[str, Any] | None:
+        """InspectPipeline; None when pachd has no such pipeline (NotFound)."""
+        try:
+            return await self.inspect_pipeline(project, name)
+        except HttpError as exc:
+            if exc.status == 404 or exc.code == 5:
+                return None
+            raise
+
     async def stop_pipeline(self, project: str, name: str) -> None:
         await self._call("pps_v2.API/StopPipeline", {"pipeline": _pipeline(project, name)})
 

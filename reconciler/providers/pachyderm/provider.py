@@ -140,6 +140,11 @@ class PachydermProvider(PachydermPolicies):
         apply, still under the targets' locks): a repo's new description is one ListRepo,
         not every list. Providers live for one session, so every run reads everything
         first (see `Provider.observe`)."""
+        self._versions: dict[ResourceId, int] = {}
+        """Each pipeline's `version` (pachd bumps it on every update) as last observed."""
+        self._unanswered: set[ResourceId] = set()
+        """Pipelines whose last CreatePipelineV2 this session raised: it may have been
+        carried out (`_send_pipeline`)."""
 
     @property
     def target(self) -> str:
@@ -240,8 +245,12 @@ class PachydermProvider(PachydermPolicies):
             found[rid] = Observed(rid, {"type": info.get("type") or "Opaque"}, status=OUT_OF_BAND)
         made_by_pachd: set[tuple[str, str]] = set()
         pipeline_names: set[tuple[str, str]] = set()
+        self._versions = {}
         for info in pipelines:
             observed = self._pipeline(info)
+            version = _version(info.get("version"))
+            if version is not None:
+                self._versions[observed.id] = version
             project, name = _split(observed.id)
             pipeline_names.add((project, name))
             made_by_pachd.add((project, name))
@@ -429,7 +438,7 @@ class PachydermProvider(PachydermPolicies):
             await self.client.create_secret(desired.id.name, str(spec["type"]), data)
         else:
             project, name = _split(desired.id)
-            await self.client.create_pipeline(self._request(desired), update=False, reprocess=False)
+            await self._send_pipeline(desired, update=False, reprocess=False)
             if spec.get("stopped"):
                 await self.client.stop_pipeline(project, name)
             else:
@@ -445,10 +454,8 @@ class PachydermProvider(PachydermPolicies):
         elif kind == "Pipeline":
             project, name = _split(desired.id)
             if restarts(changes):
-                await self.client.create_pipeline(
-                    self._request(desired),
-                    update=True,
-                    reprocess=bool(spec.get("reprocessOnUpdate")),
+                await self._send_pipeline(
+                    desired, update=True, reprocess=bool(spec.get("reprocessOnUpdate"))
                 )
             stopped = bool(spec.get("stopped"))
             if stopped != bool(observed.spec.get("stopped")):
@@ -466,9 +473,40 @@ class PachydermProvider(PachydermPolicies):
             raise PermanentError(f"{desired.id}: a {desired.id.kind} has nothing to restart")
         self._touch("Pipeline")
         # An update with the same spec is how pachd restarts a pipeline's workers.
-        await self.client.create_pipeline(self._request(desired), update=True, reprocess=False)
+        await self._send_pipeline(desired, update=True, reprocess=False)
         if not desired.spec.get("stopped"):
             await self._started(*_split(desired.id))
+
+    async def _send_pipeline(self, desired: Desired, *, update: bool, reprocess: bool) -> None:
+        """CreatePipelineV2, sent again (a retry) only if the try before did not land.
+        pachd restarts a pipeline on every update, even with the same spec, and refuses a
+        second create (NOTES: AlreadyExists); an answer lost on the way would otherwise
+        cost a second restart, or fail a create that was made. It landed when pachd
+        holds a version newer than observed (or the pipeline, for a create) whose
+        `userSpecJson`, the request exactly as sent, is this one (pps/server
+        api_server.go, initializePipelineInfo: `Version = oldPipelineInfo.Version + 1`
+        on every update)."""
+        request = self._request(desired)
+        rid = desired.id
+        if rid in self._unanswered and await self._landed(rid, request):
+            self._unanswered.discard(rid)
+            return
+        self._unanswered.add(rid)
+        await self.client.create_pipeline(request, update=update, reprocess=reprocess)
+        self._unanswered.discard(rid)
+
+    async def _landed(self, rid: ResourceId, request: Mapping[str, Any]) -> bool:
+        info = await self.client.find_pipeline(*_split(rid))
+        if info is None:
+            return False
+        try:
+            sent = json.loads(str(info.get("userSpecJson") or "null"))
+        except json.JSONDecodeError:
+            return False
+        before = self._versions.get(rid)
+        version = _version(info.get("version"))
+        newer = before is None or (version is not None and version > before)
+        return newer and sent == json.loads(json.dumps(request))
 
     async def _started(self, project: str, name: str) -> None:
         """Wait (bounded by `start_timeout`) until a created or updated pipeline leaves
@@ -573,3 +611,12 @@ def _clear(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_clear(item) for item in value]
     return value
+
+
+def _version(value: Any) -> int | None:
+    """PipelineInfo.version, a uint64: a JSON string or number (protojson writes it as a
+    string); None when it is neither."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
