@@ -170,11 +170,10 @@ class LosesAnswer:
 def test_a_create_whose_answer_was_lost_is_ours_on_the_next_run_with_no_restart(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # kdb Insights: the retried createDeployment meets the deployment it made (409).
-    made = "insights:Deployment/pkg1"
+    # The retried CreateRepo meets the repo it made (AlreadyExists): the run fails.
+    made = "pachyderm:Repo/proj0/raw"
     app = LosesAnswer(
-        create_app(tmp_path / "sandbox.db", SandboxOptions(insights=FAST)),
-        "/packagemanager/v2/deployments",
+        create_app(tmp_path / "sandbox.db", SandboxOptions(insights=FAST)), "/CreateRepo"
     )
     with served(app) as url:
         repo = write(tmp_path / "m", 8, seed=3, url=url, insights_every=2)
@@ -185,7 +184,8 @@ def test_a_create_whose_answer_was_lost_is_ours_on_the_next_run_with_no_restart(
         # Tried again, the create met its own resource: the run says it may be there.
         assert code == 1 and made in first.out
         assert "the next run records it as ours if the target shows it" in first.out
-        # The plan already counts it as ours, as created: nothing to do about it.
+        # The plan already counts it as ours, as created: nothing to do about it (what
+        # waited on it was skipped, and is still to create).
         run_cli("plan", str(repo.folder))
         assert made not in capsys.readouterr().out
         assert run_cli("apply", "--yes", str(repo.folder)) == 0
@@ -194,7 +194,7 @@ def test_a_create_whose_answer_was_lost_is_ours_on_the_next_run_with_no_restart(
         assert made in second.err and made not in second.out
         assert run_cli("plan", "--detailed-exitcode", str(repo.folder)) == 0
         after = stats(tmp_path / "sandbox.db")
-    # Created once, never torn down nor restarted, and not mistaken for adopted.
+    # Made once, never deleted, and not mistaken for adopted.
     assert deletes(after["calls"]) == {}
     assert after["restarts"] == {}
     store = SqliteStore(repo.folder / "state.db")
@@ -202,6 +202,31 @@ def test_a_create_whose_answer_was_lost_is_ours_on_the_next_run_with_no_restart(
         assert set(store.inventory()) == set(repo.ids)
         assert store.inventory()[made].adopted is False
         assert store.pending_intents() == []
+    finally:
+        store.close()
+
+
+def test_a_deployment_whose_answer_was_lost_is_not_deployed_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The Package Manager refuses a second deploy of a deployed package (409): a retry
+    # looks first, finds the deployment its first try made, and waits for it.
+    app = LosesAnswer(
+        create_app(tmp_path / "sandbox.db", SandboxOptions(insights=FAST)),
+        "/packagemanager/v2/deployments",
+    )
+    with served(app) as url:
+        repo = write(tmp_path / "m", 8, seed=3, url=url, insights_every=2)
+        assert run_cli("apply", "--yes", str(repo.folder)) == 0, capsys.readouterr()
+        assert app.lost == 1
+        assert "insights:Deployment/pkg1 (create x2" in capsys.readouterr().out
+        assert run_cli("plan", "--detailed-exitcode", str(repo.folder)) == 0
+        after = stats(tmp_path / "sandbox.db")
+    assert after["calls"]["POST /packagemanager/v2/deployments"] == 1
+    assert deletes(after["calls"]) == {} and after["restarts"] == {}
+    store = SqliteStore(repo.folder / "state.db")
+    try:
+        assert store.inventory()["insights:Deployment/pkg1"].adopted is False
     finally:
         store.close()
 

@@ -106,6 +106,9 @@ class InsightsProvider(InsightsPolicies):
         self._index: BuildIndex | None = None
         self._poll: tuple[float, list[dict[str, Any]]] | None = None
         self._poll_lock = asyncio.Lock()
+        self._unanswered: set[ResourceId] = set()
+        """Deployments whose create this session raised: createDeployment may have been
+        carried out (`create`)."""
 
     @property
     def target(self) -> str:
@@ -217,8 +220,21 @@ class InsightsProvider(InsightsPolicies):
             package = self._artifact(desired.resource).package_object()
             await self.client.validate_package(package)
             await self.client.create_package(package)
-        else:
-            await self._deploy(desired)
+            return
+        # Tried again after a failure that may have come after the deployment was made
+        # (its answer lost, or the wait for it): the Package Manager refuses a second
+        # deploy of a deployed package (409). One of this package and version, not torn
+        # down, that the observation did not show, is that first try's: waited for.
+        rid = desired.id
+        if rid in self._unanswered:
+            made = await self._deployed(str(desired.spec["package"]), str(desired.spec["version"]))
+            if made is not None:
+                await self._running(rid, made)
+                self._unanswered.discard(rid)
+                return
+        self._unanswered.add(rid)
+        await self._deploy(desired)
+        self._unanswered.discard(rid)
 
     async def patch(self, desired: Desired, observed: Observed, changes: Sequence[Change]) -> None:
         if desired.id.kind == "Package":
@@ -373,6 +389,17 @@ class InsightsProvider(InsightsPolicies):
             if item.get("package") == package and status_of(item) != INACTIVE:
                 return str(item["id"])
         raise PermanentError(f"{rid}: no deployment of that name on the target any more")
+
+    async def _deployed(self, package: str, version: str) -> str | None:
+        """The id of the package's deployment at `version` that is not torn down."""
+        for item in await self.client.list_deployments():
+            if (
+                item.get("package") == package
+                and str(item.get("version")) == version
+                and status_of(item) != INACTIVE
+            ):
+                return str(item["id"])
+        return None
 
     async def _torn_down(self, rid: ResourceId, package: str) -> str:
         """The id of the package's torn-down deployment (the last one listed)."""
