@@ -258,6 +258,50 @@ def test_a_pipeline_call_whose_answer_was_lost_is_not_sent_again(
     assert updated["restarts"] == {"pachyderm:Pipeline/proj0/s0": 1}
 
 
+class UnavailableAfter:
+    """ASGI middleware: once a POST ending with `after` has been answered, the next
+    `count` POSTs ending with `failing` are answered 503 (pachd busy)."""
+
+    def __init__(self, app: Any, after: str, failing: str, count: int) -> None:
+        self.app, self.after, self.failing, self.left = app, after, failing, count
+        self.armed = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if self.armed and self.left and path.endswith(self.failing):
+            self.left -= 1
+            body = b'{"code": 14, "message": "injected: unavailable", "details": []}'
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+        if path.endswith(self.after):
+            self.armed = True
+
+
+def test_a_pipeline_update_whose_wait_failed_is_not_sent_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The update lands, then every read of the pipeline's state fails: the action is
+    # tried again, and finds its update there (one restart, not two).
+    sandbox = create_app(tmp_path / "sandbox.db", SandboxOptions(insights=FAST))
+    app = UnavailableAfter(sandbox, "/CreatePipelineV2", "/InspectPipeline", 0)
+    with served(app) as url:
+        repo = write(
+            tmp_path / "m", 8, seed=3, url=url, insights_every=2, target_options="retries: 1"
+        )
+        assert run_cli("apply", "--yes", str(repo.folder)) == 0, capsys.readouterr()
+        manifest = repo.folder / "manifests" / "g00000.yaml"
+        manifest.write_text(manifest.read_text().replace("# s0'", "# s0 v2'"))
+        app.armed, app.left = False, 2  # both tries of the first read after the update
+        assert run_cli("apply", "--yes", str(repo.folder)) == 0, capsys.readouterr()
+        assert app.left == 0
+        assert "pachyderm:Pipeline/proj0/s0 (patch x2" in capsys.readouterr().out
+        assert run_cli("plan", "--detailed-exitcode", str(repo.folder)) == 0
+        after = stats(tmp_path / "sandbox.db")
+    assert after["restarts"] == {"pachyderm:Pipeline/proj0/s0": 1}
+
+
 # --- crashes ----------------------------------------------------------------------------
 
 

@@ -142,9 +142,10 @@ class PachydermProvider(PachydermPolicies):
         first (see `Provider.observe`)."""
         self._versions: dict[ResourceId, int] = {}
         """Each pipeline's `version` (pachd bumps it on every update) as last observed."""
-        self._unanswered: set[ResourceId] = set()
-        """Pipelines whose last CreatePipelineV2 this session raised: it may have been
-        carried out (`_send_pipeline`)."""
+        self._sent: set[ResourceId] = set()
+        """Pipelines this session sent a CreatePipelineV2 for: sending one again (a retry
+        of its action, after a lost answer or a failed wait) looks first whether the
+        first landed (`_send_pipeline`)."""
 
     @property
     def target(self) -> str:
@@ -488,12 +489,10 @@ class PachydermProvider(PachydermPolicies):
         on every update)."""
         request = self._request(desired)
         rid = desired.id
-        if rid in self._unanswered and await self._landed(rid, request):
-            self._unanswered.discard(rid)
+        if rid in self._sent and await self._landed(rid, request):
             return
-        self._unanswered.add(rid)
+        self._sent.add(rid)
         await self.client.create_pipeline(request, update=update, reprocess=reprocess)
-        self._unanswered.discard(rid)
 
     async def _landed(self, rid: ResourceId, request: Mapping[str, Any]) -> bool:
         info = await self.client.find_pipeline(*_split(rid))
