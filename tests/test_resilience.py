@@ -8,7 +8,8 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from reconciler.sandbox.insights import InsightsOptions
 from reconciler.sandbox.store import Store
 from reconciler.state import SqliteStore, open_store
 from tests.conftest import run_cli
+from tests.insights.world import World
 from tests.pachyderm.helpers import served
 
 FAST = InsightsOptions(deploy_delay=0.05)
@@ -143,17 +145,17 @@ def test_an_observation_failure_deletes_nothing(
 
 
 class LosesAnswer:
-    """ASGI middleware: the first POST whose path ends with `suffix` is carried out, and
-    its answer replaced by a gateway timeout, as an ingress that gave up waiting does."""
+    """ASGI middleware: the first call that `suffix` names (a POST whose path ends so, or
+    a predicate of the ASGI scope) is carried out, and its answer replaced by a gateway
+    timeout, as an ingress that gave up waiting does."""
 
-    def __init__(self, app: Any, suffix: str) -> None:
+    def __init__(self, app: Any, suffix: str | Callable[[Any], bool]) -> None:
         self.app = app
-        self.suffix = suffix
+        self.matches = suffix if callable(suffix) else _posted_to(suffix)
         self.lost = 0
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        lose = scope["type"] == "http" and scope["method"] == "POST"
-        lose = lose and scope["path"].endswith(self.suffix)
+        lose = scope["type"] == "http" and self.matches(scope)
         if not lose or self.lost:
             await self.app(scope, receive, send)
             return
@@ -256,6 +258,32 @@ def test_a_pipeline_call_whose_answer_was_lost_is_not_sent_again(
         assert run_cli("plan", "--detailed-exitcode", str(repo.folder)) == 0
     assert updated["calls"][create] == 3
     assert updated["restarts"] == {"pachyderm:Pipeline/proj0/s0": 1}
+
+
+def _posted_to(suffix: str) -> Callable[[Any], bool]:
+    return lambda scope: scope["method"] == "POST" and scope["path"].endswith(suffix)
+
+
+def test_a_component_teardown_whose_answer_was_lost_still_brings_it_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A bounce tears one pipeline down, then deploys it again. Its teardown's answer is
+    # lost: the retry finds the component down already (404) and deploys it, rather
+    # than fail and leave it down with nothing left to plan (the package is pushed).
+    with ExitStack() as stack:
+        world = World(tmp_path, False, stack, SandboxOptions(insights=FAST))
+        app = LosesAnswer(
+            world.sandbox.recorder,
+            lambda scope: scope["method"] == "DELETE" and b"component=" in scope["query_string"],
+        )
+        world.url, world.connector = stack.enter_context(served(app)), None
+        world.config()
+        assert world.apply() == 0, capsys.readouterr()
+        world.edit("pipelines/equities-rt.yaml", "maxWorkers: 10", "maxWorkers: 12")
+        assert world.apply() == 0, capsys.readouterr()
+        assert app.lost == 1
+        assert world.stats()["restarts"] == {"insights:equities/pipeline:equities-rt": 1}
+        assert world.run("plan", "--detailed-exitcode") == 0
 
 
 class UnavailableAfter:
