@@ -22,7 +22,7 @@ from reconciler.sandbox.insights import InsightsOptions
 from reconciler.sandbox.store import Store
 from reconciler.state import SqliteStore, open_store
 from tests.conftest import run_cli
-from tests.insights.world import World
+from tests.insights.world import World, deployment_manifest, package_manifest
 from tests.pachyderm.helpers import served
 
 FAST = InsightsOptions(deploy_delay=0.05)
@@ -283,6 +283,37 @@ def test_a_component_teardown_whose_answer_was_lost_still_brings_it_back(
         assert world.apply() == 0, capsys.readouterr()
         assert app.lost == 1
         assert world.stats()["restarts"] == {"insights:equities/pipeline:equities-rt": 1}
+        assert world.run("plan", "--detailed-exitcode") == 0
+
+
+@pytest.mark.parametrize("lost", ["teardown", "deploy"])
+def test_a_redeploy_whose_answer_was_lost_goes_on_from_where_it_got_to(
+    tmp_path: Path, lost: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An env change redeploys: teardown, then deploy. With either answer lost, the
+    # retry finishes the redeploy instead of tearing the new deployment down again.
+    method = "DELETE" if lost == "teardown" else "POST"
+    with ExitStack() as stack:
+        world = World(tmp_path, False, stack, SandboxOptions(insights=FAST))
+        app = LosesAnswer(
+            world.sandbox.recorder,
+            lambda scope: scope["method"] == method and "/deployments" in scope["path"],
+        )
+        world.url, world.connector = stack.enter_context(served(app)), None
+        world.config()
+        app.lost = 1  # the first apply's deploy answers
+        assert world.apply() == 0, capsys.readouterr()
+        app.lost = 0
+        world.manifests(
+            package_manifest(), deployment_manifest("  env: {equities-rt: {LOG_LEVEL: debug}}\n")
+        )
+        assert world.apply() == 0, capsys.readouterr()
+        assert app.lost == 1
+        stats = world.stats()
+        assert stats["events"]["teardown equities"] == 1
+        assert stats["events"]["deploy equities"] == 2  # the first apply's, and the redeploy
+        assert set(stats["restarts"].values()) == {1}  # each component once
+        assert stats["persisted_data"] == ["equities"]
         assert world.run("plan", "--detailed-exitcode") == 0
 
 

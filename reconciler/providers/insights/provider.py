@@ -109,6 +109,9 @@ class InsightsProvider(InsightsPolicies):
         self._unanswered: set[ResourceId] = set()
         """Deployments whose create this session raised: createDeployment may have been
         carried out (`create`)."""
+        self._replacing: dict[ResourceId, str] = {}
+        """Deployments this session began to redeploy, with the id it tears down: a retry
+        of the action goes on from where the try before got to (`_resumed`)."""
 
     @property
     def target(self) -> str:
@@ -227,7 +230,7 @@ class InsightsProvider(InsightsPolicies):
         # down, that the observation did not show, is that first try's: waited for.
         rid = desired.id
         if rid in self._unanswered:
-            made = await self._deployed(str(desired.spec["package"]), str(desired.spec["version"]))
+            made = await self._active(str(desired.spec["package"]), str(desired.spec["version"]))
             if made is not None:
                 await self._running(rid, made)
                 self._unanswered.discard(rid)
@@ -240,6 +243,8 @@ class InsightsProvider(InsightsPolicies):
         if desired.id.kind == "Package":
             await self._push(desired, force=True)
             await self.client.validate_package(self._artifact(desired.resource).package_object())
+            return
+        if await self._resumed(desired):
             return
         package = str(desired.spec["package"])
         deployment_id = await self._id(desired.id, package)
@@ -270,6 +275,8 @@ class InsightsProvider(InsightsPolicies):
         kept) and deployed again; any other component takes the whole deployment."""
         if desired.id.kind != "Deployment":
             raise PermanentError(f"{desired.id}: a Package has nothing to restart")
+        if await self._resumed(desired):
+            return
         deployment_id = await self._id(desired.id, str(desired.spec["package"]))
         if components and all(alone(c) for c in components):
             for component in components:
@@ -380,15 +387,48 @@ class InsightsProvider(InsightsPolicies):
 
     async def _redeploy(self, desired: Desired, deployment_id: str) -> None:
         """Tear down the whole deployment (never its data), wait, deploy again."""
+        self._replacing[desired.id] = deployment_id
         await self.client.delete_deployment(deployment_id, cleanup=False)
         await self._gone(desired.id, str(desired.spec["package"]))
         await self._deploy(desired)
+        del self._replacing[desired.id]
+
+    async def _resumed(self, desired: Desired) -> bool:
+        """A redeploy tried again after a failure past its teardown (an answer lost, a
+        wait that failed) is finished from where it got to, not begun again (a second
+        teardown and deploy, a second restart of everything): a deployment of the
+        package with another id than the one torn down is the new one, waited for; none
+        at all, the teardown is done and the deploy is made. True when finished here."""
+        old = self._replacing.get(desired.id)
+        if old is None:
+            return False
+        current = await self._active(str(desired.spec["package"]))
+        if current == old:
+            return False  # not torn down yet: as the first time
+        if current is None:
+            await self._deploy(desired)
+        else:
+            await self._running(desired.id, current)
+        del self._replacing[desired.id]
+        return True
+
+    async def _active(self, package: str, version: str | None = None) -> str | None:
+        """The id of the package's deployment that is not torn down (at `version`, if
+        given), if any."""
+        for item in await self.client.list_deployments():
+            if (
+                item.get("package") == package
+                and status_of(item) != INACTIVE
+                and (version is None or str(item.get("version")) == version)
+            ):
+                return str(item["id"])
+        return None
 
     async def _id(self, rid: ResourceId, package: str) -> str:
-        for item in await self.client.list_deployments():
-            if item.get("package") == package and status_of(item) != INACTIVE:
-                return str(item["id"])
-        raise PermanentError(f"{rid}: no deployment of that name on the target any more")
+        found = await self._active(package)
+        if found is None:
+            raise PermanentError(f"{rid}: no deployment of that name on the target any more")
+        return found
 
     async def _tear_down(self, desired: Desired, deployment_id: str, component: str) -> None:
         """Tear one component of the deployment down. One it no longer runs is down
@@ -404,17 +444,6 @@ class InsightsProvider(InsightsPolicies):
             rid = desired.id
             if await self._id(rid, str(desired.spec["package"])) != deployment_id:
                 raise PermanentError(f"{rid}: the deployment was replaced meanwhile") from None
-
-    async def _deployed(self, package: str, version: str) -> str | None:
-        """The id of the package's deployment at `version` that is not torn down."""
-        for item in await self.client.list_deployments():
-            if (
-                item.get("package") == package
-                and str(item.get("version")) == version
-                and status_of(item) != INACTIVE
-            ):
-                return str(item["id"])
-        return None
 
     async def _torn_down(self, rid: ResourceId, package: str) -> str:
         """The id of the package's torn-down deployment (the last one listed)."""
