@@ -172,10 +172,12 @@ class LosesAnswer:
 def test_a_create_whose_answer_was_lost_is_ours_on_the_next_run_with_no_restart(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The retried CreateRepo meets the repo it made (AlreadyExists): the run fails.
-    made = "pachyderm:Repo/proj0/raw"
+    # The retried registration of a package meets the package it made (409): the run
+    # fails, and the next one finds it.
+    made = "insights:Package/pkg1"
     app = LosesAnswer(
-        create_app(tmp_path / "sandbox.db", SandboxOptions(insights=FAST)), "/CreateRepo"
+        create_app(tmp_path / "sandbox.db", SandboxOptions(insights=FAST)),
+        "/packagemanager/v2/packages",
     )
     with served(app) as url:
         repo = write(tmp_path / "m", 8, seed=3, url=url, insights_every=2)
@@ -204,6 +206,27 @@ def test_a_create_whose_answer_was_lost_is_ours_on_the_next_run_with_no_restart(
         assert set(store.inventory()) == set(repo.ids)
         assert store.inventory()[made].adopted is False
         assert store.pending_intents() == []
+    finally:
+        store.close()
+
+
+def test_a_repo_whose_answer_was_lost_is_not_created_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = LosesAnswer(
+        create_app(tmp_path / "sandbox.db", SandboxOptions(insights=FAST)), "/CreateRepo"
+    )
+    with served(app) as url:
+        repo = write(tmp_path / "m", 8, seed=3, url=url, insights_every=2)
+        assert run_cli("apply", "--yes", str(repo.folder)) == 0, capsys.readouterr()
+        assert app.lost == 1
+        assert run_cli("plan", "--detailed-exitcode", str(repo.folder)) == 0
+        after = stats(tmp_path / "sandbox.db")
+    repos = [rid for rid in repo.ids if rid.startswith("pachyderm:Repo/")]
+    assert after["calls"]["POST /api/pfs_v2.API/CreateRepo"] == len(repos)
+    store = SqliteStore(repo.folder / "state.db")
+    try:
+        assert not any(store.inventory()[rid].adopted for rid in repos)
     finally:
         store.close()
 

@@ -143,9 +143,9 @@ class PachydermProvider(PachydermPolicies):
         self._versions: dict[ResourceId, int] = {}
         """Each pipeline's `version` (pachd bumps it on every update) as last observed."""
         self._sent: set[ResourceId] = set()
-        """Pipelines this session sent a CreatePipelineV2 for: sending one again (a retry
-        of its action, after a lost answer or a failed wait) looks first whether the
-        first landed (`_send_pipeline`)."""
+        """Projects, repos and pipelines this session sent a create or update for: sending
+        one again (a retry of its action, after a lost answer or a failed wait) looks
+        first whether the first landed (`_describe`, `_send_pipeline`)."""
 
     @property
     def target(self) -> str:
@@ -410,13 +410,34 @@ class PachydermProvider(PachydermPolicies):
     # --- actions -----------------------------------------------------------------------
 
     async def _describe(self, desired: Desired, *, update: bool) -> None:
-        """Create a Project or Repo, or (update) change its description: all they hold."""
+        """Create a Project or Repo, or (update) change its description: all they hold.
+        A create tried again after a try whose answer was lost looks first: pachd refuses
+        a second one (AlreadyExists), and one with this name and description, which the
+        observation did not show, is the try before's."""
         description = str(desired.spec.get("description") or "")
+        if not update and desired.id in self._sent and await self._described(desired):
+            return
+        self._sent.add(desired.id)
         if desired.id.kind == "Project":
             await self.client.create_project(desired.id.name, description, update=update)
         else:
             project, name = _split(desired.id)
             await self.client.create_repo(project, name, description, update=update)
+
+    async def _described(self, desired: Desired) -> bool:
+        """Whether pachd holds this Project or user Repo with the wanted description."""
+        if desired.id.kind == "Project":
+            listed = await self.client.list_projects()
+            found = [i for i in listed if (i.get("project") or {}).get("name") == desired.id.name]
+        else:
+            project, name = _split(desired.id)
+            found = [
+                info
+                for info in await self.client.list_repos([project])
+                if _repo_key(info.get("repo") or {}) == (project, name, "user")
+            ]
+        wanted = str(desired.spec.get("description") or "")
+        return any(str(i.get("description") or "") == wanted for i in found)
 
     async def _set_defaults(self, desired: Desired) -> None:
         resource = desired.resource
@@ -619,3 +640,9 @@ def _version(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _repo_key(repo: Mapping[str, Any]) -> tuple[str, str, str]:
+    """A ListRepo entry's project, name and type (`user` when absent)."""
+    project = str((repo.get("project") or {}).get("name") or DEFAULT_PROJECT)
+    return project, str(repo.get("name") or ""), str(repo.get("type") or "user")
