@@ -210,48 +210,37 @@ def test_a_create_whose_answer_was_lost_is_ours_on_the_next_run_with_no_restart(
         store.close()
 
 
-def test_a_repo_whose_answer_was_lost_is_not_created_again(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("suffix", "call", "kind"),
+    [
+        ("/CreateRepo", "POST /api/pfs_v2.API/CreateRepo", "pachyderm:Repo/"),
+        (
+            "/packagemanager/v2/deployments",
+            "POST /packagemanager/v2/deployments",
+            "insights:Deployment/",
+        ),
+    ],
+    ids=["pachyderm repo", "insights deployment"],
+)
+def test_a_create_whose_answer_was_lost_is_not_sent_again(
+    tmp_path: Path, suffix: str, call: str, kind: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = LosesAnswer(
-        create_app(tmp_path / "sandbox.db", SandboxOptions(insights=FAST)), "/CreateRepo"
-    )
+    # pachd refuses a second create (AlreadyExists), the Package Manager a second deploy
+    # of a deployed package (409): a retry looks first, finds what its first try made
+    # (and waits for it), and the run succeeds.
+    app = LosesAnswer(create_app(tmp_path / "sandbox.db", SandboxOptions(insights=FAST)), suffix)
     with served(app) as url:
         repo = write(tmp_path / "m", 8, seed=3, url=url, insights_every=2)
         assert run_cli("apply", "--yes", str(repo.folder)) == 0, capsys.readouterr()
         assert app.lost == 1
         assert run_cli("plan", "--detailed-exitcode", str(repo.folder)) == 0
         after = stats(tmp_path / "sandbox.db")
-    repos = [rid for rid in repo.ids if rid.startswith("pachyderm:Repo/")]
-    assert after["calls"]["POST /api/pfs_v2.API/CreateRepo"] == len(repos)
-    store = SqliteStore(repo.folder / "state.db")
-    try:
-        assert not any(store.inventory()[rid].adopted for rid in repos)
-    finally:
-        store.close()
-
-
-def test_a_deployment_whose_answer_was_lost_is_not_deployed_again(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # The Package Manager refuses a second deploy of a deployed package (409): a retry
-    # looks first, finds the deployment its first try made, and waits for it.
-    app = LosesAnswer(
-        create_app(tmp_path / "sandbox.db", SandboxOptions(insights=FAST)),
-        "/packagemanager/v2/deployments",
-    )
-    with served(app) as url:
-        repo = write(tmp_path / "m", 8, seed=3, url=url, insights_every=2)
-        assert run_cli("apply", "--yes", str(repo.folder)) == 0, capsys.readouterr()
-        assert app.lost == 1
-        assert "insights:Deployment/pkg1 (create x2" in capsys.readouterr().out
-        assert run_cli("plan", "--detailed-exitcode", str(repo.folder)) == 0
-        after = stats(tmp_path / "sandbox.db")
-    assert after["calls"]["POST /packagemanager/v2/deployments"] == 1
+    made = [rid for rid in repo.ids if rid.startswith(kind)]
+    assert after["calls"][call] == len(made)
     assert deletes(after["calls"]) == {} and after["restarts"] == {}
     store = SqliteStore(repo.folder / "state.db")
     try:
-        assert store.inventory()["insights:Deployment/pkg1"].adopted is False
+        assert not any(store.inventory()[rid].adopted for rid in made)
     finally:
         store.close()
 
