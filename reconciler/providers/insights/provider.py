@@ -225,9 +225,10 @@ class InsightsProvider(InsightsPolicies):
             await self.client.create_package(package)
             return
         # Tried again after a failure that may have come after the deployment was made
-        # (its answer lost, or the wait for it): the Package Manager refuses a second
-        # deploy of a deployed package (409). One of this package and version, not torn
-        # down, that the observation did not show, is that first try's: waited for.
+        # (its answer lost, or the wait for it): "at most one version of a package is
+        # deployed at a time" (NOTES.md; the sandbox's createDeployment answers 409). One
+        # of this package and version, not torn down, that the observation did not show,
+        # is that first try's: waited for.
         rid = desired.id
         if rid in self._unanswered:
             made = await self._active(str(desired.spec["package"]), str(desired.spec["version"]))
