@@ -8,8 +8,9 @@ from typing import Any, Literal, Protocol
 
 IntentOutcome = Literal["pending", "ok", "failed", "unknown", "abandoned"]
 """`pending` while the call is in flight (or its run was killed); `ok` and `failed` as it
-answered; `unknown` a create that failed after a try whose answer was lost (it may have
-been carried out: the next run looks); `abandoned` closed by the run after a killed one."""
+answered; `unknown` a create that failed after a try that may have been carried out (an
+answer lost, a wait after it that failed: the next run looks); `abandoned` closed by the
+run after a killed one."""
 Closing = Literal["ok", "failed", "unknown"]
 RunResult = Literal["running", "succeeded", "failed", "partial", "interrupted"]
 

@@ -106,9 +106,9 @@ class InsightsProvider(InsightsPolicies):
         self._index: BuildIndex | None = None
         self._poll: tuple[float, list[dict[str, Any]]] | None = None
         self._poll_lock = asyncio.Lock()
-        self._unanswered: set[ResourceId] = set()
-        """Deployments whose create this session raised: createDeployment may have been
-        carried out (`create`)."""
+        self._sent: set[ResourceId] = set()
+        """Deployments this session sent a create for: sending one again (a retry of its
+        action) looks first whether the first made it (`create`)."""
         self._replacing: dict[ResourceId, str] = {}
         """Deployments this session began to redeploy, with the id it tears down: a retry
         of the action goes on from where the try before got to (`_resumed`)."""
@@ -230,15 +230,13 @@ class InsightsProvider(InsightsPolicies):
         # of this package and version, not torn down, that the observation did not show,
         # is that first try's: waited for.
         rid = desired.id
-        if rid in self._unanswered:
+        if rid in self._sent:
             made = await self._active(str(desired.spec["package"]), str(desired.spec["version"]))
             if made is not None:
                 await self._running(rid, made)
-                self._unanswered.discard(rid)
                 return
-        self._unanswered.add(rid)
+        self._sent.add(rid)
         await self._deploy(desired)
-        self._unanswered.discard(rid)
 
     async def patch(self, desired: Desired, observed: Observed, changes: Sequence[Change]) -> None:
         if desired.id.kind == "Package":

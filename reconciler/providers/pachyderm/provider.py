@@ -258,10 +258,8 @@ class PachydermProvider(PachydermPolicies):
             made_by_pachd.update((project, cron) for cron in cron_repos(observed.spec, name))
             found[observed.id] = observed
         for info in repos:
-            repo = info.get("repo") or {}
-            project = str((repo.get("project") or {}).get("name") or DEFAULT_PROJECT)
-            name = str(repo.get("name") or "")
-            if (project, name) in made_by_pachd or repo.get("type", "user") != "user":
+            project, name, repo_type = _repo_key(info.get("repo") or {})
+            if (project, name) in made_by_pachd or repo_type != "user":
                 continue  # output and cron repos belong to their pipeline
             if project not in scopes:
                 continue  # a gateway that ignored the filter
@@ -506,8 +504,9 @@ class PachydermProvider(PachydermPolicies):
         cost a second restart, or fail a create that was made. It landed when pachd
         holds a version newer than observed (or the pipeline, for a create) whose
         `userSpecJson`, the request exactly as sent, is this one (pps/server
-        api_server.go, initializePipelineInfo: `Version = oldPipelineInfo.Version + 1`
-        on every update)."""
+        api_server.go: createPipeline keeps `UserJson: req.CreatePipelineRequestJson`;
+        initializePipelineInfo sets `Version = oldPipelineInfo.Version + 1` on every
+        update)."""
         request = self._request(desired)
         rid = desired.id
         if rid in self._sent and await self._landed(rid, request):
