@@ -275,7 +275,8 @@ def main() -> int:
     with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
         admin = stack.enter_context(server())
         url = stack.enter_context(sandbox(Path(scratch), args.latency_ms))
-        rates, rounds = {}, {1: [], 2: [], 3: []}
+        rates: dict[int, float] = {}
+        rounds: dict[int, list[float]] = {1: [], 2: [], 3: []}
         # Measured in the order 1, 2, 3 then 3, 2, 1: a shared machine's speed drifts over
         # minutes, and measured once in one order that drift would favour one end.
         for count in ORDER:
