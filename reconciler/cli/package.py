@@ -26,6 +26,7 @@ app = typer.Typer(
     name="package",
     help="kdb Insights packages: build the artifact an apply would push; convert an assembly.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 
 

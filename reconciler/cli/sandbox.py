@@ -21,6 +21,7 @@ from reconciler.sandbox.store import Store
 app = typer.Typer(
     help="The embedded sandbox: both platforms' APIs, emulated, persisted in SQLite.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

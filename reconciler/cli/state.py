@@ -32,7 +32,9 @@ from reconciler.state.locks import alive
 from reconciler.state.migrate import copy_state
 from reconciler.state.sql import SqlStore
 
-app = typer.Typer(help="Look after the state store.", no_args_is_help=True)
+app = typer.Typer(
+    help="Look after the state store.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 
 
 def status(
