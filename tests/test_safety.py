@@ -98,6 +98,27 @@ def test_a_plan_file_carries_only_a_full_commit_id(
     assert not witness.exists()
 
 
+@pytest.mark.parametrize(
+    "content,said",
+    [
+        (b"\xff\xfe\x00garbage", "not UTF-8 text"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
+        (b'{"actions": "x"}', "actions"),
+    ],
+    ids=["binary", "deep", "wrong-shape"],
+)
+def test_a_plan_file_that_is_not_a_plan_is_an_input_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, said: str
+) -> None:
+    folder = folder_with(tmp_path / "t", project("a"))
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_bytes(content)
+    assert run_cli("apply", str(folder), "--plan", str(plan_file), "--yes") == 3
+    err = capsys.readouterr().err
+    assert f"{plan_file}: not a usable plan file" in err and said in err
+    assert not sandbox_db(folder).exists()  # no platform was contacted
+
+
 # --- 2. ${file:...} stays inside the repository ----------------------------------------
 
 

@@ -126,6 +126,16 @@ def _read_plan(file: Path) -> Plan:
         raise InputError(
             [Problem(str(file), message=f"cannot read the plan: {exc.strerror}")]
         ) from None
+    except UnicodeDecodeError:
+        raise InputError(
+            [
+                Problem(
+                    str(file),
+                    message="not a usable plan file: not UTF-8 text",
+                    hint="write plans with `reconciler plan --out FILE` and do not edit them",
+                )
+            ]
+        ) from None
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,45 @@ def test_a_symbolic_link_in_a_package_is_refused_at_validation(
     assert "equities/src/link.json is a symbolic link" in err
 
 
+@pytest.mark.parametrize(
+    "make,said",
+    [
+        # A link could make the runner's own files the patterns (and its errors print them).
+        (
+            lambda ignore, outside: ignore.symlink_to(outside),
+            "equities/.kxignore is a symbolic link",
+        ),
+        (lambda ignore, outside: ignore.write_bytes(b"\xff\xfe\x00x"), "is not UTF-8 text"),
+        (
+            lambda ignore, outside: ignore.write_text("*.tmp\n[z-a]\n"),
+            "equities/.kxignore:2: '[z-a]' is not a gitignore pattern",
+        ),
+    ],
+    ids=["link", "binary", "bad-pattern"],
+)
+def test_an_unusable_kxignore_is_an_input_error_naming_it(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    make: Callable[[Path, Path], object],
+    said: str,
+) -> None:
+    folder = copy(tmp_path, "repo/packages")
+    outside = tmp_path / "runner-file"
+    outside.write_text("[z-a]\n")
+    ignore = folder / ".kxignore"
+    ignore.unlink(missing_ok=True)
+    make(ignore, outside)
+    (tmp_path / "repo" / "m.yaml").write_text(
+        "apiVersion: insights/v1\nkind: Package\nmetadata: {name: equities}\n"
+        "spec: {version: '0.0.1', source: packages/equities}\n"
+    )
+    assert run_cli("validate", str(tmp_path / "repo")) == 3
+    err = capsys.readouterr().err
+    assert "m.yaml:4" in err
+    assert said in err
+    assert "internal error" not in err
+
+
 # --- what a warm run reuses (build_index) --------------------------------------------
 
 
@@ -213,7 +253,8 @@ def test_a_warm_run_reads_no_file_of_an_unchanged_folder(
     folder, cache, cold = _built_once(tmp_path)
     reads = _reads_inside(folder, monkeypatch)
     assert _again(folder, cache) == cold
-    assert reads == []
+    # Only the ignore file, which says what the folder's files are.
+    assert reads == [folder / ".kxignore"]
 
 
 def test_an_edit_that_keeps_size_and_time_is_still_seen(tmp_path: Path) -> None:

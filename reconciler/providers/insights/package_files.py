@@ -11,6 +11,8 @@ the artifact would too.
 from __future__ import annotations
 
 import os
+import re
+import stat
 from pathlib import Path, PurePosixPath
 
 import pathspec
@@ -26,9 +28,48 @@ class PackageFileError(BadValue):
 
 def _spec(folder: Path) -> pathspec.GitIgnoreSpec | None:
     file = folder / IGNORE_FILE
-    if not file.is_file():
+    try:
+        info = file.lstat()
+    except FileNotFoundError:
         return None
-    return pathspec.GitIgnoreSpec.from_lines(file.read_text(encoding="utf-8").splitlines())
+    if stat.S_ISLNK(info.st_mode):
+        # Read through a link, a manifests repository would choose a file of the runner
+        # to read (its lines then steer what the artifact holds, its errors show them).
+        raise PackageFileError(
+            f"{folder.name}/{IGNORE_FILE} is a symbolic link",
+            "replace it with the file itself: the ignore file is read only from inside"
+            " the package folder",
+        )
+    if not stat.S_ISREG(info.st_mode):
+        return None  # as git: a folder named like the ignore file is no ignore file
+    try:
+        lines = file.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise PackageFileError(
+            f"{folder.name}/{IGNORE_FILE} is not UTF-8 text",
+            "write it as text: one gitignore pattern a line",
+        ) from None
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except (ValueError, re.error):
+        raise _unreadable(folder, lines) from None
+
+
+def _unreadable(folder: Path, lines: list[str]) -> PackageFileError:
+    """The first line of an ignore file that pathspec cannot read as a pattern."""
+    for number, line in enumerate(lines, 1):
+        try:
+            pathspec.GitIgnoreSpec.from_lines([line])
+        except (ValueError, re.error) as exc:
+            return PackageFileError(
+                f"{folder.name}/{IGNORE_FILE}:{number}: '{line}' is not a gitignore"
+                f" pattern ({exc})",
+                "fix or remove that line",
+            )
+    return PackageFileError(
+        f"{folder.name}/{IGNORE_FILE} is not a list of gitignore patterns",
+        "write one gitignore pattern a line",
+    )
 
 
 def package_files(folder: Path) -> list[tuple[str, Path]]:
