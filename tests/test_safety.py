@@ -167,6 +167,28 @@ def test_a_folder_allowed_by_name_may_be_read(
     assert "s3cret" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative"])
+def test_a_package_path_outside_answers_the_same_whether_it_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], relative: bool
+) -> None:
+    """A manifest cannot learn which paths exist on the runner from the answer."""
+    (tmp_path / "exists").mkdir()
+    answers = []
+    for name in ("exists", "missing"):
+        source = f"../../{name}" if relative else str(tmp_path / name)
+        folder = folder_with(
+            tmp_path / f"m-{name}",
+            "apiVersion: insights/v1\nkind: Package\nmetadata: {name: p}\n"
+            f"spec: {{version: 1.0.0, source: '{source}'}}\n",
+        )
+        capsys.readouterr()
+        assert run_cli("validate", str(folder)) == 3
+        err = capsys.readouterr().err
+        answers.append(err.replace(source, "SOURCE").replace(str(folder), "FOLDER"))
+    assert answers[0] == answers[1]
+    assert "outside the manifests repository" in answers[0]
+
+
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

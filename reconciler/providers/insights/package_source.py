@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from reconciler.errors import InputError
@@ -25,11 +26,17 @@ def package_content(request: ContentRequest) -> Content | None:
     assert relative is not None
     raw = file.parent / relative
     where = ("spec", field)
-    if ".." in Path(relative).parts and not inside(raw.resolve(), root):
+    # Judged by the path as written before anything on disk is looked at: whether a
+    # path outside exists must not show in the answer (an oracle on the runner's files).
+    if not inside(Path(os.path.normpath(file.parent.resolve() / relative)), root):
+        absolute = Path(relative).is_absolute()
         problem(
             where,
-            f"spec.{field} '{relative}' lies outside the manifests repository",
-            "keep package folders inside the repository, so a commit pins them",
+            f"spec.{field} '{relative}' "
+            + ("is an absolute path outside" if absolute else "lies outside")
+            + " the manifests repository",
+            "keep package folders inside the repository and name them relative to the"
+            " manifest, so a commit pins them",
         )
         return None
     if not raw.exists():
