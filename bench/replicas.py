@@ -7,7 +7,8 @@ sandbox that adds 20 ms to every call (I/O bound: replicas help even on 2 cores)
   source and announced to the replicas in turn; sources reconciled per minute, until
   every change is applied, with 1, 2 and 3 replicas, measured in the order 1, 2, 3, 3,
   2, 1 (each time after a warm-up round, 3 rounds; the figure is the median of a count's
-  6). Goal: 3 replicas at least 2.5x one.
+  6). Goal: 3 replicas at least 2.5x one. For scale, one replica with the default
+  `parallel_runs` too: on two cores it already keeps the CPU busy.
 - latency: 100 sources, 3 replicas: one change at a time, announced to a random replica;
   webhook to applied (the source's state records the run), p50 and p95.
 - fail-over: 3 replicas, kill -9 of the one owning most sources; until the others hold
@@ -41,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report import publish  # noqa: E402
+from reconciler.manifests.serve_config import ServeConfig  # noqa: E402
 from tests.gitrepo import GitRepo  # noqa: E402
 from tests.pachyderm.helpers import free_port  # noqa: E402
 from tests.postgres import fresh_database, server  # noqa: E402
@@ -57,6 +59,8 @@ TOKEN = "bench-token"
 ROUNDS = 3
 """Measured rounds of changes per replica count and pass (the median of both passes'
 rounds is the figure)."""
+DEFAULT_PARALLEL: int = ServeConfig.model_fields["parallel_runs"].default
+"""`parallel_runs` when the serve configuration does not say."""
 ORDER = (1, 2, 3, 3, 2, 1)
 """The replica counts measured, in this order: each twice, once on the way up and once
 on the way down."""
@@ -139,7 +143,9 @@ def change(repos: dict[str, GitRepo], names: list[str], version: int) -> dict[st
     return revisions
 
 
-def throughput(admin: str, latency_ms: float, count: int, replica_count: int) -> list[float]:
+def throughput(
+    admin: str, latency_ms: float, count: int, replica_count: int, parallel: int = 1
+) -> list[float]:
     """Sources reconciled per minute in each measured round."""
     with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
         folder = Path(scratch)
@@ -150,7 +156,7 @@ def throughput(admin: str, latency_ms: float, count: int, replica_count: int) ->
         repos = make_sources(folder, count, sandbox_url, database)
         # Every source's state store kept, whatever the number of replicas: one replica
         # holding all the sources must not pay a reconnection per run that three do not.
-        config = write_config(folder, database, repos, parallel=1, lease=10, kept=count)
+        config = write_config(folder, database, repos, parallel=parallel, lease=10, kept=count)
         running = stack.enter_context(replicas(config, folder, replica_count, ENV))
         client = stack.enter_context(_client())
         heads = {n: r.head() for n, r in repos.items()}
@@ -288,6 +294,11 @@ def main() -> int:
                 f"throughput, {count} replica(s), {args.sources} sources:"
                 f" {rates[count]:.0f}/min (rounds: {shown})"
             )
+        # For scale: one replica as it runs by default, several sources at once.
+        alone = statistics.median(
+            throughput(admin, args.latency_ms, args.sources, 1, parallel=DEFAULT_PARALLEL)
+        )
+        print(f"throughput, 1 replica, parallel_runs {DEFAULT_PARALLEL}: {alone:.0f}/min")
         seconds = latency(admin, url, args.latency_sources)
         ordered = sorted(seconds)
         p50 = statistics.median(ordered)
@@ -305,6 +316,10 @@ def main() -> int:
             "per_minute": {str(k): round(v, 1) for k, v in rates.items()},
             "per_minute_rounds": {str(k): [round(r, 1) for r in v] for k, v in rounds.items()},
             "speedup_3_over_1": round(speedup, 2),
+            "per_minute_1_replica_default_parallel": {
+                "parallel_runs": DEFAULT_PARALLEL,
+                "per_minute": round(alone, 1),
+            },
             "latency": {
                 "sources": args.latency_sources,
                 "p50_s": round(p50, 3),
@@ -329,6 +344,8 @@ def main() -> int:
             ),
             f"| 3 replicas / 1 replica (goal >= 2.5 x) | {speedup:.2f} x"
             f" ({'met' if met else 'NOT met'}) |",
+            f"| for scale: 1 replica with the default parallel_runs ({DEFAULT_PARALLEL}),"
+            f" {args.sources} sources (median of 3 rounds) | {alone:.0f} |",
             f"| webhook to applied, p50, {args.latency_sources} sources | {p50:.2f} s |",
             f"| webhook to applied, p95, {args.latency_sources} sources | {p95:.2f} s |",
             f"| fail-over after kill -9: sources claimed by the others"

@@ -20,6 +20,15 @@ def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     monkeypatch.setenv("RECONCILER_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite's platforms, sandboxes and servers are on 127.0.0.1: a proxy the machine
+    names for the outside world must not route them (tests of proxies set their own)."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
 def run_cli(*args: str, connector: Connector | None = None) -> int:
     """Run the command line in-process (with fake providers, if given); its exit code."""
     try:

@@ -209,3 +209,79 @@ def test_kept_connections_outlive_a_client_and_stay_fenced() -> None:
         run(scenario(url))
     assert len(ports) == 3  # the fenced call never reached the platform
     assert ports[0] == ports[1] != ports[2]
+
+
+# --- proxies from the environment -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "environ,routes",
+    [
+        ({}, {}),
+        (
+            {"HTTPS_PROXY": "proxy.corp:3128", "http_proxy": "http://p:8080"},
+            {"https://": "http://proxy.corp:3128", "http://": "http://p:8080"},
+        ),
+        # The lower-case name first, as curl reads them.
+        (
+            {"https_proxy": "http://lower:1", "HTTPS_PROXY": "http://upper:1"},
+            {"https://": "http://lower:1"},
+        ),
+        (
+            {"ALL_PROXY": "http://p:1", "NO_PROXY": "pachd.internal, .corp,10.0.0.7,::1,localhost"},
+            {
+                "all://": "http://p:1",
+                "all://*pachd.internal": None,
+                "all://*.corp": None,
+                "all://10.0.0.7": None,
+                "all://[::1]": None,
+                "all://localhost": None,
+            },
+        ),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "a.example,*"}, {}),
+    ],
+)
+def test_the_environment_names_the_proxies(
+    environ: dict[str, str], routes: dict[str, str | None]
+) -> None:
+    from reconciler.providers.http import environment_proxies
+
+    assert environment_proxies(environ) == routes
+
+
+def test_calls_go_through_the_environments_proxy_fenced_unless_no_proxy_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A runner behind a corporate proxy reaches its platforms through it (as curl,
+    pachctl and git would), kept connections included, and the fence still holds there;
+    a host in NO_PROXY is reached directly."""
+    from tests.proxy import forward_proxy
+
+    async def endpoint(request: Request) -> Response:
+        return JSONResponse({"path": request.url.path})
+
+    app = Starlette(routes=[Route("/call", endpoint, methods=["POST"])])
+
+    async def scenario(url: str) -> None:
+        kept = KeptConnections()
+        for made in (HttpClient(url, platform="p"), HttpClient(url, platform="p", kept=kept)):
+            assert await made.post("/call", {}) == {"path": "/call"}
+            token = FENCE.set(lost)
+            try:
+                with pytest.raises(LockLost):
+                    await made.post("/call", {})
+            finally:
+                FENCE.reset(token)
+            await made.aclose()
+        await kept.aclose()
+
+    def lost() -> None:
+        raise LockLost("this replica lost its lease")
+
+    with served(app) as url, forward_proxy() as (proxy, forwarded):
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        run(scenario(url))
+        assert forwarded == [f"{url}/call", f"{url}/call"]  # the fenced calls never left
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        run(scenario(url))
+        assert len(forwarded) == 2  # reached directly

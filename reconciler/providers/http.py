@@ -25,8 +25,10 @@ each try written to the intent log.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import math
+import os
 import ssl
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -38,6 +40,7 @@ from typing import Any, Protocol
 import httpcore
 import httpx
 
+from reconciler import redact
 from reconciler.errors import OperationalError, PermanentError, RetryableError
 from reconciler.retry import Backoff, waited_too_long
 
@@ -197,15 +200,65 @@ def tls_context(verify: bool | str) -> ssl.SSLContext | bool:
     return httpx.create_ssl_context(verify=verify)
 
 
+def environment_proxies(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """The proxies the environment names, as httpx mount patterns: `http://`,
+    `https://` and `all://` to a proxy URL (`http_proxy`, `https_proxy`, `all_proxy`;
+    the lower-case name first, as curl reads them), and each host of `no_proxy` to None
+    (direct), read as httpx reads them when it makes its own transport: `*` turns every
+    proxy off; `example.com` is that domain and every host in it, `.example.com` only
+    the hosts in it; an IP address or `localhost` is that host alone."""
+
+    def named(name: str) -> str:
+        return (environ.get(name) or environ.get(name.upper()) or "").strip()
+
+    routes: dict[str, str | None] = {}
+    for scheme in ("http", "https", "all"):
+        url = named(f"{scheme}_proxy")
+        if url:
+            routes[f"{scheme}://"] = url if "://" in url else f"http://{url}"
+    for host in (h.strip() for h in named("no_proxy").split(",")):
+        if host == "*":
+            return {}
+        if not host:
+            continue
+        if "://" in host:
+            routes[host] = None
+            continue
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            address = None
+        if address is not None:
+            routes[f"all://[{address}]" if address.version == 6 else f"all://{address}"] = None
+        elif host.lower() == "localhost":
+            routes["all://localhost"] = None
+        else:  # `*example.com`: the domain and its hosts; `*.example.com`: its hosts
+            routes[f"all://*{host}"] = None
+    return routes
+
+
 def fenced_transport(
-    verify: bool | str, limits: httpx.Limits | None = None
+    verify: bool | str, limits: httpx.Limits | None = None, proxy: str | None = None
 ) -> httpx.AsyncHTTPTransport:
-    """httpx's own transport, its connections fenced (`_FencedStream`). httpx does not
-    take a network backend, so the pool it made is given ours; a newer httpx without
-    that attribute fails here, loudly, rather than leave requests unfenced."""
-    transport = httpx.AsyncHTTPTransport(
-        verify=tls_context(verify), limits=limits or httpx.Limits()
-    )
+    """httpx's own transport, its connections fenced (`_FencedStream`), to the platform
+    or through `proxy`. httpx does not take a network backend, so the pool it made is
+    given ours; a newer httpx without that attribute fails here, loudly, rather than
+    leave requests unfenced."""
+    try:
+        transport = httpx.AsyncHTTPTransport(
+            verify=tls_context(verify),
+            limits=limits or httpx.Limits(),
+            proxy=httpx.Proxy(proxy) if proxy else None,
+        )
+    except ImportError:  # a SOCKS proxy, without httpx's optional socksio
+        raise OperationalError(
+            f"the proxy {redact.masked(proxy or '')} needs SOCKS support: install"
+            " httpx[socks], or name an HTTP proxy"
+        ) from None
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise OperationalError(
+            f"the proxy {redact.masked(proxy or '')} from the environment is not usable: {exc}"
+        ) from None
     pool = transport._pool
     if not isinstance(pool, httpcore.AsyncConnectionPool) or not hasattr(pool, "_network_backend"):
         raise AssertionError("httpx's transport changed: its connections cannot be fenced")
@@ -221,15 +274,15 @@ class KeptConnections:
     loop, and `aclose` it on that loop when it ends."""
 
     def __init__(self) -> None:
-        self._pools: dict[bool | str, httpx.AsyncHTTPTransport] = {}
+        self._pools: dict[tuple[bool | str, str | None], httpx.AsyncHTTPTransport] = {}
 
-    def transport(self, verify: bool | str) -> Transport:
-        pool = self._pools.get(verify)
+    def transport(self, verify: bool | str, proxy: str | None = None) -> Transport:
+        pool = self._pools.get((verify, proxy))
         if pool is None:
             # Several sources' runs share it: no cap on connections beyond each run's own
             # concurrency (httpx's default of 100 would queue runs behind each other).
             limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-            pool = self._pools[verify] = fenced_transport(verify, limits)
+            pool = self._pools[verify, proxy] = fenced_transport(verify, limits, proxy)
         return _Borrowed(pool)
 
     async def aclose(self) -> None:
@@ -285,11 +338,25 @@ class HttpClient:
         self._reads = reads
         self._headers = headers
         self._auth = auth
+        mounts: dict[str, Transport | None] = {}
         if transport is None:
-            transport = kept.transport(verify) if kept is not None else fenced_transport(verify)
+
+            def made(proxy: str | None) -> Transport:
+                if kept is not None:
+                    return kept.transport(verify, proxy)
+                return fenced_transport(verify, proxy=proxy)
+
+            transport = made(None)
+            # httpx reads *_PROXY itself only when it makes the transport; ours are
+            # fenced and kept, so the routes are given to it (None: the default, direct).
+            mounts = {
+                pattern: made(proxy) if proxy else transport
+                for pattern, proxy in environment_proxies(os.environ).items()
+            }
         self._client = httpx.AsyncClient(
             base_url=base_url,
             transport=transport,
+            mounts=mounts or None,
             verify=verify,
             timeout=httpx.Timeout(timeout),
             headers={"content-type": "application/json", "accept": "application/json"},
@@ -418,9 +485,10 @@ class HttpClient:
                 f"{self.platform}: {method} {path} timed out", refused=never_sent
             ) from None
         except httpx.TransportError as exc:
+            # A proxy that would not open the tunnel (ProxyError) never passed it on.
             raise RetryableError(
                 f"{self.platform}: {method} {path}: {type(exc).__name__}: {exc}",
-                refused=isinstance(exc, httpx.ConnectError),
+                refused=isinstance(exc, httpx.ConnectError | httpx.ProxyError),
             ) from None
 
     async def aclose(self) -> None:
