@@ -115,7 +115,10 @@ def _input_defaults(node: Mapping[str, Any], project: str, pipeline: str) -> dic
     for key in ("join", "group", "cross", "union"):
         children = result.get(key)
         if isinstance(children, list):
-            result[key] = [_input_defaults(child, project, pipeline) for child in children]
+            result[key] = [
+                _input_defaults(child, project, pipeline) if isinstance(child, Mapping) else child
+                for child in children
+            ]
     return result
 
 
@@ -128,7 +131,9 @@ def input_nodes(spec: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
             continue
         yield node
         for key in ("join", "group", "cross", "union"):
-            stack.extend(node.get(key) or ())
+            children = node.get(key)
+            if isinstance(children, list):
+                stack.extend(children)
 
 
 def input_repos(spec: Mapping[str, Any], project: str) -> list[tuple[str, str]]:
@@ -151,10 +156,25 @@ def cron_repos(spec: Mapping[str, Any], pipeline: str) -> list[str]:
 
 def secret_names(spec: Mapping[str, Any]) -> list[str]:
     """Every Kubernetes secret a pipeline mounts, pulls images with, or egresses with."""
-    transform = spec.get("transform") or {}
-    names = [str(m.get("name")) for m in transform.get("secrets") or () if m.get("name")]
-    names += [str(n) for n in transform.get("imagePullSecrets") or ()]
-    egress = ((spec.get("egress") or {}).get("sqlDatabase") or {}).get("secret") or {}
-    if egress.get("name"):
+    # The spec may be pachd's (observed): any field may hold anything, so each is looked
+    # at only when it has the shape a pipeline spec gives it.
+    transform = _field(spec, "transform")
+    names = [str(m["name"]) for m in _items(transform, "secrets") if _field(m, "name", str)]
+    pulls = transform.get("imagePullSecrets")
+    names += [str(n) for n in pulls if isinstance(n, str) and n] if isinstance(pulls, list) else []
+    egress = _field(_field(_field(spec, "egress"), "sqlDatabase"), "secret")
+    if _field(egress, "name", str):
         names.append(str(egress["name"]))
     return list(dict.fromkeys(names))
+
+
+def _field(node: Mapping[str, Any], key: str, kind: type = dict) -> Any:
+    """`node[key]` when it is a `kind` (an object by default); else an empty one."""
+    value = node.get(key)
+    return value if isinstance(value, kind) else kind()
+
+
+def _items(node: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    """The objects in the list `node[key]` (none when it is no list)."""
+    value = node.get(key)
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []

@@ -16,6 +16,7 @@ from typing import Any
 
 from reconciler.errors import PermanentError
 from reconciler.providers.http import HttpClient, HttpError
+from reconciler.providers.pachyderm.answers import checked
 from reconciler.providers.pachyderm.kinds import PACHYDERM_NAME, PACHYDERM_NAME_LIMIT
 
 _PROJECT = re.compile(PACHYDERM_NAME)
@@ -38,10 +39,11 @@ class PachdClient:
         self.http = http
 
     async def _call(self, rpc: str, body: Mapping[str, Any], *, read: bool = False) -> Any:
-        return await self.http.post(f"/api/{rpc}", body, read=read)
+        return checked(rpc, await self.http.post(f"/api/{rpc}", body, read=read))
 
     async def _stream(self, rpc: str, body: Mapping[str, Any]) -> list[Any]:
-        return await self.http.post_stream(f"/api/{rpc}", body, read=True)
+        items = await self.http.post_stream(f"/api/{rpc}", body, read=True)
+        return [checked(rpc, item) for item in items]
 
     # --- reads: four calls observe a target ------------------------------------------
 
