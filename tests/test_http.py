@@ -169,6 +169,20 @@ def test_every_error_body_shape_keeps_the_platforms_message(
     assert str(caught.value).endswith(f"HTTP 404: {said}")
 
 
+async def refused_by_the_fence(http: HttpClient) -> None:
+    """A mutating POST /call by a replica that lost its lease: refused, nothing sent."""
+
+    def lost() -> None:
+        raise LockLost("this replica lost its lease")
+
+    token = FENCE.set(lost)
+    try:
+        with pytest.raises(LockLost):
+            await http.post("/call", {})
+    finally:
+        FENCE.reset(token)
+
+
 def test_kept_connections_outlive_a_client_and_stay_fenced() -> None:
     """`serve` keeps connections open from one run's clients to the next's (the same TCP
     connection answers both); a connection taken from the pool still asks the fence
@@ -189,16 +203,7 @@ def test_kept_connections_outlive_a_client_and_stay_fenced() -> None:
             assert await http.post("/call", {}) == {"ok": True}
             await http.aclose()
         fenced = HttpClient(url, platform="p", kept=kept)
-
-        def lost() -> None:
-            raise LockLost("this replica lost its lease")
-
-        token = FENCE.set(lost)
-        try:
-            with pytest.raises(LockLost):
-                await fenced.post("/call", {})
-        finally:
-            FENCE.reset(token)
+        await refused_by_the_fence(fenced)
         await fenced.aclose()
         await kept.aclose()
         alone = HttpClient(url, platform="p")  # no kept pool: a connection of its own
@@ -266,17 +271,9 @@ def test_calls_go_through_the_environments_proxy_fenced_unless_no_proxy_says(
         kept = KeptConnections()
         for made in (HttpClient(url, platform="p"), HttpClient(url, platform="p", kept=kept)):
             assert await made.post("/call", {}) == {"path": "/call"}
-            token = FENCE.set(lost)
-            try:
-                with pytest.raises(LockLost):
-                    await made.post("/call", {})
-            finally:
-                FENCE.reset(token)
+            await refused_by_the_fence(made)
             await made.aclose()
         await kept.aclose()
-
-    def lost() -> None:
-        raise LockLost("this replica lost its lease")
 
     with served(app) as url, forward_proxy() as (proxy, forwarded):
         monkeypatch.setenv("HTTP_PROXY", proxy)
