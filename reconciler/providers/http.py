@@ -340,17 +340,22 @@ class HttpClient:
         self._auth = auth
         mounts: dict[str, Transport | None] = {}
         if transport is None:
+            made: dict[str | None, Transport] = {}
 
-            def made(proxy: str | None) -> Transport:
-                if kept is not None:
-                    return kept.transport(verify, proxy)
-                return fenced_transport(verify, proxy=proxy)
+            def through(proxy: str | None) -> Transport:
+                if proxy not in made:
+                    made[proxy] = (
+                        kept.transport(verify, proxy)
+                        if kept is not None
+                        else fenced_transport(verify, proxy=proxy)
+                    )
+                return made[proxy]
 
-            transport = made(None)
+            transport = through(None)
             # httpx reads *_PROXY itself only when it makes the transport; ours are
             # fenced and kept, so the routes are given to it (None: the default, direct).
             mounts = {
-                pattern: made(proxy) if proxy else transport
+                pattern: through(proxy) if proxy else None
                 for pattern, proxy in environment_proxies(os.environ).items()
             }
         self._client = httpx.AsyncClient(
