@@ -92,7 +92,7 @@ class Origin:
 
     @staticmethod
     def parse(location: str, ref: str | None = None) -> Origin:
-        _refuse_option("the source", location)
+        _refuse_option("source", location)
         if ref is not None:
             _refuse_option("--ref", ref)
         if not is_remote(location):

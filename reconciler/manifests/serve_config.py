@@ -16,7 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from reconciler.errors import InputError
 from reconciler.manifests.documents import read_documents
@@ -32,6 +33,22 @@ SourceName = Annotated[
         "lowercase letters, digits and '-', at most 48 characters",
     ),
 ]
+
+
+def _not_an_option(value: str | None) -> str | None:
+    """git reads an argument that starts with `-` as an option (`--upload-pack=CMD` runs
+    CMD): a URL or ref from this file never may be one (checkout refuses it again)."""
+    if value is not None and (value.startswith("-") or any(c in value for c in "\0\n\r")):
+        raise PydanticCustomError(
+            "git_option",
+            "'{value}' starts with '-' or holds a control character: git would read it as"
+            " an option; write the URL or branch without them",
+            {"value": value},
+        )
+    return value
+
+
+GitArgument = Annotated[str, AfterValidator(_not_an_option)]
 
 
 class Webhooks(Model):
@@ -61,9 +78,9 @@ class Behaviour(Model):
 
 class SourceSpec(Behaviour):
     name: SourceName
-    url: str
+    url: GitArgument
     """A git URL (https://, ssh://, git@host:path, file://) or a local folder."""
-    ref: str | None = None
+    ref: GitArgument | None = None
     """The branch to follow (default: the remote's default branch)."""
     folder: str = ""
     """The manifests' folder inside the repository (default: its root)."""
@@ -74,8 +91,8 @@ class GitGenerator(Behaviour):
     `<name>-<folder>` (`/` as `-`; the root folder: `<name>`)."""
 
     name: SourceName
-    url: str
-    ref: str | None = None
+    url: GitArgument
+    ref: GitArgument | None = None
     folders: list[str] = Field(default_factory=lambda: ["**"])
     """Globs of the folders to consider (default: all)."""
 
@@ -112,12 +129,7 @@ class ServeConfig(Model):
     connection."""
 
     @model_validator(mode="after")
-    def _names_unique(self) -> ServeConfig:
-        seen: set[str] = set()
-        for name in [s.name for s in self.sources] + [g.name for g in self.generators]:
-            if name in seen:
-                raise ValueError(f"two sources or generators are named '{name}'")
-            seen.add(name)
+    def _something(self) -> ServeConfig:
         if not self.sources and not self.generators:
             raise ValueError("no sources and no generators: nothing to reconcile")
         return self
@@ -134,8 +146,31 @@ def load_serve_config(path: Path) -> ServeConfig:
         )
         raise InputError(report.problems)
     data = documents[0].data
+    # Names are unique across sources and generators: each is a schema, a lock, a page.
+    # Read from the document itself, so a name taken twice is reported with the rest.
+    first: dict[str, str] = {}
+    for field in ("sources", "generators"):
+        entries = data.get(field)
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if not isinstance(name, str):
+                continue
+            where = f"{field}[{index}]"
+            if name in first:
+                report.at(
+                    display,
+                    path,
+                    0,
+                    (field, index, "name"),
+                    f"{where}.name: '{name}' is {first[name]}'s name already",
+                    "give every source and generator a name of its own",
+                )
+            first.setdefault(name, where)
     try:
-        return ServeConfig.model_validate(data)
+        config = ServeConfig.model_validate(data)
     except ValidationError as exc:
         report.validation(display, path, 0, (), ServeConfig, data, exc)
-        raise InputError(report.problems) from None
+        config = None
+    if report.problems or config is None:
+        raise InputError(sorted(report.problems, key=lambda p: (p.line, p.column)))
+    return config

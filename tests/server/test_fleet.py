@@ -170,6 +170,19 @@ def test_a_bad_serve_configuration_is_refused_at_its_line(
     assert "nothing to reconcile" in capsys.readouterr().err
     assert run_cli("serve", str(tmp_path), "--config", str(config)) == 3
     assert "SOURCE and --config both name sources" in capsys.readouterr().err
+    witness = tmp_path / "pwned"
+    config.write_text(
+        "sources:\n"
+        f"  - {{name: a, url: '--upload-pack=touch {witness}'}}\n"
+        "  - {name: b, url: 'file:///y', ref: '--output=x'}\n"
+        "  - {name: a, url: 'file:///z'}\n"
+    )
+    assert run_cli("serve", "--config", str(config), "--port", "1") == 3
+    err = capsys.readouterr().err
+    assert f"{config}:2" in err and "git would read it as an option" in err
+    assert f"{config}:3" in err and "sources[1].ref" in err
+    assert f"{config}:4" in err and "'a' is sources[0]'s name already" in err
+    assert not witness.exists()
 
 
 def test_the_serve_configuration_has_a_schema(tmp_path: Path) -> None:
