@@ -304,7 +304,7 @@ def _endpoint(server: Server, hook: _Hook) -> Callable[[Request], Awaitable[Resp
             return JSONResponse({"ignored": f"delivery {delivery} was already received"})
         try:
             payload = hooks.github_payload(body, request.headers.get("content-type"))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             server.metrics.webhooks.labels(hook.name, "bad request").inc()
             event(log, "webhook refused", logging.WARNING, hook=hook.name, status=400, why=str(exc))
             return JSONResponse(

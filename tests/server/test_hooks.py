@@ -236,3 +236,24 @@ def test_a_push_that_deletes_the_tracked_branch_runs_nothing(client: TestClient)
     assert status == 202 and "deleted the tracked branch" in str(answer["ignored"])
     time.sleep(0.2)
     assert server(client).runner.count == before
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[" * 200_000 + b"]" * 200_000, b"\xff\xfe"],
+    ids=["bad", "deep", "binary"],
+)
+def test_a_signed_body_that_is_not_json_is_a_bad_request(client: TestClient, body: bytes) -> None:
+    """Authentic but unreadable (the secret leaked, or a broken sender): 400, no run."""
+    answer = client.post(
+        "/hooks/github",
+        content=body,
+        headers={
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": f"odd-{len(body)}",
+            "X-Hub-Signature-256": signed(body),
+            "Content-Type": "application/json",
+        },
+    )
+    assert answer.status_code == 400, answer.text
+    assert "neither JSON" in answer.json()["error"]
