@@ -129,7 +129,7 @@ class ServeConfig(Model):
     connection."""
 
     @model_validator(mode="after")
-    def _something(self) -> ServeConfig:
+    def _has_sources(self) -> ServeConfig:
         if not self.sources and not self.generators:
             raise ValueError("no sources and no generators: nothing to reconcile")
         return self
