@@ -136,6 +136,30 @@ def test_a_token_is_reused_until_shortly_before_it_expires(tmp_path: Path) -> No
     assert asyncio.run(scenario()) == [1, 1, 1, 2]
 
 
+@pytest.mark.parametrize("lifetime", ["Infinity", "NaN", "-5", "1e12", '"300"'])
+def test_an_odd_token_lifetime_keeps_a_token_a_minute(lifetime: str) -> None:
+    """`expires_in` is the identity provider's answer: Infinity (Python's JSON reads it)
+    must not keep a token for ever, nor a negative one fetch a token for every call."""
+    now = [1000.0]
+
+    def keycloak(request: httpx.Request) -> httpx.Response:
+        body = '{"access_token": "t", "expires_in": ' + lifetime + "}"
+        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+    async def scenario() -> list[int]:
+        http = HttpClient("http://kc", platform="Keycloak", transport=httpx.MockTransport(keycloak))
+        auth = KeycloakAuth(http, ("/token",), lambda: "c", lambda: "s", clock=lambda: now[0])
+        seen = []
+        for step in (0, 1, 55, 3600):  # a minute less its margin (6 s): fetched again by then
+            now[0] += step
+            await auth.token()
+            seen.append(auth.fetched)
+        await auth.aclose()
+        return seen
+
+    assert asyncio.run(scenario()) == [1, 1, 2, 3]
+
+
 def test_newer_keycloak_without_the_auth_prefix_is_found(tmp_path: Path) -> None:
     app = create_app(tmp_path / "sandbox.db", AUTH)
 

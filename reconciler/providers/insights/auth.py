@@ -16,6 +16,8 @@ from reconciler.providers.http import HttpClient, HttpError
 
 MARGIN = 30.0
 """Seconds before its expiry that a token is no longer used."""
+MAX_LIFETIME = 86_400.0
+"""The longest a token is kept (a day), whatever `expires_in` says."""
 
 
 def token_paths(realm: str) -> tuple[str, ...]:
@@ -87,7 +89,11 @@ class KeycloakAuth:
                 f"authentication at {self._urls[0]} answered without an access_token"
             )
         lifetime = answer.get("expires_in", 60)
-        return token, float(lifetime) if isinstance(lifetime, int | float) else 60.0
+        if not isinstance(lifetime, int | float) or not 0 <= lifetime <= MAX_LIFETIME:
+            # Python's JSON reads NaN and Infinity too: a token that would never be
+            # fetched again, or one fetched before every call, is taken for a minute.
+            lifetime = 60.0
+        return token, float(lifetime)
 
     async def aclose(self) -> None:
         await self._http.aclose()
