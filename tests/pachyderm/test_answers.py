@@ -29,19 +29,27 @@ OWNED = frozenset(
         ResourceId("pachyderm", "Repo", "p/r"),
         ResourceId("pachyderm", "Pipeline", "p/a"),
         ResourceId("pachyderm", "Secret", "s"),
+        ResourceId("pachyderm", "ProjectDefaults", "p"),
+        ResourceId("pachyderm", "ClusterDefaults", "cluster"),
     }
 )
 
 
-def pachd(answers: dict[str, list[Any]]) -> Starlette:
-    """A gateway answering each listed RPC's stream with these items, others empty."""
+STREAMS = ("ListProject", "ListRepo", "ListPipeline")
+
+
+def pachd(answers: dict[str, Any]) -> Starlette:
+    """A gateway answering each stream RPC with the items listed for it (none when not
+    listed, or not a list), and each unary one with its answer (null when not listed)."""
 
     async def rpc(request: Request) -> Response:
         method = request.url.path.rsplit("/", 1)[-1]
-        if method == "ListSecret":
-            return Response(json.dumps(answers.get(method, [{}])[0]))
-        lines = "".join(json.dumps({"result": item}) + "\n" for item in answers.get(method, []))
-        return Response(lines, media_type="application/json")
+        answer = answers.get(method)
+        if method in STREAMS:
+            items = answer if isinstance(answer, list) else []
+            lines = "".join(json.dumps({"result": item}) + "\n" for item in items)
+            return Response(lines, media_type="application/json")
+        return Response(json.dumps(answer), media_type="application/json")
 
     return Starlette(routes=[Route("/api/{rest:path}", rpc, methods=["POST"])])
 
@@ -84,14 +92,19 @@ def _pipeline(**fields: Any) -> dict[str, Any]:
         ),
         ({"ListPipeline": [_pipeline(version={"a": 1})]}, "its version is {'a': 1}"),
         (
-            {"ListSecret": [{"secretInfo": {"secret": "s"}}]},
+            {"ListSecret": {"secretInfo": {"secret": "s"}}},
             "ListSecret with something reconciler cannot read: its secretInfo",
         ),
-        ({"ListSecret": [{"secretInfo": [{"secret": "s"}]}]}, "its secretInfo[0].secret is 's'"),
+        ({"ListSecret": {"secretInfo": [{"secret": "s"}]}}, "its secretInfo[0].secret is 's'"),
+        ({"ListSecret": {"secretInfo": [None]}}, "its secretInfo[0] is None"),
+        (
+            {"ListRepo": [None]},
+            "ListRepo with something reconciler cannot read: its answer is None",
+        ),
     ],
 )
 def test_an_answer_of_the_wrong_shape_is_refused_naming_the_field(
-    answers: dict[str, list[Any]], said: str
+    answers: dict[str, Any], said: str
 ) -> None:
     with pytest.raises(PermanentError, match="pachd answered") as refused:
         observe(pachd(answers))
@@ -127,3 +140,34 @@ def test_any_pipeline_spec_pachd_sends_is_read_or_refused_never_a_crash(
     app = pachd({"ListPipeline": [_pipeline(userSpecJson=json.dumps(spec))]})
     with contextlib.suppress(ReconcilerError):  # refused is fine; anything else is not
         observe(app)
+
+
+RPCS = st.sampled_from(
+    [
+        "ListProject", "ListRepo", "ListPipeline", "ListSecret", "InspectSecret",
+        "GetClusterDefaults", "GetProjectDefaults", "SetClusterDefaults", "SetProjectDefaults",
+    ]
+)  # fmt: skip
+ANSWER_FIELDS = st.sampled_from(
+    [
+        "project", "repo", "pipeline", "name", "type", "description", "secret", "secretInfo",
+        "version", "state", "reason", "stopped", "userSpecJson", "clusterDefaultsJson",
+        "projectDefaultsJson", "affectedPipelines",
+    ]
+)  # fmt: skip
+ANSWERS = st.recursive(
+    st.one_of(SCALARS, st.sampled_from(["{}", "[1]", '{"transform": 3}'])),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(ANSWER_FIELDS, inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(answers=st.dictionaries(RPCS, ANSWERS, max_size=6))
+def test_any_answer_pachd_sends_is_read_or_refused_never_a_crash(answers: dict[str, Any]) -> None:
+    """Every list and read an observation makes, answered with anything at all (a
+    source owning projects, repos, pipelines, secrets and defaults reads them all)."""
+    with contextlib.suppress(ReconcilerError):
+        observe(pachd(answers))

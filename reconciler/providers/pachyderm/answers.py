@@ -55,17 +55,23 @@ SHAPES: dict[str, Shape] = {
 }
 
 
-def checked(rpc: str, answer: Any) -> Any:
-    """`answer` (one item of a stream, or a unary answer), refused unless it has the
-    shape `SHAPES` gives `rpc`; answers the provider does not read pass as they are."""
+def checked(rpc: str, answer: Any, *, item: bool = False) -> Any:
+    """`answer` (a unary answer, or with `item` one item of a stream, which null is not),
+    refused unless it has the shape `SHAPES` gives `rpc`; answers the provider does not
+    read pass as they are."""
     shape = SHAPES.get(rpc)
     if shape is not None:
-        _conform(answer, shape, rpc, "")
+        _conform(answer, shape, rpc, "", required=item)
     return answer
 
 
-def _conform(value: Any, shape: Shape | str | list[Shape], rpc: str, field: str) -> None:
+def _conform(
+    value: Any, shape: Shape | str | list[Shape], rpc: str, field: str, *, required: bool = False
+) -> None:
+    """`required`: null is not allowed here (an item of a stream or of a list)."""
     if value is None:
+        if required:
+            raise _refused(rpc, field, "an object", value)
         return
     if shape == SCALAR:
         if not isinstance(value, str | int | float | bool):
@@ -75,7 +81,7 @@ def _conform(value: Any, shape: Shape | str | list[Shape], rpc: str, field: str)
         if not isinstance(value, list):
             raise _refused(rpc, field, "a list", value)
         for index, item in enumerate(value):
-            _conform(item, shape[0], rpc, f"{field}[{index}]")
+            _conform(item, shape[0], rpc, f"{field}[{index}]", required=True)
         return
     if not isinstance(value, dict):
         raise _refused(rpc, field, "an object", value)

@@ -43,7 +43,7 @@ class PachdClient:
 
     async def _stream(self, rpc: str, body: Mapping[str, Any]) -> list[Any]:
         items = await self.http.post_stream(f"/api/{rpc}", body, read=True)
-        return [checked(rpc, item) for item in items]
+        return [checked(rpc, item, item=True) for item in items]
 
     # --- reads: four calls observe a target ------------------------------------------
 
