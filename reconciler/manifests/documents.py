@@ -131,7 +131,7 @@ def read_documents(path: Path, display: str, cache: ParseCache | None = None) ->
         except RecursionError:
             raise InputError([_too_deep(display, 1)]) from None
         if _could_nest(raw, MAX_DEPTH):
-            deep = [_too_deep(display, at) for _, at, data in parsed if _deeper(data, MAX_DEPTH)]
+            deep = [_too_deep(display, at) for _, at, data in parsed if deeper(data, MAX_DEPTH)]
             if deep:
                 raise InputError(deep)
         if cache is not None:
@@ -153,8 +153,9 @@ def _could_nest(raw: bytes, limit: int) -> bool:
     return brackets >= limit // 2 or re.search(rb"^[ -]{%d}" % (limit // 2), raw, re.M) is not None
 
 
-def _deeper(data: Any, limit: int) -> bool:
-    """Whether `data` nests mappings and lists more than `limit` levels (no recursion)."""
+def deeper(data: Any, limit: int) -> bool:
+    """Whether `data` nests mappings and lists more than `limit` levels (no recursion):
+    deeper data would exhaust the recursion of whatever walks it next (a diff, a merge)."""
     stack: list[tuple[Any, int]] = [(data, 0)]
     while stack:
         value, depth = stack.pop()

@@ -379,8 +379,8 @@ class HttpClient:
         try:
             # One decode for the whole answer (thousands of lines on a large target).
             items = json.loads("[" + ",".join(lines) + "]")
-        except json.JSONDecodeError:
-            items = None
+        except (json.JSONDecodeError, RecursionError):
+            items = None  # each line on its own below: which one, and why
         if not isinstance(items, list) or len(items) != len(lines):  # a line not one value
             items = [_json(line, self.platform, path) for line in lines]
         results = []
@@ -515,6 +515,8 @@ def _json(text: str, platform: str, path: str) -> Any:
         raise PermanentError(
             f"{platform}: {path} answered with something that is not JSON"
         ) from None
+    except RecursionError:
+        raise PermanentError(f"{platform}: {path} answered with JSON nested too deep") from None
 
 
 def _response_error(response: httpx.Response, platform: str, path: str) -> OperationalError:

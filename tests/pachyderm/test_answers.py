@@ -171,3 +171,36 @@ def test_any_answer_pachd_sends_is_read_or_refused_never_a_crash(answers: dict[s
     source owning projects, repos, pipelines, secrets and defaults reads them all)."""
     with contextlib.suppress(ReconcilerError):
         observe(pachd(answers))
+
+
+def _nested(depth: int) -> str:
+    return '{"x": ' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize("depth", [150, 100_000])
+@pytest.mark.parametrize(
+    "answers,said",
+    [
+        (lambda deep: {"ListPipeline": [_pipeline(userSpecJson=deep)]}, "spec nested more than"),
+        (lambda deep: {"GetClusterDefaults": {"clusterDefaultsJson": deep}}, "defaults are nested"),
+    ],
+    ids=["pipeline-spec", "cluster-defaults"],
+)
+def test_json_nested_too_deep_is_refused_not_a_recursion_error(
+    depth: int, answers: Any, said: str
+) -> None:
+    """Walking it (defaults, canonical form, the diff) would exhaust Python's recursion;
+    the parser itself gives up on the deepest."""
+    with pytest.raises(PermanentError, match=said):
+        observe(pachd(answers(_nested(depth))))
+
+
+def test_an_answer_the_json_parser_cannot_descend_is_refused() -> None:
+    async def rpc(request: Request) -> Response:
+        if request.url.path.endswith("ListProject"):
+            return Response('{"result": ' + _nested(100_000) + "}\n")
+        return Response("")
+
+    app = Starlette(routes=[Route("/api/{rest:path}", rpc, methods=["POST"])])
+    with pytest.raises(PermanentError, match="ListProject answered with JSON nested too deep"):
+        observe(app)

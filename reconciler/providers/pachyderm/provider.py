@@ -13,6 +13,7 @@ from typing import Any, cast
 from reconciler.diff import Change, equal
 from reconciler.errors import OperationalError, PermanentError, RetryableError
 from reconciler.manifests import Resource, ResourceId
+from reconciler.manifests.documents import MAX_DEPTH, deeper
 from reconciler.manifests.values import Sensitive
 from reconciler.providers.base import (
     Applied,
@@ -51,6 +52,8 @@ from reconciler.providers.pachyderm.policies import (
 STARTING_STATES = frozenset({"PIPELINE_STARTING", "PIPELINE_RESTARTING", ""})
 FAILED_STATES = frozenset({"PIPELINE_CRASHING", "PIPELINE_FAILURE"})
 DEFAULTS_USERS = frozenset({"Pipeline", "ClusterDefaults", "ProjectDefaults"})
+TOO_DEEP = object()
+"""A spec the JSON parser itself could not descend."""
 LISTS = frozenset({"projects", "repos", "secrets", "pipelines", "defaults"})
 """What an observation reads: ListProject, ListRepo, ListSecret (and InspectSecret),
 ListPipeline, and the defaults (the cluster's, then each project's)."""
@@ -327,6 +330,14 @@ class PachydermProvider(PachydermPolicies):
             raise PermanentError(
                 f"pachd sent pipeline {project}/{name} with a spec that is not JSON"
             ) from None
+        except RecursionError:
+            spec = TOO_DEEP
+        # Walking it (defaults, canonical form, the diff) would exhaust the recursion.
+        if spec is TOO_DEEP or deeper(spec, MAX_DEPTH):
+            raise PermanentError(
+                f"pachd sent pipeline {project}/{name} with a spec nested more than"
+                f" {MAX_DEPTH} levels deep"
+            )
         if not isinstance(spec, dict):
             raise PermanentError(f"pachd sent pipeline {project}/{name} without a spec")
         normal = self._runs(spec, project, name)
@@ -520,7 +531,7 @@ class PachydermProvider(PachydermPolicies):
             return False
         try:
             sent = json.loads(str(info.get("userSpecJson") or "null"))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return False
         before = self._versions.get(rid)
         version = _version(info.get("version"))
