@@ -116,24 +116,31 @@ def test_a_token_is_reused_until_shortly_before_it_expires(tmp_path: Path) -> No
         clock=lambda: now[0],
     )
 
+    http = HttpClient("http://sb", platform="Keycloak", transport=asgi_transport(app))
+    auth = KeycloakAuth(
+        http,
+        ("/auth/realms/insights/protocol/openid-connect/token",),
+        lambda: "reconciler",
+        lambda: "s3cret",
+        clock=lambda: now[0],
+    )
+    # 280 s in: past 300 - 30 s of margin
+    assert fetches(auth, now, (0, 200, 60, 20)) == [1, 1, 1, 2]
+
+
+def fetches(auth: KeycloakAuth, now: list[float], steps: tuple[float, ...]) -> list[int]:
+    """How many tokens `auth` has fetched after each step of the clock `now`."""
+
     async def scenario() -> list[int]:
-        http = HttpClient("http://sb", platform="Keycloak", transport=asgi_transport(app))
-        auth = KeycloakAuth(
-            http,
-            ("/auth/realms/insights/protocol/openid-connect/token",),
-            lambda: "reconciler",
-            lambda: "s3cret",
-            clock=lambda: now[0],
-        )
         seen = []
-        for step in (0, 200, 60, 20):  # 280 s in: past 300 - 30 s of margin
+        for step in steps:
             now[0] += step
             await auth.token()
             seen.append(auth.fetched)
         await auth.aclose()
         return seen
 
-    assert asyncio.run(scenario()) == [1, 1, 1, 2]
+    return asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("lifetime", ["Infinity", "NaN", "-5", "1e12", '"300"'])
@@ -146,18 +153,10 @@ def test_an_odd_token_lifetime_keeps_a_token_a_minute(lifetime: str) -> None:
         body = '{"access_token": "t", "expires_in": ' + lifetime + "}"
         return httpx.Response(200, content=body, headers={"content-type": "application/json"})
 
-    async def scenario() -> list[int]:
-        http = HttpClient("http://kc", platform="Keycloak", transport=httpx.MockTransport(keycloak))
-        auth = KeycloakAuth(http, ("/token",), lambda: "c", lambda: "s", clock=lambda: now[0])
-        seen = []
-        for step in (0, 1, 55, 3600):  # a minute less its margin (6 s): fetched again by then
-            now[0] += step
-            await auth.token()
-            seen.append(auth.fetched)
-        await auth.aclose()
-        return seen
-
-    assert asyncio.run(scenario()) == [1, 1, 2, 3]
+    http = HttpClient("http://kc", platform="Keycloak", transport=httpx.MockTransport(keycloak))
+    auth = KeycloakAuth(http, ("/token",), lambda: "c", lambda: "s", clock=lambda: now[0])
+    # A minute less its margin (6 s): fetched again by then.
+    assert fetches(auth, now, (0, 1, 55, 3600)) == [1, 1, 2, 3]
 
 
 def test_newer_keycloak_without_the_auth_prefix_is_found(tmp_path: Path) -> None:
