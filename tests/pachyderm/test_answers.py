@@ -182,7 +182,10 @@ def _nested(depth: int) -> str:
     "answers,said",
     [
         (lambda deep: {"ListPipeline": [_pipeline(userSpecJson=deep)]}, "spec nested more than"),
-        (lambda deep: {"GetClusterDefaults": {"clusterDefaultsJson": deep}}, "defaults are nested"),
+        (
+            lambda deep: {"GetClusterDefaults": {"clusterDefaultsJson": deep}},
+            "defaults nested more than",
+        ),
     ],
     ids=["pipeline-spec", "cluster-defaults"],
 )

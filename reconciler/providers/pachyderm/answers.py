@@ -12,10 +12,12 @@ PipelineInfo, SecretInfo, Set*DefaultsResponse) as the gateway writes them (came
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from reconciler.errors import PermanentError
+from reconciler.manifests.documents import MAX_DEPTH, deeper
 
 SCALAR = "scalar"
 """A string, number or boolean (or null)."""
@@ -99,3 +101,18 @@ def _refused(rpc: str, field: str, wanted: str, value: Any) -> PermanentError:
         f" not {wanted} (a gateway or proxy in between, or a pachd this version does not"
         " know?)"
     )
+
+
+def embedded(text: str, what: str) -> Any:
+    """JSON pachd keeps in a string field (a pipeline's user spec, the defaults), parsed;
+    `json.JSONDecodeError` when it is not JSON. Nested more than `MAX_DEPTH` levels (the
+    bound manifests have) is a `PermanentError`: the defaults merge, the canonical form
+    and the diff walk it recursively, and would exhaust Python's recursion."""
+    too_deep = PermanentError(f"pachd sent {what} nested more than {MAX_DEPTH} levels deep")
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise too_deep from None
+    if deeper(data, MAX_DEPTH):
+        raise too_deep
+    return data

@@ -23,8 +23,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.errors import PermanentError
-from reconciler.manifests.documents import MAX_DEPTH, deeper
+from reconciler.providers.pachyderm.answers import embedded
 from reconciler.providers.pachyderm.canonical import USER_MAPS, camel
 
 BUILT_IN: dict[str, Any] = {
@@ -77,23 +76,15 @@ def request_part(defaults_json: str | None) -> dict[str, Any]:
     if not defaults_json:
         return {}
     try:
-        data = json.loads(defaults_json)
+        # Too deep is refused: taken as empty, every pipeline would look changed.
+        data = embedded(defaults_json, "defaults")
     except json.JSONDecodeError:
         return {}
-    except RecursionError:
-        raise _too_deep() from None
-    if deeper(data, MAX_DEPTH):
-        raise _too_deep()
     if not isinstance(data, Mapping):
         return {}
     named = json_names(data)
     part = named.get("createPipelineRequest")
     return dict(part) if isinstance(part, Mapping) else {}
-
-
-def _too_deep() -> PermanentError:
-    # Every pipeline's spec is merged onto them: taken as empty, each would look changed.
-    return PermanentError(f"pachd's defaults are nested more than {MAX_DEPTH} levels deep")
 
 
 def effective(

@@ -13,7 +13,6 @@ from typing import Any, cast
 from reconciler.diff import Change, equal
 from reconciler.errors import OperationalError, PermanentError, RetryableError
 from reconciler.manifests import Resource, ResourceId
-from reconciler.manifests.documents import MAX_DEPTH, deeper
 from reconciler.manifests.values import Sensitive
 from reconciler.providers.base import (
     Applied,
@@ -24,6 +23,7 @@ from reconciler.providers.base import (
     Observed,
 )
 from reconciler.providers.http import HttpError
+from reconciler.providers.pachyderm.answers import embedded
 from reconciler.providers.pachyderm.canonical import (
     DEFAULT_PROJECT,
     canonical,
@@ -52,8 +52,6 @@ from reconciler.providers.pachyderm.policies import (
 STARTING_STATES = frozenset({"PIPELINE_STARTING", "PIPELINE_RESTARTING", ""})
 FAILED_STATES = frozenset({"PIPELINE_CRASHING", "PIPELINE_FAILURE"})
 DEFAULTS_USERS = frozenset({"Pipeline", "ClusterDefaults", "ProjectDefaults"})
-TOO_DEEP = object()
-"""A spec the JSON parser itself could not descend."""
 LISTS = frozenset({"projects", "repos", "secrets", "pipelines", "defaults"})
 """What an observation reads: ListProject, ListRepo, ListSecret (and InspectSecret),
 ListPipeline, and the defaults (the cluster's, then each project's)."""
@@ -325,19 +323,11 @@ class PachydermProvider(PachydermPolicies):
         # 2.8) falls back to what runs.
         raw = info.get("userSpecJson") or info.get("effectiveSpecJson") or "{}"
         try:
-            spec = json.loads(raw)
+            spec = embedded(raw, f"pipeline {project}/{name} with a spec")
         except json.JSONDecodeError:
             raise PermanentError(
                 f"pachd sent pipeline {project}/{name} with a spec that is not JSON"
             ) from None
-        except RecursionError:
-            spec = TOO_DEEP
-        # Walking it (defaults, canonical form, the diff) would exhaust the recursion.
-        if spec is TOO_DEEP or deeper(spec, MAX_DEPTH):
-            raise PermanentError(
-                f"pachd sent pipeline {project}/{name} with a spec nested more than"
-                f" {MAX_DEPTH} levels deep"
-            )
         if not isinstance(spec, dict):
             raise PermanentError(f"pachd sent pipeline {project}/{name} without a spec")
         normal = self._runs(spec, project, name)
@@ -530,8 +520,8 @@ class PachydermProvider(PachydermPolicies):
         if info is None:
             return False
         try:
-            sent = json.loads(str(info.get("userSpecJson") or "null"))
-        except (json.JSONDecodeError, RecursionError):
+            sent = embedded(str(info.get("userSpecJson") or "null"), "a pipeline spec")
+        except (json.JSONDecodeError, PermanentError):
             return False
         before = self._versions.get(rid)
         version = _version(info.get("version"))
