@@ -42,6 +42,7 @@ from pathlib import Path
 from reconciler import redact
 from reconciler.errors import InputError, OperationalError, Problem
 from reconciler.manifests import cachefile
+from reconciler.manifests.serve_config import reads_as_git_option
 
 TOKEN_VARIABLE = "RECONCILER_GIT_TOKEN"
 USERNAME_VARIABLE = "RECONCILER_GIT_USERNAME"
@@ -132,7 +133,7 @@ COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?\Z")
 def _refuse_option(what: str, value: str) -> None:
     """git reads an argument that starts with `-` as an option (`--upload-pack=CMD` runs
     CMD): a source or ref from a flag, a plan file or a webhook never may."""
-    if value.startswith("-") or any(ch in value for ch in "\0\n\r"):
+    if reads_as_git_option(value):
         raise InputError(
             [
                 Problem(

@@ -35,10 +35,15 @@ SourceName = Annotated[
 ]
 
 
+def reads_as_git_option(value: str) -> bool:
+    """Whether git would read `value` as an option (`--upload-pack=CMD` runs CMD), or
+    it holds a control character: no source, URL or ref from outside may (checkout
+    refuses it at every git call; this file's are refused at their line)."""
+    return value.startswith("-") or any(c in value for c in "\0\n\r")
+
+
 def _not_an_option(value: str | None) -> str | None:
-    """git reads an argument that starts with `-` as an option (`--upload-pack=CMD` runs
-    CMD): a URL or ref from this file never may be one (checkout refuses it again)."""
-    if value is not None and (value.startswith("-") or any(c in value for c in "\0\n\r")):
+    if value is not None and reads_as_git_option(value):
         raise PydanticCustomError(
             "git_option",
             "'{value}' starts with '-' or holds a control character: git would read it as"
