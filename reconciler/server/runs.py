@@ -9,11 +9,12 @@ to `lock_timeout` for a CI job that holds them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ from reconciler.checkout import Checkout, Origin
 from reconciler.errors import InputError, ReconcilerError
 from reconciler.execute import ExecuteOptions, Outcome
 from reconciler.manifests import LoadOptions, Manifests, load
-from reconciler.plan import Plan, Source
+from reconciler.plan import Action, Plan, Source
 from reconciler.reconcile import Connector, Request, plan_options, reconcile
 from reconciler.resource_status import ResourceStatus, counts
 from reconciler.server.hooks import Trigger
@@ -31,7 +32,7 @@ from reconciler.server.metrics import Metrics
 from reconciler.server.notify import Notifier, RunFacts
 from reconciler.server.schedule import Every, Schedule
 from reconciler.state import KeptStores, open_store, suspension_of
-from reconciler.state.locks import LockOptions
+from reconciler.state.locks import LockLost, LockOptions
 
 Mode = Literal["plan", "apply"]
 Result = Literal["succeeded", "drift", "failed", "invalid"]
@@ -86,6 +87,8 @@ class RunReport:
     """What each applied action did: status, platform message, calls."""
     refusals: list[str] = field(default_factory=list)
     """Why a guard refused the plan (its errors)."""
+    trimmed: bool = False
+    """Its plan and results were let go (newer runs' fill the budget of lines kept)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,10 +107,21 @@ class RunReport:
             "suspended_targets": self.held,
         }
 
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self, *, details: bool = True) -> dict[str, Any]:
         """Everything of the report, to be read back by `from_record` (another replica's
-        web UI shows it)."""
-        return asdict(self)
+        web UI shows it); without its plan and results when `details` is false. Shallow:
+        what it holds is only serialised, and a deep copy of every published run after
+        every run was a replica's largest cost past the platform calls."""
+        record = {f.name: getattr(self, f.name) for f in fields(self)}
+        record["trigger"] = asdict(self.trigger)
+        if not details and (self.plan or self.results):
+            record.update(plan=[], results=[], trimmed=True)
+        return record
+
+    @property
+    def lines(self) -> int:
+        """Plan and result lines held."""
+        return len(self.plan) + len(self.results)
 
     @staticmethod
     def from_record(data: dict[str, Any]) -> RunReport:
@@ -118,6 +132,11 @@ HISTORY = 200
 """Runs kept in memory for the web UI (the state store keeps every applying run)."""
 PLAN_KEPT = 1000
 """Actions kept per run for the web UI; the plan's summary counts them all."""
+HISTORY_LINES = 20_000
+"""Plan and result lines kept over all of a source's runs in memory, newest runs first;
+older runs keep their summary. A run that plans a thousand actions and fails to apply
+them (a target that refuses writes), again on every schedule, would otherwise hold
+HISTORY x 2 x PLAN_KEPT lines per source for as long as the outage lasts."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +153,31 @@ STORE_IDLE = 60.0
 
 SEEN_KEPT = 50
 """Runs a replica publishes of a source for the others' web UI."""
+SEEN_LINES = 5_000
+"""Plan and result lines published over those runs, newest first (what is published
+after every run is written to PostgreSQL and read back by every other replica's page)."""
+
+
+def shown(action: Action) -> dict[str, Any]:
+    """What the run page shows of a planned action: never its changes (the values, whole
+    specs on a create, are the plan's, and the page does not show them)."""
+    return {
+        "id": str(action.id),
+        "action": action.action,
+        "reasons": list(action.reasons),
+        "step": action.step,
+        "bounce": action.bounce is not None,
+        "adopt": action.adopt,
+    }
+
+
+def within(reports: Iterable[RunReport], budget: int) -> Iterator[tuple[RunReport, bool]]:
+    """Each report, newest first, with whether its details fit in what is left of
+    `budget` lines (once one does not, no older one does either)."""
+    for report in reports:
+        fits = report.lines <= budget
+        budget = budget - report.lines if fits else -1
+        yield report, fits
 
 
 class Runner:
@@ -216,7 +260,7 @@ class Runner:
             self.metrics.errors.labels("invalid input").inc()
         except ReconcilerError as exc:
             report.result = "failed"
-            report.error = str(exc)
+            report.error = self._why(exc)
             self.metrics.errors.labels("operational").inc()
         except Exception as exc:  # a bug must not stop the server: report it and go on
             report.result = "failed"
@@ -242,6 +286,17 @@ class Runner:
                 ),
                 fresh.statuses if fresh is not None else None,
             )
+
+    def _why(self, exc: ReconcilerError) -> str:
+        """Why a run failed. A replica that lost its lease while its run was under way
+        (paused past it: PostgreSQL ended the session it left inside a transaction, and
+        the next statement fails) says that first, not only the error it met."""
+        if self.fence is not None and not isinstance(exc, LockLost):
+            try:
+                self.fence()
+            except ReconcilerError as lost:
+                return f"{lost} (the run stopped at: {exc})"
+        return str(exc)
 
     def _applies(self, report: RunReport) -> bool:
         return self.options.mode == "apply" and not report.trigger.plan
@@ -298,7 +353,7 @@ class Runner:
         self, report: RunReport, manifests: Manifests, plan: Plan, outcome: Outcome | None
     ) -> None:
         report.planned = {k: n for k, n in plan.summary().items() if n and k != "noop"}
-        report.plan = [a.to_json() for a in plan.actions if a.mutates or a.adopt][:PLAN_KEPT]
+        report.plan = [shown(a) for a in plan.actions if a.mutates or a.adopt][:PLAN_KEPT]
         for kind, count in report.planned.items():
             self.metrics.planned.labels(kind).inc(count)
         drifted: dict[str, list[str]] = {t: [] for t in manifests.settings.targets}
@@ -348,12 +403,20 @@ class Runner:
         if result in ("succeeded", "drift"):
             self.metrics.last_success.set(report.finished_at or time.time())
         self.last = report
-        self.history.appendleft(report)
+        self.remember(report)
         self.current = None
         for target in report.drifted or dict.fromkeys(self.targets):
             self.by_target[target] = report
         level = logging.INFO if result in ("succeeded", "drift") else logging.ERROR
         event(log, "run finished", level, **report.to_json(), seconds=round(seconds, 3))
+
+    def remember(self, report: RunReport) -> None:
+        """The report, newest in the history; older runs' plans and results let go
+        beyond `HISTORY_LINES`."""
+        self.history.appendleft(report)
+        for older, fits in within(self.history, HISTORY_LINES):
+            if not fits and older.lines:
+                older.plan, older.results, older.trimmed = [], [], True
 
     def seen(self) -> dict[str, Any]:
         """What this runner saw, for the web UI of replicas that do not own the source."""
@@ -368,7 +431,10 @@ class Runner:
                 "at": snapshot.at,
                 "statuses": [s.to_json() for s in snapshot.statuses],
             },
-            "history": [r.to_record() for r in list(self.history)[:SEEN_KEPT]],
+            "history": [
+                r.to_record(details=fits)
+                for r, fits in within(itertools.islice(self.history, SEEN_KEPT), SEEN_LINES)
+            ],
             "by_target": {t: r.number for t, r in self.by_target.items()},
         }
 

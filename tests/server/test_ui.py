@@ -4,6 +4,7 @@ graph's limits. (tests/server/test_ui_browser.py drives it in chromium.)"""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -17,7 +18,16 @@ from reconciler.manifests.values import REDACTED
 from reconciler.providers.base import Health
 from reconciler.resource_status import ResourceStatus
 from reconciler.server import ServeOptions, create_app
-from reconciler.server.runs import Snapshot
+from reconciler.server.hooks import Trigger
+from reconciler.server.runs import (
+    HISTORY,
+    HISTORY_LINES,
+    PLAN_KEPT,
+    SEEN_KEPT,
+    SEEN_LINES,
+    RunReport,
+    Snapshot,
+)
 from reconciler.server.sessions import COOKIE, Sessions
 from reconciler.state import SqliteStore
 
@@ -182,3 +192,51 @@ def test_a_link_cannot_put_words_in_the_uis_mouth(tmp_path: Path) -> None:
     answer = ui.post("/actions/refresh", data={"csrf": csrf, "next": "/runs"})
     shown = ui.get(answer.headers["location"]).text
     assert "a refresh (plan only) was queued" in shown
+
+
+def failed_run(number: int) -> RunReport:
+    """A scheduled run that planned a thousand creates and had every one refused."""
+    ids = [f"pachyderm:Repo/p/r{index:04d}" for index in range(PLAN_KEPT)]
+    return RunReport(
+        number,
+        Trigger("schedule"),
+        time.time(),
+        time.time(),
+        result="failed",
+        planned={"create": PLAN_KEPT},
+        plan=[
+            {"id": i, "action": "create", "reasons": ["not found"], "step": 0, "bounce": False}
+            for i in ids
+        ],
+        results=[
+            {"id": i, "action": "create", "status": "failed", "message": "403", "calls": []}
+            for i in ids
+        ],
+    )
+
+
+def test_an_outage_of_failing_runs_keeps_the_history_bounded(tmp_path: Path) -> None:
+    ui = client(tmp_path, public=True)
+    runner = ui.app.state.server.runner  # type: ignore[attr-defined]
+    for number in range(1, HISTORY + 1):
+        runner.remember(failed_run(number))
+    assert len(runner.history) == HISTORY  # every run is still listed ...
+    assert sum(r.lines for r in runner.history) <= HISTORY_LINES  # ... not every detail
+    newest, oldest = runner.history[0], runner.history[-1]
+    assert not newest.trimmed and len(newest.plan) == PLAN_KEPT
+    assert oldest.trimmed and not oldest.plan and not oldest.results
+    assert "pachyderm:Repo/p/r0999" in ui.get(f"/runs/{newest.number}").text
+    page = ui.get(f"/runs/{oldest.number}").text
+    assert "no longer kept" in page and f"{PLAN_KEPT} create" in page
+    assert "pachyderm:Repo/p/r0999" not in page
+
+    # What a replica publishes after each run for the others' pages is bounded too, and
+    # another replica shows a trimmed run as trimmed.
+    seen = runner.seen()
+    assert len(seen["history"]) == SEEN_KEPT
+    assert sum(len(r["plan"]) + len(r["results"]) for r in seen["history"]) <= SEEN_LINES
+    assert len(json.dumps(seen)) < 2_000_000
+    other = client(tmp_path / "other", public=True)
+    other.app.state.server.runner.show(json.loads(json.dumps(seen)))  # type: ignore[attr-defined]
+    assert "pachyderm:Repo/p/r0999" in other.get(f"/runs/{newest.number}").text
+    assert "no longer kept" in other.get(f"/runs/{newest.number - 10}").text
