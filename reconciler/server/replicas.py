@@ -7,9 +7,9 @@ spreads when replicas join. A source it claims runs at once (a run the replica b
 it may have left half done is finished), then on its schedule. A webhook or a UI action
 for a source it does not own is written to the source's row and taken by the owner as
 soon as PostgreSQL notifies it (at its next tick at the latest). Before every run and
-every mutating call the owner confirms its lease (within it by its own clock, past it by
-`LeaseStore.confirm`: its token, unexpired), so a replica paused past its lease makes no
-call when it wakes. After each run the owner publishes what it saw, which the other
+every mutating call the owner confirms its lease (within it by its own clock, counted
+from before the statement that granted it, past it by `LeaseStore.confirm`: its token,
+unexpired), so a replica paused past its lease makes no call when it wakes. After each run the owner publishes what it saw, which the other
 replicas' web UI shows. `/readyz` answers 503 while the database cannot be reached.
 """
 
@@ -36,6 +36,9 @@ from reconciler.state.leases import LeaseStore
 from reconciler.state.locks import LockLost
 
 log = logging.getLogger("reconciler.server")
+
+CONFIRM_TRIES = 3
+"""Times a fence asks the database to confirm a lease before it gives up the call."""
 
 
 def replica_id() -> str:
@@ -135,20 +138,21 @@ class Replicas:
         before = dict(self.held)
         # Read before asking: the database sets the expiry while the statement runs, so
         # a deadline counted from here ends before the lease does.
-        now = time.monotonic()
+        asked = time.monotonic()
         kept = await asyncio.to_thread(self.leases.renew, before)
         for source in before:
             if source in kept:
-                self.deadline[source] = now + self.lease - self.tick
+                self.deadline[source] = self._until(asked)
             elif source in self.held:
                 self._drop(source, "its lease was lost")
         share = math.ceil(len(self.servers) / live)
         if len(self.held) < share:
+            asked = time.monotonic()
             claimed = await asyncio.to_thread(
                 self.leases.claim, share - len(self.held), sorted(self.servers)
             )
             for source, token in claimed.items():
-                self._own(source, token)
+                self._own(source, token, asked)
         elif len(self.held) > share:
             idle = [
                 s
@@ -167,9 +171,16 @@ class Replicas:
             if source in self.held:
                 await self.servers[source].trigger(Trigger(**trigger))
 
-    def _own(self, source: str, token: int) -> None:
+    def _until(self, asked: float) -> float:
+        """Until when a lease the database granted or renewed is surely ours, by this
+        process's clock: counted from before the statement was sent (the database sets
+        the expiry while it runs; this process may be paused, for as long as anything
+        pauses it, before it reads the answer), less a tick."""
+        return asked + self.lease - self.tick
+
+    def _own(self, source: str, token: int, asked: float) -> None:
         self.held[source] = token
-        self.deadline[source] = time.monotonic() + self.lease - self.tick
+        self.deadline[source] = self._until(asked)
         server = self.servers[source]
         server.worker = Worker(server.runner, server.options.schedule, first=Trigger("claimed"))
         server.worker.start()
@@ -221,20 +232,31 @@ class Replicas:
             if time.monotonic() < self.deadline.get(source, 0.0):
                 return
             # Paused, or beats failing: ask the database before anything else is sent.
-            try:
-                confirmed = self.leases.confirm(source, token)
-            except ReconcilerError as exc:
-                raise LockLost(
-                    f"the lease on source {source} could not be confirmed ({exc}): no"
-                    " further call is made"
-                ) from None
-            if not confirmed:
-                self.held.pop(source, None)
-                raise LockLost(
-                    f"this replica lost its lease on source {source} (token {token}): no"
-                    " further call is made"
-                )
-            self.deadline[source] = time.monotonic() + self.lease - self.tick
+            # An answer read only after the lease it renewed has run out (this process
+            # paused while the statement ran) proves nothing: asked again.
+            for _ in range(CONFIRM_TRIES):
+                asked = time.monotonic()
+                try:
+                    confirmed = self.leases.confirm(source, token)
+                except ReconcilerError as exc:
+                    raise LockLost(
+                        f"the lease on source {source} could not be confirmed ({exc}): no"
+                        " further call is made"
+                    ) from None
+                if not confirmed:
+                    self.held.pop(source, None)
+                    raise LockLost(
+                        f"this replica lost its lease on source {source} (token {token}): no"
+                        " further call is made"
+                    )
+                self.deadline[source] = self._until(asked)
+                if time.monotonic() < self.deadline[source]:
+                    return
+            raise LockLost(
+                f"the lease on source {source} could not be confirmed in time (the database"
+                f" answered after the lease it renewed had run out, {CONFIRM_TRIES} times):"
+                " no further call is made"
+            )
 
         return check
 
