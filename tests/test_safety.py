@@ -421,6 +421,34 @@ def test_a_run_whose_lock_was_taken_over_makes_no_further_call(tmp_path: Path) -
     assert store.locks()["pachyderm"].token == "other"  # its lock was not released by us
 
 
+def test_a_run_paused_while_its_heartbeat_ran_makes_no_call_on_a_lock_taken_meanwhile(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    now = [1000.0]
+    beat = store.heartbeat
+
+    def paused_after_the_answer(token: str, at: float) -> int:
+        # The store refreshed the lock; then this process stopped (SIGSTOP) before it
+        # read the answer, past staleness, and another run took the lock over.
+        count = beat(token, at)
+        now[0] += 65
+        other = LockHolder("pachyderm", "other", "host-b", 4242, "apply", None, now[0], now[0])
+        store.acquire_lock(other, stale_before=now[0] - 60)
+        store.heartbeat = beat  # type: ignore[method-assign]
+        return count
+
+    async def scenario() -> None:
+        async with _held(store, now) as lease:
+            now[0] += 20  # a beat is overdue: the check sends one
+            store.heartbeat = paused_after_the_answer  # type: ignore[method-assign,assignment]
+            with pytest.raises(LockLost, match="is now held by apply on host host-b"):
+                lease.check()
+
+    asyncio.run(scenario())
+    assert store.locks()["pachyderm"].token == "other"
+
+
 def test_unlock_refuses_a_live_holder_on_this_host(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

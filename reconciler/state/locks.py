@@ -31,6 +31,9 @@ from reconciler.state.base import LockHolder, StateStore
 
 logger = logging.getLogger(__name__)
 
+CONFIRM_TRIES = 3
+"""Heartbeats a check sends before a change when each answer comes back too late."""
+
 
 class LockedError(RetryableError):
     """A target's lock is held by a run that is alive."""
@@ -102,8 +105,17 @@ class Lease:
         heartbeat that fails, or finds the locks gone, lets no further call start."""
         if self.lost is not None:
             raise self.lost
-        if self.clock() - self.confirmed > self.options.heartbeat * 1.5:
+        for _ in range(CONFIRM_TRIES):
+            if self.clock() - self.confirmed <= self.options.heartbeat * 1.5:
+                return
+            # `confirmed` counts from before the heartbeat was sent: an answer read only
+            # after a pause (the process stopped while the statement ran) is stale by
+            # then, and the locks may have been taken over since: asked again.
             self.confirm(strict=True)
+        raise LockLost(
+            f"the lock on {', '.join(self.targets)} could not be confirmed in time (the"
+            f" state store answered too late, {CONFIRM_TRIES} times): no further call is made"
+        )
 
     def confirm(self, *, strict: bool = False) -> None:
         """A heartbeat: refresh the locks and count them. A store that cannot be reached
