@@ -9,8 +9,9 @@ for a source it does not own is written to the source's row and taken by the own
 soon as PostgreSQL notifies it (at its next tick at the latest). Before every run and
 every mutating call the owner confirms its lease (within it by its own clock, counted
 from before the statement that granted it, past it by `LeaseStore.confirm`: its token,
-unexpired), so a replica paused past its lease makes no call when it wakes. After each run the owner publishes what it saw, which the other
-replicas' web UI shows. `/readyz` answers 503 while the database cannot be reached.
+unexpired), so a replica paused past its lease makes no call when it wakes. After each
+run the owner publishes what it saw, which the other replicas' web UI shows. `/readyz`
+answers 503 while the database cannot be reached.
 """
 
 from __future__ import annotations
