@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import gzip
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from reconciler.errors import OperationalError, PermanentError, RetryableError
+from reconciler.providers import http as http_module
 from reconciler.providers.http import FENCE, HttpClient, KeptConnections
 from reconciler.retry import Backoff
 from reconciler.state.locks import LockLost
@@ -282,3 +284,55 @@ def test_calls_go_through_the_environments_proxy_fenced_unless_no_proxy_says(
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         run(scenario(url))
         assert len(forwarded) == 2  # reached directly
+
+
+def test_an_answer_without_end_or_that_inflates_without_end_is_refused_unread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gateway or proxy between us and the platform may answer anything: an answer is
+    read up to MAX_ANSWER bytes (decompressed), no further."""
+    monkeypatch.setattr(http_module, "MAX_ANSWER", 8 << 20)
+    bomb = gzip.compress(b" " * (64 << 20))  # 64 MiB of spaces in about 64 KiB
+
+    async def endless(request: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(1024):  # 64 MiB: without end, as far as the client can tell
+                yield b" " * 65536
+
+        return StreamingResponse(chunks(), media_type="application/json")
+
+    def gzipped(body: bytes) -> Response:
+        headers = {"content-encoding": "gzip"}
+        return Response(body, headers=headers, media_type="application/json")
+
+    async def inflating(request: Request) -> Response:
+        return gzipped(bomb)
+
+    async def garbled(request: Request) -> Response:
+        return gzipped(b"not gzip at all")
+
+    async def fine(request: Request) -> Response:
+        return gzipped(gzip.compress(b'{"repos": ["images", "labels"]}'))
+
+    app = Starlette(
+        routes=[
+            Route(f"/{f.__name__}", f, methods=["POST"])
+            for f in (endless, inflating, garbled, fine)
+        ]
+    )
+
+    async def calls(base: str) -> None:
+        http = HttpClient(base, platform="pachd", reads=QUICK)
+        try:
+            with pytest.raises(PermanentError, match="answered with more than 8 MiB"):
+                await http.post("/endless", {}, read=True)
+            with pytest.raises(PermanentError, match="answered with more than 8 MiB"):
+                await http.post("/inflating", {}, read=True)
+            with pytest.raises(PermanentError, match="content-encoding does not decode"):
+                await http.post("/garbled", {})
+            assert await http.post("/fine", {}, read=True) == {"repos": ["images", "labels"]}
+        finally:
+            await http.aclose()
+
+    with served(app) as base:
+        run(calls(base))

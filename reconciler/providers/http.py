@@ -15,6 +15,8 @@ Every failure leaves as one of the project's errors, with the platform's own mes
                                                     sent once more with a fresh one; a
                                                     second 401 is a PermanentError
     any other status >= 400                         PermanentError
+    an answer over MAX_ANSWER bytes, decompressed,  PermanentError
+    or one whose content-encoding does not decode
 
 Reads (`read=True`) are retried here with `reconciler.retry.Backoff`: they change
 nothing, so trying again is always safe, and an observation that gives up too early
@@ -364,7 +366,13 @@ class HttpClient:
             mounts=mounts or None,
             verify=verify,
             timeout=httpx.Timeout(timeout),
-            headers={"content-type": "application/json", "accept": "application/json"},
+            headers={
+                "content-type": "application/json",
+                "accept": "application/json",
+                # Only codings that inflate a network read a thousandfold at most: an
+                # answer is refused past MAX_ANSWER, one read's growth at a time.
+                "accept-encoding": "gzip, deflate",
+            },
         )
 
     async def post(self, path: str, body: Any = None, *, read: bool = False) -> Any:
@@ -475,13 +483,20 @@ class HttpClient:
         if fence is not None and not read:
             fence()  # the last moment before the request leaves
         try:
-            if request.form is not None:
-                return await self._client.request(
+            built = (
+                self._client.build_request(
                     method, path, data=dict(request.form), headers=headers, params=request.params
                 )
-            return await self._client.request(
-                method, path, content=content, headers=headers, params=request.params
+                if request.form is not None
+                else self._client.build_request(
+                    method, path, content=content, headers=headers, params=request.params
+                )
             )
+            response = await self._client.send(built, stream=True)
+            try:
+                return await _bounded(response, self.platform, f"{method} {path}")
+            finally:
+                await response.aclose()
         # Without a connection the request never left (refused: certainly not carried
         # out); a read timeout or a dropped connection may have lost only the answer.
         except httpx.TimeoutException as exc:
@@ -495,11 +510,46 @@ class HttpClient:
                 f"{self.platform}: {method} {path}: {type(exc).__name__}: {exc}",
                 refused=isinstance(exc, httpx.ConnectError | httpx.ProxyError),
             ) from None
+        except httpx.DecodingError as exc:
+            # The call was answered (and so perhaps carried out): its body is unreadable.
+            raise PermanentError(
+                f"{self.platform}: {method} {path} answered with a body its"
+                f" content-encoding does not decode ({exc})"
+            ) from None
 
     async def aclose(self) -> None:
         await self._client.aclose()
         if self._auth is not None:
             await self._auth.aclose()
+
+
+MAX_ANSWER = 1 << 30
+"""The most bytes an answer may hold, decompressed (1 GiB: a pachd listing of tens of
+thousands of pipelines is a few hundred MiB)."""
+_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+async def _bounded(response: httpx.Response, platform: str, call: str) -> httpx.Response:
+    """The answer read in full, up to `MAX_ANSWER`: a gateway or proxy that streams
+    without end, or a small compressed body that inflates without end, is refused
+    before it takes the runner's memory. As read, decompressed: a response of its own
+    (without the framing headers the bytes no longer carry)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            raise PermanentError(
+                f"{platform}: {call} answered with more than {MAX_ANSWER >> 20} MiB"
+                " (decompressed): refused unread; check what answers at the target's URL"
+            )
+        chunks.append(chunk)
+    return httpx.Response(
+        response.status_code,
+        headers=[(k, v) for k, v in response.headers.multi_items() if k.lower() not in _FRAMING],
+        content=b"".join(chunks),
+        request=response.request,
+    )
 
 
 def _decode(response: httpx.Response, platform: str, path: str) -> Any:
