@@ -40,9 +40,22 @@ records of a failed create, `reconciler.execute`).
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """`text` fit for one line of a terminal or a CI log: each control character (a line
+    break, the ESC of a terminal's escape sequence, ...) written as its JSON escape.
+    Text from a manifest, a file name or a platform then can neither start a line of its
+    own (GitHub Actions reads a line that starts with `::` as a workflow command) nor
+    drive the terminal."""
+    return _CONTROL.sub(lambda found: json.dumps(found.group())[1:-1], text)
 
 
 @dataclass(frozen=True, order=True)
@@ -61,13 +74,14 @@ class Problem:
 
     def location(self) -> str:
         if self.line <= 0:
-            return self.file
-        return f"{self.file}:{self.line}:{self.column or 1}"
+            return printable(self.file)
+        return f"{printable(self.file)}:{self.line}:{self.column or 1}"
 
     def format(self) -> str:
-        text = f"{self.location()}: {self.message}"
+        """Two lines at most, whatever the manifest or file name held."""
+        text = f"{self.location()}: {printable(self.message)}"
         if self.hint:
-            text += f"\n    fix: {self.hint}"
+            text += f"\n    fix: {printable(self.hint)}"
         return text
 
     @staticmethod

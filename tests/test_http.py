@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 import httpx
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -336,3 +339,44 @@ def test_an_answer_without_end_or_that_inflates_without_end_is_refused_unread(
 
     with served(app) as base:
         run(calls(base))
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+ERROR_BODIES = st.one_of(
+    JSON,
+    st.fixed_dictionaries({"code": JSON, "message": JSON}),
+    st.fixed_dictionaries({"error": JSON}),
+    st.fixed_dictionaries({"message": st.text(), "detail": JSON}),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=ERROR_BODIES,
+    status=st.sampled_from([400, 403, 404, 409, 429, 500, 503]),
+    streamed=st.booleans(),
+)
+def test_any_error_answer_is_one_printable_line_of_the_platforms_words(
+    body: Any, status: int, streamed: bool
+) -> None:
+    """What a platform (or whatever answers at its URL) says when it refuses, or in the
+    middle of a stream, becomes an OperationalError: never a crash, and never text that
+    could start a line of its own in a CI log or drive a terminal."""
+    if streamed:  # grpc-gateway: a stream whose line carries an error
+        assume(bool(body))  # `"error": null` (or false, or empty) is no error
+        answer = httpx.Response(200, content=json.dumps({"error": body}).encode() + b"\n")
+    else:
+        answer = httpx.Response(status, content=json.dumps(body).encode())
+    http = client([answer], [])
+    with pytest.raises(OperationalError) as raised:
+        if streamed:
+            run(http.post_stream("/api/pps_v2.API/ListPipeline", {}))
+        else:
+            run(http.request("POST", "/create", body={}))
+    message = str(raised.value)
+    assert "\n" not in message and "\x1b" not in message and "\r" not in message
+    assert len(message) < 700

@@ -700,6 +700,27 @@ def test_a_lock_that_cannot_be_confirmed_before_a_change_stops_the_run(
     )
 
 
+def test_an_error_cannot_put_a_line_or_an_escape_of_the_manifests_into_a_ci_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GitHub Actions reads a line that starts with '::' as a workflow command; an ESC
+    # starts a terminal escape sequence. A pull request writes both into a value, a kind
+    # and a file name that the error quotes.
+    folder = folder_with(
+        tmp_path / "t",
+        'apiVersion: pachyderm/v1\nkind: Project\nmetadata: {name: "a\\n::error::forged'
+        ' \\e[31mred"}\n',
+        'apiVersion: pachyderm/v1\nkind: "Repo\\r\\n::add-mask::x"\nmetadata: {name: b}\n',
+    )
+    (folder / "manifests" / "m0.yaml").rename(folder / "manifests" / "m\n::warning::x.yaml")
+    assert run_cli("validate", str(folder)) == 3
+    err = capsys.readouterr().err
+    assert "forged" in err and "add-mask" in err and "::warning::x.yaml" in err
+    assert not any(line.lstrip().startswith("::") for line in err.splitlines())
+    assert "\x1b" not in err and "\r" not in err
+    assert "a\\n::error::forged \\u001b[31mred" in err  # shown, as escapes
+
+
 def test_a_configuration_symlinked_from_outside_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

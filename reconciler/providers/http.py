@@ -43,7 +43,7 @@ import httpcore
 import httpx
 
 from reconciler import redact
-from reconciler.errors import OperationalError, PermanentError, RetryableError
+from reconciler.errors import OperationalError, PermanentError, RetryableError, printable
 from reconciler.retry import Backoff, waited_too_long
 
 Transport = httpx.AsyncBaseTransport
@@ -394,7 +394,9 @@ class HttpClient:
         results = []
         for item in items:
             if isinstance(item, dict) and item.get("error"):
-                raise _status_error(item["error"], 500, self.platform, path)
+                error = item["error"]
+                error = error if isinstance(error, dict) else {"message": str(error)}
+                raise _status_error(error, 500, self.platform, path)
             results.append(item.get("result") if isinstance(item, dict) else item)
         return results
 
@@ -583,7 +585,7 @@ def _response_error(response: httpx.Response, platform: str, path: str) -> Opera
         if retry_after is not None and isinstance(error, RetryableError):
             error.retry_after = retry_after
         return error
-    text = _message(body) or response.text.strip()[:300] or response.reason_phrase
+    text = _said(_message(body) or response.text or response.reason_phrase)
     full = f"{platform}: {path}: HTTP {status}: {text}"
     if status in RETRYABLE_STATUS or status >= 500:
         return RetryableHttpError(full, status, retry_after=retry_after)
@@ -596,7 +598,7 @@ def _message(body: Any) -> str:
     (FastAPI: text, or a list of `{"msg", "loc"}`), `{"errorMessage": ...}`, `{"error":
     ...}` with `error_description` (OAuth), or text."""
     if isinstance(body, str):
-        return body.strip()[:300]
+        return body.strip()
     if not isinstance(body, dict):
         return ""
     detail = body.get("detail")
@@ -620,11 +622,25 @@ def _message(body: Any) -> str:
     return "; ".join(dict.fromkeys(p for p in parts if p))
 
 
+SAID = 500
+"""Characters of a platform's message kept in an error."""
+
+
+def _said(text: str) -> str:
+    """A platform's message as an error carries it: one printable line (it is the
+    platform's text, shown in terminals, CI logs and pull request comments), at most
+    `SAID` characters."""
+    line = printable(text.strip())
+    return line if len(line) <= SAID else line[: SAID - 3] + "..."
+
+
 def _status_error(
     body: Mapping[str, Any], status: int, platform: str, path: str
 ) -> OperationalError:
-    code = int(body.get("code") or 0)
-    message = str(body.get("message") or "").strip()
+    code = body.get("code")
+    if not isinstance(code, int) or isinstance(code, bool):
+        code = 0  # not a gRPC status code (a gateway's own body): judged by the HTTP status
+    message = _said(str(body.get("message") or ""))
     name = GRPC_NAMES.get(code, f"code {code}")
     full = f"{platform}: {path}: {name}: {message}"
     if code in RETRYABLE_GRPC or (code == 0 and status in RETRYABLE_STATUS):
