@@ -721,6 +721,29 @@ def test_an_error_cannot_put_a_line_or_an_escape_of_the_manifests_into_a_ci_log(
     assert "a\\n::error::forged \\u001b[31mred" in err  # shown, as escapes
 
 
+def test_a_plan_cannot_put_a_line_or_an_escape_of_the_manifests_into_a_ci_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A key is printed as it is written (in a path: `spec.transform.env.<key>`); a pull
+    # request writes a line break, a workflow command and an ESC into one.
+    pipeline = (
+        "apiVersion: pachyderm/v1\nkind: Pipeline\nmetadata: {{name: p, project: a}}\n"
+        'spec:\n  transform: {{image: alpine, cmd: [sh], env: {{"X\\n::error::forged'
+        ' \\e[31m": "{value}"}}}}\n  input: {{pfs: {{repo: r, glob: "/*"}}}}\n'
+    )
+    repo = "apiVersion: pachyderm/v1\nkind: Repo\nmetadata: {name: r, project: a}\n"
+    folder = folder_with(tmp_path / "t", project("a"), repo, pipeline.format(value="v"))
+    assert run_cli("apply", str(folder), "--yes") == 0
+    (folder / "manifests" / "m2.yaml").write_text(pipeline.format(value="w"))
+    for output in ("text", "markdown", "json"):
+        capsys.readouterr()
+        assert run_cli("plan", str(folder), "--format", output) == 0
+        out = capsys.readouterr().out
+        assert "forged" in out
+        assert not any(line.lstrip().startswith("::") for line in out.splitlines()), output
+        assert "\x1b" not in out, output
+
+
 def test_a_configuration_symlinked_from_outside_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -10,20 +10,24 @@ from typing import Generic, Literal, NamedTuple
 from pydantic import Field
 from typing_extensions import TypeVar
 
+from reconciler.errors import printable
 from reconciler.manifests.model import Model
 
 PathKey = tuple[str | int, ...]
 
 
 def dotted(path: PathKey) -> str:
-    """A path as people read it: keys joined by dots, list indices in brackets."""
+    """A path as people read it: keys joined by dots, list indices in brackets. A key
+    is a manifest's: its control characters (line breaks, ESC) are written as escapes,
+    so that a path printed in a plan, a pull request comment or a CI log stays on its
+    line and cannot drive the terminal."""
     text = ""
     for part in path:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
             text += ("." if text else "") + part
-    return text
+    return printable(text)
 
 
 _ID = re.compile(r"(?:(?P<target>[A-Za-z0-9_.-]+):)?(?P<kind>[A-Z][A-Za-z]*)/(?P<name>[^\s]+)\Z")

@@ -10,11 +10,11 @@ import json
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from reconciler.diff import Change, dotted
 from reconciler.manifest_changes import ResourceChange, Review
 from reconciler.plan import Action, Plan
+from reconciler.render.console import console_text
 
 MARKDOWN_LIMIT = 65_000
 
@@ -95,32 +95,32 @@ def print_text(plan: Plan, console: Console, *, verbose: bool = False) -> None:
         forgets = [f for f in plan.forget if f.id.target == target]
         if not shown and not forgets:
             continue
-        console.print(f"[bold]{escape(target)}[/bold]")
+        console.print(f"[bold]{console_text(target)}[/bold]")
         for action in shown:
             style = STYLE[action.action]
             adopt = " [blue](adopt)[/blue]" if action.adopt else ""
             console.print(
                 f"  [{style}]{SYMBOL[action.action]:>3} {action.action:<8}[/{style}]"
-                f" {escape(str(action.id))}{adopt}"
+                f" {console_text(str(action.id))}{adopt}"
             )
             for reason in action.reasons:
-                console.print(f"        [dim]{escape(reason)}[/dim]")
+                console.print(f"        [dim]{console_text(reason)}[/dim]")
             if action.mutates or verbose:
                 for change in action.changes:
-                    console.print(f"          {escape(change_line(change))}", style=style)
+                    console.print(f"          {console_text(change_line(change))}", style=style)
             for line in _detail(action):
-                console.print(f"        [dim]{escape(line)}[/dim]")
+                console.print(f"        [dim]{console_text(line)}[/dim]")
         for forget in forgets:
-            console.print(f"  [blue]  ∅ forget  [/blue] {escape(str(forget.id))}")
-            console.print(f"        [dim]{escape(forget.reason)}[/dim]")
+            console.print(f"  [blue]  ∅ forget  [/blue] {console_text(str(forget.id))}")
+            console.print(f"        [dim]{console_text(forget.reason)}[/dim]")
         console.print()
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/yellow] {escape(str(warning))}")
+        console.print(f"[yellow]warning:[/yellow] {console_text(str(warning))}")
     for error in plan.errors:
-        console.print(f"[red]error:[/red] {escape(str(error))}")
+        console.print(f"[red]error:[/red] {console_text(str(error))}")
     if plan.warnings or plan.errors:
         console.print()
-    console.print(f"[bold]{escape(headline(plan))}[/bold]")
+    console.print(f"[bold]{console_text(headline(plan))}[/bold]")
     if plan.errors:
         count = len(plan.errors)
         console.print(f"[red]This plan cannot be applied: {count} error{'s' * (count != 1)}.[/red]")
@@ -138,19 +138,19 @@ def print_review(review: Review, console: Console) -> None:
     since = f"{review.base_ref}" + (
         f" ({review.base_revision[:12]})" if review.base_revision else ""
     )
-    console.print(f"[bold]Manifest changes since {escape(since)}[/bold]")
+    console.print(f"[bold]Manifest changes since {console_text(since)}[/bold]")
     if review.base_error is not None:
-        console.print(f"  [yellow]{escape(review.base_error)}[/yellow]")
+        console.print(f"  [yellow]{console_text(review.base_error)}[/yellow]")
     elif not review.resources:
         console.print("  [dim]none: the desired state is the same[/dim]")
     for item in review.resources:
         style = REVIEW_STYLE[item.change]
         console.print(
             f"  [{style}]{REVIEW_SYMBOL[item.change]} {item.change:<8}[/{style}]"
-            f" {escape(str(item.id))}"
+            f" {console_text(str(item.id))}"
         )
         for change in item.changes:
-            console.print(f"          {escape(change_line(change))}", style=style)
+            console.print(f"          {console_text(change_line(change))}", style=style)
     console.print()
     console.print("[bold]Live plan for the head[/bold]")
 

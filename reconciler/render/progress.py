@@ -7,11 +7,11 @@ import json
 from types import TracebackType
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from reconciler.execute import ActionResult, Outcome
 from reconciler.plan import Action
+from reconciler.render.console import console_text
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "skipped": "yellow", "not started": "yellow"}
 
@@ -21,9 +21,9 @@ def result_line(result: ActionResult) -> str:
     calls = (
         f" [dim]({', '.join(result.calls)}; {result.duration:.1f}s)[/dim]" if result.calls else ""
     )
-    message = f": {escape(result.message)}" if result.message else ""
+    message = f": {console_text(result.message)}" if result.message else ""
     return (
-        f"[{style}]{result.status:<11}[/{style}] {result.action:<8} {escape(str(result.id))}"
+        f"[{style}]{result.status:<11}[/{style}] {result.action:<8} {console_text(str(result.id))}"
         f"{calls}{message}"
     )
 
@@ -75,7 +75,7 @@ class Bar(Lines):
         self.progress.stop()
 
     def started(self, action: Action) -> None:
-        self.progress.update(self.task, description=escape(str(action.id)))
+        self.progress.update(self.task, description=console_text(str(action.id)))
 
     def finished(self, result: ActionResult) -> None:
         self.progress.advance(self.task)

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from reconciler.reconcile import TargetStatus
+from reconciler.render.console import console_text
 from reconciler.state import LockHolder, RunRecord
 
 
@@ -102,43 +102,47 @@ def as_json(location: str, targets: Sequence[TargetStatus]) -> str:
 
 
 def print_text(location: str, targets: Sequence[TargetStatus], console: Console) -> None:
-    console.print(f"state: {escape(location)}")
+    console.print(f"state: {console_text(location)}")
     for status in targets:
         console.print()
         kinds = Counter(e.kind for e in status.managed)
         by_kind = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "nothing yet"
         console.print(
-            f"[bold]{escape(status.target)}[/bold] ({status.provider}, {escape(status.url)}):"
+            f"[bold]{console_text(status.target)}[/bold]"
+            f" ({status.provider}, {console_text(status.url)}):"
             f" manages {len(status.managed)}: {by_kind}"
         )
         if status.lock is not None:
-            console.print(f"  locked by {escape(status.lock.describe())}")
+            console.print(f"  locked by {console_text(status.lock.describe())}")
         if status.drift is None:
-            console.print(f"  [red]drift unknown[/red]: {escape(status.error or '')}")
+            console.print(f"  [red]drift unknown[/red]: {console_text(status.error or '')}")
         elif not status.drift:
             console.print("  [green]in sync[/green] with the manifests")
         else:
             console.print(f"  [yellow]{len(status.drift)} resource(s) differ[/yellow]:")
             for action in status.drift:
                 why = "; ".join(action.reasons)
-                console.print(f"    {action.action:<8} {escape(str(action.id))}: {escape(why)}")
+                console.print(
+                    f"    {action.action:<8} {console_text(str(action.id))}: {console_text(why)}"
+                )
         if status.suspended is not None:
-            console.print(f"  [yellow]automation {escape(status.suspended.describe())}[/yellow]")
+            suspended = console_text(status.suspended.describe())
+            console.print(f"  [yellow]automation {suspended}[/yellow]")
         if status.resources:
             for facet in ("sync", "health"):
-                shown = ", ".join(
+                tally = ", ".join(
                     f"{n} {k.replace('_', ' ')}" for k, n in _tally(status, facet).items()
                 )
-                console.print(f"  {facet}: {escape(shown)}")
+                console.print(f"  {facet}: {console_text(tally)}")
             for resource in status.resources:
                 if resource.managed and resource.health.state in ("degraded", "progressing"):
                     colour = "red" if resource.health.state == "degraded" else "yellow"
                     console.print(
                         f"    [{colour}]{resource.health.state:<11}[/{colour}]"
-                        f" {escape(str(resource.id))}: {escape(resource.health.reason)}"
+                        f" {console_text(str(resource.id))}: {console_text(resource.health.reason)}"
                     )
         for warning in status.warnings:
-            console.print(f"  [yellow]warning[/yellow]: {escape(warning)}")
+            console.print(f"  [yellow]warning[/yellow]: {console_text(warning)}")
         if not status.runs:
             console.print("  no runs yet")
             continue
@@ -147,8 +151,6 @@ def print_text(location: str, targets: Sequence[TargetStatus], console: Console)
             table.add_column(column)
         for run in status.runs:
             counts = _counts(run, status.target)
-            shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "-"
-            table.add_row(
-                str(run.id), _when(run.started_at), run.result, run.revision or "-", shown
-            )
+            done = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "-"
+            table.add_row(str(run.id), _when(run.started_at), run.result, run.revision or "-", done)
         console.print(table)
