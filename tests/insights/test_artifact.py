@@ -150,8 +150,39 @@ def test_a_prebuilt_artifact_is_read_for_its_identity_and_components(tmp_path: P
     assert (read.sha256, read.files, read.loaded_by) == (built.sha256, built.files, built.loaded_by)
     broken = tmp_path / "broken.kxi"
     broken.write_bytes(b"not an archive")
-    with pytest.raises(InputError, match=r"is not a \.kxi archive"):
+    with pytest.raises(InputError, match=r"is not a usable \.kxi archive"):
         read_prebuilt(broken, "x")
+
+
+def test_a_prebuilt_artifact_that_unpacks_past_the_limit_is_refused_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zip bomb committed as a package's artifact: refused from the sizes it declares,
+    at the manifest's line, before anything is unpacked or any platform contacted."""
+    monkeypatch.setattr(artifacts, "UNPACKED_MAX", 4 << 20)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.yaml", "name: equities\nversion: 0.0.1\n")
+        zf.writestr("data/zeros.bin", bytes(16 << 20))  # 16 MiB in about 16 KiB
+    (repo / "equities.kxi").write_bytes(buffer.getvalue())
+    assert len(buffer.getvalue()) < 64 << 10
+    (repo / "m.yaml").write_text(
+        "apiVersion: insights/v1\nkind: Package\nmetadata: {name: equities}\n"
+        "spec: {version: '0.0.1', artifact: equities.kxi}\n"
+    )
+    (repo / "reconciler.yaml").write_text(
+        "manifests: [.]\nstate: sqlite:///.reconciler/state.db\n"
+        "targets:\n  insights: {provider: insights, url: embedded}\n"
+    )
+    read: list[object] = []
+    monkeypatch.setattr(zipfile.ZipFile, "read", lambda *args: read.append(args))
+    assert run_cli("plan", str(repo)) == 3
+    err = capsys.readouterr().err
+    assert "artifact equities.kxi" in err and "more than the 4 MiB a package may hold" in err
+    assert "nothing was contacted" in err
+    assert read == []
 
 
 def test_a_symbolic_link_in_a_package_is_refused_at_validation(

@@ -188,14 +188,29 @@ def archive(entries: Iterable[tuple[str, bytes]]) -> bytes:
     return buffer.getvalue()
 
 
+UNPACKED_MAX = 1 << 30
+"""The most bytes a `.kxi` may unpack to (1 GiB)."""
+ENTRIES_MAX = 100_000
+"""The most files a `.kxi` may hold."""
+
+
 def unpack(data: bytes) -> dict[str, bytes]:
-    """The files of a `.kxi` (a zip) by path; raises BadZipFile or OSError."""
+    """The files of a `.kxi` (a zip) by path; raises BadZipFile, OSError or ValueError.
+    An archive that would unpack past `UNPACKED_MAX` or hold over `ENTRIES_MAX` files
+    (a zip bomb: kilobytes in a pull request, gigabytes in the runner's memory) is
+    refused before any entry is read. The sizes it declares bound what is read: zipfile
+    stops an entry at its declared size, and a body that does not fit fails its CRC."""
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        return {
-            posixpath.normpath(info.filename): zf.read(info)
-            for info in zf.infolist()
-            if not info.is_dir()
-        }
+        entries = [info for info in zf.infolist() if not info.is_dir()]
+        if len(entries) > ENTRIES_MAX:
+            raise ValueError(f"it holds {len(entries):,} files, more than {ENTRIES_MAX:,}")
+        unpacked = sum(info.file_size for info in entries)
+        if unpacked > UNPACKED_MAX:
+            raise ValueError(
+                f"it unpacks to {unpacked:,} bytes, more than the {UNPACKED_MAX >> 20:,} MiB"
+                " a package may hold"
+            )
+        return {posixpath.normpath(info.filename): zf.read(info) for info in entries}
 
 
 def read_prebuilt(path: Path, label: str) -> Artifact:
@@ -210,7 +225,7 @@ def read_prebuilt(path: Path, label: str) -> Artifact:
             [
                 Problem(
                     label,
-                    message=f"is not a .kxi archive (a zip of the package folder): {exc}",
+                    message=f"is not a usable .kxi archive (a zip of the package folder): {exc}",
                     hint="point artifact at a .kxi built by `kxi package packit` or"
                     " `reconciler package build`, or use source:",
                 )
