@@ -183,6 +183,10 @@ def test_a_prebuilt_artifact_that_unpacks_past_the_limit_is_refused_unread(
     assert "artifact equities.kxi" in err and "more than the 4 MiB a package may hold" in err
     assert "nothing was contacted" in err
     assert read == []
+    # And a file over the limit is not read at all.
+    (repo / "equities.kxi").write_bytes(os.urandom(5 << 20))
+    assert run_cli("plan", str(repo)) == 3
+    assert "the file is over the 4 MiB a package may hold" in capsys.readouterr().err
 
 
 def test_a_symbolic_link_in_a_package_is_refused_at_validation(

@@ -217,8 +217,10 @@ def read_prebuilt(path: Path, label: str) -> Artifact:
     """A `.kxi` built elsewhere (`kxi package packit`): its identity, files and
     components, from its content. The package may sit at the archive's top or in one
     folder there."""
-    data = path.read_bytes()
     try:
+        if path.stat().st_size > UNPACKED_MAX:
+            raise ValueError(f"the file is over the {UNPACKED_MAX >> 20:,} MiB a package may hold")
+        data = path.read_bytes()
         contents = _rooted(unpack(data))
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise InputError(
