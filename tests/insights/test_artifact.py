@@ -10,6 +10,7 @@ import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,6 +190,27 @@ def test_a_prebuilt_artifact_that_unpacks_past_the_limit_is_refused_unread(
     assert "the file is over the 4 MiB a package may hold" in capsys.readouterr().err
 
 
+def test_a_package_folder_past_the_limit_is_refused_before_it_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(artifacts, "UNPACKED_MAX", 4 << 20)
+    folder = copy(tmp_path, "repo/packages")
+    (folder / "data.bin").write_bytes(bytes(5 << 20))
+    (tmp_path / "repo" / "m.yaml").write_text(
+        "apiVersion: insights/v1\nkind: Package\nmetadata: {name: equities}\n"
+        "spec: {version: '0.0.1', source: packages/equities}\n"
+    )
+    (tmp_path / "repo" / "reconciler.yaml").write_text(
+        "manifests: [m.yaml]\nstate: sqlite:///.reconciler/state.db\n"
+        "targets:\n  insights: {provider: insights, url: embedded}\n"
+    )
+    assert run_cli("plan", str(tmp_path / "repo")) == 3
+    err = capsys.readouterr().err
+    assert "more than the 4 MiB a package may hold" in err and ".kxignore" in err
+    (folder / ".kxignore").write_text("data.bin\n")
+    assert run_cli("plan", str(tmp_path / "repo")) == 0
+
+
 def test_a_symbolic_link_in_a_package_is_refused_at_validation(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -250,14 +272,15 @@ def test_an_unusable_kxignore_is_an_input_error_naming_it(
 def _reads_inside(folder: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Every read of a file in `folder` from now on."""
     reads: list[Path] = []
-    original = Path.read_bytes
+    opened = Path.open
 
-    def counted(self: Path) -> bytes:
+    def counted(self: Path, *args: Any, **kwargs: Any) -> Any:
+        # Path.read_bytes opens the file too; hashing opens it and reads in chunks.
         if folder in self.parents:
             reads.append(self)
-        return original(self)
+        return opened(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", counted)
+    monkeypatch.setattr(Path, "open", counted)
     return reads
 
 

@@ -35,7 +35,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from reconciler.errors import InputError, Problem
-from reconciler.providers.insights.build_index import BuildIndex, Built
+from reconciler.providers.insights.build_index import BuildIndex, Built, file_sha256
 from reconciler.providers.insights.package_files import PackageFileError, package_files
 
 FORMAT = "kxi-zip/1"
@@ -118,7 +118,7 @@ def build(
     if index is not None:
         files = {relative: index.sha256(path) for relative, path in listed}
     else:
-        files = {relative: _sha256(path.read_bytes()) for relative, path in listed}
+        files = {relative: file_sha256(path) for relative, path in listed}
     tree = hashlib.sha256(f"{FORMAT}\n{content_digest(files)}".encode()).hexdigest()
     known = index.built(tree) if index is not None else None
     if known is not None:
@@ -136,6 +136,19 @@ def build(
                 known.loaded_by,
                 known.components,
             )
+    size = sum(path.stat().st_size for _, path in listed)
+    if size > UNPACKED_MAX:
+        raise InputError(
+            [
+                Problem(
+                    label,
+                    message=f"the package's files come to {size:,} bytes, more than the"
+                    f" {UNPACKED_MAX >> 20:,} MiB a package may hold",
+                    hint="leave large data files out with .kxignore: a package holds code"
+                    " and configuration",
+                )
+            ]
+        )
     contents = {relative: path.read_bytes() for relative, path in listed}
     manifest = _manifest(contents.get("manifest.yaml"), label)
     name, version = str(manifest.get("name")), str(manifest.get("version"))

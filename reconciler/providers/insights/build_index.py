@@ -40,6 +40,13 @@ class Built:
     components: tuple[str, ...]
 
 
+def file_sha256(path: Path) -> str:
+    """A file's digest, read in chunks: a large data file in a package folder is hashed
+    without being held in memory."""
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
 class BuildIndex:
     def __init__(self, folder: Path, target: str) -> None:
         self.path = folder / f"builds-{target}.marshal"
@@ -60,7 +67,7 @@ class BuildIndex:
         if known is not None and cachefile.unchanged(stat, known[0], self._written):
             self._used_files[key] = known
             return known[1]
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        sha = file_sha256(path)
         self._used_files[key] = (stat, sha)
         self._changed = True
         return sha
