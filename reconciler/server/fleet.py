@@ -18,11 +18,14 @@ import logging
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -56,10 +59,42 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def generated(generator: GitGenerator, git: checkout.Git | None = None) -> list[SourceSpec]:
-    """One source per folder of the generator's repository holding a reconciler.yaml."""
+@dataclass(frozen=True)
+class LeftOut:
+    """A folder a generator found and does not serve, and why."""
+
+    generator: str
+    folder: str
+    name: str
+    why: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "generator": self.generator,
+            "folder": self.folder,
+            "name": self.name,
+            "why": self.why,
+        }
+
+
+def generated_name(generator: str, folder: str) -> str:
+    """`<generator>-<folder>`, `/` and anything else but letters and digits as `-`, at
+    most 48 characters; the root folder: `<generator>`."""
+    if not folder:
+        return generator
+    return f"{generator}-{_slug(folder)}"[:48].rstrip("-")
+
+
+def generated(
+    generator: GitGenerator, git: checkout.Git | None = None
+) -> tuple[list[SourceSpec], list[LeftOut]]:
+    """One source per folder of the generator's repository holding a reconciler.yaml,
+    and the folders that cannot be one (left out: whoever commits to that repository
+    must not stop the service's other sources)."""
     fetched = checkout.fetch(Origin.parse(generator.url, generator.ref), git)
-    found = []
+    found: list[SourceSpec] = []
+    left: list[LeftOut] = []
+    behaviour = generator.model_dump(include=set(Behaviour.model_fields), exclude_none=True)
     for config in sorted(fetched.folder.rglob(CONFIG_FILE)):
         relative = config.parent.relative_to(fetched.folder)
         if any(part in SKIPPED for part in relative.parts):
@@ -67,43 +102,70 @@ def generated(generator: GitGenerator, git: checkout.Git | None = None) -> list[
         folder = relative.as_posix() if relative.parts else ""
         if not any(fnmatch.fnmatchcase(folder or ".", glob) for glob in generator.folders):
             continue
-        name = generator.name if not folder else f"{generator.name}-{_slug(folder)}"[:48]
-        behaviour = generator.model_dump(include=set(Behaviour.model_fields), exclude_none=True)
-        found.append(
-            SourceSpec.model_validate(
-                {
-                    **behaviour,
-                    "name": name,
-                    "url": generator.url,
-                    "ref": generator.ref,
-                    "folder": folder,
-                }
+        name = generated_name(generator.name, folder)
+        try:
+            spec = SourceSpec.model_validate(
+                {**behaviour, "name": name, "url": generator.url, "ref": generator.ref}
+                | {"folder": folder}
             )
-        )
-    return found
+        except ValidationError as exc:
+            why = "; ".join(str(e["msg"]) for e in exc.errors(include_url=False)[:3])
+            left.append(LeftOut(generator.name, folder, name, f"not a usable source: {why}"))
+            continue
+        found.append(spec)
+    return found, left
 
 
-def sources_of(config: ServeConfig, git: checkout.Git | None = None) -> list[SourceSpec]:
-    """The listed sources and the generated ones; a name made twice is an input error."""
-    every = list(config.sources)
-    for generator in config.generators:
-        every.extend(generated(generator, git))
-    names: dict[str, int] = {}
-    for spec in every:
-        names[spec.name] = names.get(spec.name, 0) + 1
-    twice = sorted(name for name, count in names.items() if count > 1)
+def sources_of(
+    config: ServeConfig, git: checkout.Git | None = None
+) -> tuple[list[SourceSpec], list[LeftOut]]:
+    """The listed sources and the generated ones. A generated name that a listed source
+    or another folder also takes is left out, each of them (which folder came first
+    cannot be told, and a source must not change hands); a listed name made twice is an
+    input error."""
+    listed = list(config.sources)
+    twice = sorted(n for n, count in Counter(s.name for s in listed).items() if count > 1)
     if twice:
         raise InputError(
             [
                 Problem(
                     "--config",
                     message=f"sources named twice: {', '.join(twice)}",
-                    hint="rename a listed source, or a generator (its sources are"
-                    " <generator>-<folder>)",
+                    hint="give every listed source a name of its own",
                 )
             ]
         )
-    return every
+    made: list[tuple[str, SourceSpec]] = []
+    left: list[LeftOut] = []
+    for generator in config.generators:
+        specs, unusable = generated(generator, git)
+        made.extend((generator.name, spec) for spec in specs)
+        left.extend(unusable)
+    taken = {spec.name for spec in listed}
+    counts = Counter(spec.name for _, spec in made)
+    every = list(listed)
+    for maker, spec in made:
+        if spec.name in taken:
+            why = f"its name {spec.name} is a listed source's"
+        elif counts[spec.name] > 1:
+            others = sorted(s.folder for g, s in made if s.name == spec.name and s is not spec)
+            why = f"folder {', '.join(others)} makes the same name {spec.name}"
+        else:
+            every.append(spec)
+            continue
+        left.append(LeftOut(maker, spec.folder, spec.name, why))
+    if not every:
+        raise InputError(
+            [
+                Problem(
+                    "--config",
+                    message="no source to serve"
+                    + "".join(f"; {o.generator} {o.folder or '.'}: {o.why}" for o in left),
+                    hint="list a source, or give a generator a folder holding a reconciler.yaml",
+                )
+            ]
+        )
+    return every, left
 
 
 def options_of(
@@ -177,8 +239,11 @@ class Fleet:
         connect: Connector,
         fallback: ServeOptions,
         environ: Mapping[str, str] | None = None,
+        left_out: list[LeftOut] | None = None,
     ) -> None:
         self.config = config
+        self.left_out = list(left_out or ())
+        """Folders the generators found and do not serve (shown on `/` and `/status`)."""
         self.sessions = Sessions(fallback.ui_token or fallback.generic_token, fallback.ui_public)
         self.servers: dict[str, Server] = {}
         gate = asyncio.Semaphore(config.parallel_runs)
@@ -223,7 +288,10 @@ def create_fleet_app(
     environ: Mapping[str, str] | None = None,
     git: checkout.Git | None = None,
 ) -> Starlette:
-    fleet = Fleet(config, sources_of(config, git), connect, fallback, environ)
+    specs, left_out = sources_of(config, git)
+    for out in left_out:
+        event(log, "source left out", logging.WARNING, **out.to_json())
+    fleet = Fleet(config, specs, connect, fallback, environ, left_out)
     first = next(iter(fleet.servers))
     replicas = _replicas(config, fleet)
 
@@ -232,7 +300,9 @@ def create_fleet_app(
             return RedirectResponse(f"/sources/{first}/login?next=/", status_code=303)
         ui = fleet.uis[first]
         rows = [fleet.summary(name) for name in fleet.servers]
-        return ui.render(request, "sources.html", rows=rows, started=time.time())
+        return ui.render(
+            request, "sources.html", rows=rows, left_out=fleet.left_out, started=time.time()
+        )
 
     async def readyz(request: Request) -> Response:
         if replicas is not None:
@@ -254,7 +324,12 @@ def create_fleet_app(
         return Response(body, media_type=CONTENT_TYPE)
 
     async def status(request: Request) -> Response:
-        return JSONResponse({"sources": {name: fleet.summary(name) for name in fleet.servers}})
+        return JSONResponse(
+            {
+                "sources": {name: fleet.summary(name) for name in fleet.servers},
+                "left_out": [out.to_json() for out in fleet.left_out],
+            }
+        )
 
     routes: list[BaseRoute] = [
         Route("/", sources),

@@ -13,10 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
+from reconciler.errors import InputError
+from reconciler.manifests.serve_config import ServeConfig
 from reconciler.sandbox import SandboxOptions, create_app
+from reconciler.server.fleet import create_fleet_app, sources_of
 from reconciler.server.hooks import Trigger
-from reconciler.server.runs import RunReport
+from reconciler.server.runs import RunReport, ServeOptions
 from tests.conftest import run_cli
 from tests.gitrepo import GitRepo
 from tests.pachyderm.helpers import served
@@ -209,3 +213,58 @@ def test_a_run_published_for_the_other_replicas_reads_back_whole() -> None:
         refusals=["mass delete"],
     )
     assert RunReport.from_record(json.loads(json.dumps(report.to_record()))) == report
+
+
+def test_a_generator_leaves_out_folders_it_cannot_serve_and_serves_the_others(
+    tmp_path: Path,
+) -> None:
+    """Whoever commits to a generator's repository must not stop the service's other
+    sources: a folder whose name another folder or a listed source also makes, or that
+    makes no usable name, is left out (each of a clashing pair: a source must not
+    change hands), said why; the rest is served."""
+    state = {"reconciler.yaml": "manifests: [.]\n"}
+    mono = repo_with(
+        tmp_path / "mono",
+        {
+            "teams/gamma": state,
+            "teams/a-b": state,
+            "teams/a/b": state,  # the same name as teams/a-b: mono-teams-a-b
+            "teams/listed": state,  # mono-teams-listed, a listed source's name
+            "teams/___": state,  # mono-teams: fine, it is a name
+            "teams/" + "x" * 60: state,  # cut to 48 characters, no trailing '-'
+        },
+    )
+    other = repo_with(tmp_path / "other", {"": state})
+
+    config = ServeConfig.model_validate(
+        {
+            "sources": [{"name": "mono-teams-listed", "url": other.url}],
+            "generators": [{"name": "mono", "url": mono.url, "folders": ["teams/*"]}],
+        }
+    )
+    served, left = sources_of(config)
+    names = sorted(s.name for s in served)
+    assert names == sorted(
+        ["mono-teams-listed", "mono-teams-gamma", "mono-teams", "mono-teams-" + "x" * 37]
+    )
+    assert next(s for s in served if s.name == "mono-teams-listed").url == other.url
+    why = {o.folder: o.why for o in left}
+    assert why == {
+        "teams/a-b": "folder teams/a/b makes the same name mono-teams-a-b",
+        "teams/a/b": "folder teams/a-b makes the same name mono-teams-a-b",
+        "teams/listed": "its name mono-teams-listed is a listed source's",
+    }
+
+    # The service's page and /status say which folders are left out, and why.
+    app = create_fleet_app(config, lambda *args: None, ServeOptions(source=".", ui_public=True))  # type: ignore[arg-type]
+    client = TestClient(app)  # outside `with`: no lifespan, nothing runs
+    page = client.get("/").text
+    assert "folder <code>teams/a/b</code>" in page and "makes the same name" in page
+    assert len(client.get("/status").json()["left_out"]) == 3
+
+    # Nothing left to serve: an input error that says why.
+    alone = ServeConfig.model_validate(
+        {"generators": [{"name": "m", "url": mono.url, "folders": ["teams/a*"]}]}
+    )
+    with pytest.raises(InputError, match=r"no source to serve.*makes the same name m-teams-a-b"):
+        sources_of(alone)
