@@ -700,6 +700,13 @@ def test_a_lock_that_cannot_be_confirmed_before_a_change_stops_the_run(
     )
 
 
+def forges_nothing(output: str) -> None:
+    """No line of `output` is a GitHub Actions workflow command, and no terminal escape
+    or carriage return is in it."""
+    assert not any(line.lstrip().startswith("::") for line in output.splitlines()), output
+    assert "\x1b" not in output and "\r" not in output, output
+
+
 def test_an_error_cannot_put_a_line_or_an_escape_of_the_manifests_into_a_ci_log(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -716,8 +723,7 @@ def test_an_error_cannot_put_a_line_or_an_escape_of_the_manifests_into_a_ci_log(
     assert run_cli("validate", str(folder)) == 3
     err = capsys.readouterr().err
     assert "forged" in err and "add-mask" in err and "::warning::x.yaml" in err
-    assert not any(line.lstrip().startswith("::") for line in err.splitlines())
-    assert "\x1b" not in err and "\r" not in err
+    forges_nothing(err)
     assert "a\\n::error::forged \\u001b[31mred" in err  # shown, as escapes
 
 
@@ -740,8 +746,7 @@ def test_a_plan_cannot_put_a_line_or_an_escape_of_the_manifests_into_a_ci_log(
         assert run_cli("plan", str(folder), "--format", output) == 0
         out = capsys.readouterr().out
         assert "forged" in out
-        assert not any(line.lstrip().startswith("::") for line in out.splitlines()), output
-        assert "\x1b" not in out, output
+        forges_nothing(out)
 
 
 def test_a_configuration_symlinked_from_outside_is_refused(
