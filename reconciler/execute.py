@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 from reconciler.diff import digest, sealed
 from reconciler.errors import OperationalError, RetryableError
 from reconciler.manifests import ResourceId
+from reconciler.manifests.values import scrubbed
 from reconciler.plan import Action, Plan
 from reconciler.providers.base import (
     Applied,
@@ -330,7 +331,10 @@ class _Runner:
                 time.monotonic() - started,
             )
         except Exception as exc:  # a provider's bug must not take the other actions down
-            message = f"internal error in the provider: {type(exc).__name__}: {exc}"
+            said = self._said(action.id, str(exc))
+            if said != str(exc):
+                exc.args = (said,)  # the traceback that --debug prints says it too
+            message = f"internal error in the provider: {type(exc).__name__}: {said}"
             # Kept for whoever fixes it: `--debug` or RECONCILER_LOG=debug prints it.
             log.debug("%s: %s", action.id, message, exc_info=exc)
             return ActionResult(
@@ -430,9 +434,8 @@ class _Runner:
                         FENCE.reset(fenced)
         except OperationalError as exc:
             unknown = lost and entry is not None
-            self.store.close_intent(
-                intent, outcome="unknown" if unknown else "failed", error=str(exc)
-            )
+            said = self._said(action.id, str(exc))
+            self.store.close_intent(intent, outcome="unknown" if unknown else "failed", error=said)
             gave_up = f" (gave up after {tries} tries)" if tries > 1 else ""
             maybe = (
                 "; a failed try may have been carried out, and so have made it: the next"
@@ -442,18 +445,25 @@ class _Runner:
             )
             # The same error, its message prefixed: its class and what it carries (an
             # HTTP status, a gRPC code, Retry-After) stay as the platform gave them.
-            exc.args = (f"{name}: {exc}{gave_up}{maybe}{waited_too_long(exc, self._backoff)}",)
+            exc.args = (f"{name}: {said}{gave_up}{maybe}{waited_too_long(exc, self._backoff)}",)
             raise
         except BaseException as exc:
             # Cancelled or broken mid-call: whether a create was carried out is not known.
             self.store.close_intent(
                 intent,
                 outcome="unknown" if entry is not None else "failed",
-                error=str(exc) or type(exc).__name__,
+                error=self._said(action.id, str(exc)) or type(exc).__name__,
             )
             raise
         self.store.close_intent(intent, outcome="ok", record=entry)
         return tries
+
+    def _said(self, rid: ResourceId, text: str) -> str:
+        """A platform's (or a provider's) words about an action, without the sensitive
+        values the action sent: some platforms echo a request's values in their errors,
+        and this text is printed, logged and stored."""
+        desired = self.work.desired.get(rid)
+        return scrubbed(text, desired.spec) if desired is not None else text
 
     @property
     def _backoff(self) -> Backoff:

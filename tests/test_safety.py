@@ -6,18 +6,21 @@ they should not. Each test is a case a user (or an attacker) meets at the comman
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import socket
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.compose import sandbox_db
-from reconciler.errors import InputError, OperationalError
+from reconciler.errors import InputError, OperationalError, PermanentError
+from reconciler.providers.pachyderm.client import PachdClient
 from reconciler.redact import masked
 from reconciler.sandbox.store import Store
 from reconciler.state import LockHolder, SqliteStore
@@ -698,6 +701,32 @@ def test_a_lock_that_cannot_be_confirmed_before_a_change_stops_the_run(
         "lock heartbeat failed" in r.getMessage() and "database is locked" in r.getMessage()
         for r in caplog.records
     )
+
+
+def test_a_platform_that_echoes_a_secret_in_its_error_does_not_get_it_printed_or_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some platforms quote the request in their errors. The executor takes the
+    sensitive values the action sent (and their base64, as a Kubernetes secret holds
+    them) out of the message before it prints, logs or stores it."""
+    value = "hunter2-s3cret"
+    monkeypatch.setenv("DB_TOKEN", value)
+
+    async def echoing(self: Any, name: str, type_: str, data: dict[str, str]) -> None:
+        encoded = base64.b64encode(data["token"].encode()).decode()
+        raise PermanentError(
+            f"pachd: CreateSecret: invalid secret: token={data['token']} data={encoded}"
+        )
+
+    monkeypatch.setattr(PachdClient, "create_secret", echoing)
+    folder = folder_with(tmp_path / "t", SECRET.format(value="${env:DB_TOKEN}"))
+    assert run_cli("apply", str(folder), "--yes", "--format", "json") == 1
+    out = capsys.readouterr()
+    assert "invalid secret: token=(sensitive) data=(sensitive)" in out.out + out.err
+    assert value not in out.out + out.err
+    state = (folder / ".reconciler" / "state.db").read_bytes()
+    assert b"invalid secret" in state and value.encode() not in state
+    assert base64.b64encode(value.encode()) not in state
 
 
 def forges_nothing(output: str) -> None:

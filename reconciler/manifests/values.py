@@ -18,6 +18,7 @@ can change any manifest, so a reference must not copy `/proc/self/environ` or
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -168,6 +169,35 @@ def is_sensitive(value: object) -> bool:
 
 def reveal(value: str | Sensitive) -> str:
     return value.reveal() if isinstance(value, Sensitive) else value
+
+
+SCRUBBED_MIN = 4
+"""The shortest sensitive value `scrubbed` takes out of text (a shorter one would take
+out ordinary words, and say what the value is not)."""
+
+
+def scrubbed(text: str, spec: Any) -> str:
+    """`text` without the clear value of any sensitive value in `spec` (nor its base64,
+    as a Kubernetes secret holds it): for a platform's message about a request that
+    carried them, which some platforms echo."""
+    for value in sorted(_sensitive_values(spec), key=len, reverse=True):
+        if len(value) >= SCRUBBED_MIN:
+            for form in (value, base64.b64encode(value.encode()).decode()):
+                text = text.replace(form, REDACTED)
+    return text
+
+
+def _sensitive_values(value: Any) -> set[str]:
+    if isinstance(value, Sensitive):
+        try:
+            return {value.reveal()}
+        except VariableError:  # never resolved: never sent
+            return set()
+    if isinstance(value, Mapping):
+        return set().union(*(_sensitive_values(item) for item in value.values()))
+    if isinstance(value, list | tuple):
+        return set().union(*(_sensitive_values(item) for item in value))
+    return set()
 
 
 DEFAULT_MAX_BYTES = 1024 * 1024
