@@ -343,7 +343,7 @@ def main() -> int:
                 for k, v in rates.items()
             ),
             f"| 3 replicas / 1 replica (goal >= 2.5 x) | {speedup:.2f} x"
-            f" ({'met' if met else 'NOT met'}) |",
+            f" ({'met' if met else 'NOT met'} in this run; see bench/README) |",
             f"| for scale: 1 replica with the default parallel_runs ({DEFAULT_PARALLEL}),"
             f" {args.sources} sources (median of 3 rounds) | {alone:.0f} |",
             f"| webhook to applied, p50, {args.latency_sources} sources | {p50:.2f} s |",
