@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +69,7 @@ class LeftOut:
     why: str
 
     def to_json(self) -> dict[str, str]:
-        return {
-            "generator": self.generator,
-            "folder": self.folder,
-            "name": self.name,
-            "why": self.why,
-        }
+        return asdict(self)
 
 
 def generated_name(generator: str, folder: str) -> str:

@@ -34,12 +34,9 @@ from reconciler.server.logs import event
 from reconciler.server.schedule import Worker
 from reconciler.state import LockHolder
 from reconciler.state.leases import LeaseStore
-from reconciler.state.locks import LockLost
+from reconciler.state.locks import CONFIRM_TRIES, LockLost
 
 log = logging.getLogger("reconciler.server")
-
-CONFIRM_TRIES = 3
-"""Times a fence asks the database to confirm a lease before it gives up the call."""
 
 
 def replica_id() -> str:

@@ -32,7 +32,8 @@ from reconciler.state.base import LockHolder, StateStore
 logger = logging.getLogger(__name__)
 
 CONFIRM_TRIES = 3
-"""Heartbeats a check sends before a change when each answer comes back too late."""
+"""How many times a check before a change asks the store (a lock's heartbeat, a serve
+replica's lease) when each answer comes back too late to prove anything."""
 
 
 class LockedError(RetryableError):

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from reconciler.server import replicas
-from reconciler.server.replicas import CONFIRM_TRIES, Replicas
-from reconciler.state.locks import LockLost
+from reconciler.server.replicas import Replicas
+from reconciler.state.locks import CONFIRM_TRIES, LockLost
 
 LEASE = 10.0
 TICK = 1.0
