@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import socket
+import threading
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.cli import apply
 from reconciler.compose import sandbox_db
 from reconciler.errors import InputError, OperationalError, PermanentError
 from reconciler.providers.pachyderm.client import PachdClient
@@ -120,6 +122,43 @@ def test_a_plan_file_that_is_not_a_plan_is_an_input_error(
     err = capsys.readouterr().err
     assert f"{plan_file}: not a usable plan file" in err and said in err
     assert not sandbox_db(folder).exists()  # no platform was contacted
+
+
+def test_a_plan_file_over_the_size_bound_is_refused_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(apply, "MAX_PLAN_BYTES", 4096)
+    folder = folder_with(tmp_path / "t", project("a"))
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps({"actions": [], "padding": "x" * 5000}))
+    assert run_cli("apply", str(folder), "--plan", str(plan_file), "--yes") == 3
+    assert "not a usable plan file: larger than 0 MiB" in capsys.readouterr().err
+    assert not sandbox_db(folder).exists()
+
+
+def test_a_plan_read_from_a_pipe_applies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `apply --plan <(curl ...)`: the plan is read as a stream, not by the size a pipe
+    # does not have.
+    folder = folder_with(tmp_path / "t", project("a"))
+    saved = tmp_path / "plan.json"
+    assert run_cli("plan", str(folder), "--out", str(saved)) == 0
+    pipe = tmp_path / "plan.pipe"
+    os.mkfifo(pipe)
+
+    def feed() -> None:
+        with pipe.open("wb") as writer:
+            writer.write(saved.read_bytes())
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        assert run_cli("apply", str(folder), "--plan", str(pipe), "--yes") == 0
+    finally:
+        writer.join(10)
+    capsys.readouterr()
+    assert run_cli("plan", str(folder), "--detailed-exitcode") == 0
 
 
 # --- 2. ${file:...} stays inside the repository ----------------------------------------
@@ -241,6 +280,66 @@ def test_a_manifest_symlinked_from_outside_and_a_symlinked_folder_are_reported(
     err = capsys.readouterr().err
     assert "p.yaml is a symlink to a file outside the manifests folder" in err
     assert "more is a symlinked folder, which reconciler does not follow" in err
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(os.mkfifo, id="a FIFO"),
+        pytest.param(lambda path: path.symlink_to(path.parent / "gone.yaml"), id="a dangling link"),
+        pytest.param(
+            lambda path: (
+                path.symlink_to(path.parent / "other.yaml"),
+                (path.parent / "other.yaml").symlink_to(path),
+            ),
+            id="a link loop",
+        ),
+    ],
+)
+def test_a_manifest_that_is_not_a_regular_file_is_reported_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any
+) -> None:
+    # A FIFO was opened and read: validate waited for a writer for ever. A link loop was
+    # an internal error (pathlib's resolve raises on one).
+    folder = folder_with(tmp_path / "m", project("a"))
+    make(folder / "manifests" / "odd.yaml")
+    assert run_cli("validate", str(folder)) == 3
+    err = capsys.readouterr().err
+    assert "reconciler.yaml:1:" in err
+    assert "manifests/odd.yaml is not a regular file" in err
+    assert "Traceback" not in err and "internal error" not in err
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(os.mkfifo, id="a FIFO"),
+        pytest.param(lambda path: path.mkdir(), id="a folder"),
+        pytest.param(lambda path: path.symlink_to(path.parent / "gone.yaml"), id="a dangling link"),
+    ],
+)
+def test_a_configuration_that_is_not_a_regular_file_is_refused_not_taken_as_absent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any
+) -> None:
+    # It was read as "no reconciler.yaml": the defaults then planned what the
+    # repository never said.
+    folder = folder_with(tmp_path / "m", project("a"))
+    (folder / "reconciler.yaml").unlink()
+    make(folder / "reconciler.yaml")
+    assert run_cli("plan", str(folder)) == 3
+    assert "reconciler.yaml is not a regular file" in capsys.readouterr().err
+    assert not (folder / ".reconciler" / "state.db").exists()
+
+
+def test_a_file_reference_with_a_control_character_is_an_input_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # '\0' in a double-quoted YAML string is a NUL, which Python refuses to pass to the
+    # file system (ValueError): it was an internal error.
+    folder = folder_with(tmp_path / "m", project("a", description="${file:a\\0b}"))
+    assert run_cli("validate", str(folder)) == 3
+    err = capsys.readouterr().err
+    assert "m0.yaml:4:" in err and "holds a control character" in err
 
 
 # --- 3. nothing in the source tree overrides what it says ------------------------------

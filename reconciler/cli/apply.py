@@ -119,13 +119,32 @@ def _same_revision(saved: Plan, fetched: Checkout) -> None:
     )
 
 
+MAX_PLAN_BYTES = 512 << 20
+"""The largest plan file read (a plan of 10,000 resources with their specs is tens of
+MiB): a plan file is untrusted, and is read whole."""
+
+
 def _read_plan(file: Path) -> Plan:
     try:
-        text = file.read_text(encoding="utf-8")
+        # Read as a stream, not by its size: `--plan <(...)` is a pipe.
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_PLAN_BYTES + 1)
     except OSError as exc:
         raise InputError(
             [Problem(str(file), message=f"cannot read the plan: {exc.strerror}")]
         ) from None
+    if len(raw) > MAX_PLAN_BYTES:
+        raise InputError(
+            [
+                Problem(
+                    str(file),
+                    message=f"not a usable plan file: larger than {MAX_PLAN_BYTES >> 20} MiB",
+                    hint="write plans with `reconciler plan --out FILE` and do not edit them",
+                )
+            ]
+        )
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(
             [

@@ -95,6 +95,13 @@ def discover(
                     f"{file.relative_to(root)} is a symlink to a file outside the manifests folder",
                     "keep manifests inside the repository; replace the link by the file",
                 )
+            elif not file.is_file():  # through a link inside: what it leads to
+                problem(
+                    index,
+                    f"{file.relative_to(root)} is not a regular file (a FIFO, socket or"
+                    " device, or a link that leads to no file)",
+                    "remove it, or replace it by the manifest file",
+                )
             else:
                 found.add(file)
     config = root / CONFIG_FILE
@@ -152,5 +159,8 @@ def content_folders(
                 continue
             name = fields.get((data.get("apiVersion"), data.get("kind")))  # type: ignore[arg-type]
             if name is not None and isinstance(data["spec"].get(name), str):
-                folders.append((file.parent / data["spec"][name]).resolve())
+                try:  # realpath: a link loop stays a path (resolve raises on one)
+                    folders.append(Path(os.path.realpath(file.parent / data["spec"][name])))
+                except ValueError:  # a NUL in the path: the kind's validation says so
+                    continue
     return folders

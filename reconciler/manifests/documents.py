@@ -16,7 +16,9 @@ is rejected after reading its text once, in bounded memory.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,26 +70,39 @@ def read_text(path: Path, display: str) -> str:
 
 
 def read_bytes(path: Path, display: str) -> bytes:
-    """The file's bytes, refusing a file too large to be a manifest before reading it."""
+    """The file's bytes, refusing a file too large to be a manifest before reading it,
+    and anything but a regular file (a FIFO would block the read for ever)."""
+
+    def refused(message: str, hint: str | None = None) -> InputError:
+        return InputError([Problem.at(display, 0, 0, message, hint)])
+
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise InputError(
-                [
-                    Problem.at(
-                        display,
-                        0,
-                        0,
-                        f"file is {size / 1024 / 1024:.1f} MiB; manifests are limited to 10 MiB",
-                        "split it into several files, or move data out of the manifests",
-                    )
-                ]
+        # O_NONBLOCK: a FIFO opens without waiting for a writer, then is refused below.
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (OSError, ValueError) as exc:
+        strerror = exc.strerror if isinstance(exc, OSError) else None
+        raise refused(f"cannot read file: {strerror or exc}") from None
+    with os.fdopen(handle, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise refused(
+                "not a regular file (a FIFO, socket or device): it is not read",
+                "remove it from the manifests folder",
             )
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputError(
-            [Problem.at(display, 0, 0, f"cannot read file: {exc.strerror or exc}")]
-        ) from None
+        too_large = refused(
+            f"file is {max(info.st_size, MAX_FILE_BYTES + 1) / 1024 / 1024:.1f} MiB;"
+            " manifests are limited to 10 MiB",
+            "split it into several files, or move data out of the manifests",
+        )
+        if info.st_size > MAX_FILE_BYTES:
+            raise too_large
+        try:
+            data = file.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise refused(f"cannot read file: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:  # it grew while being read
+        raise too_large
+    return data
 
 
 def decode(raw: bytes, display: str) -> str:

@@ -12,6 +12,7 @@ together as one InputError. References between resources are checked by
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,16 @@ def _configuration(
     root = path if path.is_dir() else path.parent
     config_path = root / CONFIG_FILE
     config_file = config_path if config_path.is_file() else None
+    if config_file is None and os.path.lexists(config_path):
+        # A FIFO, a folder, a link to nothing: read as "no configuration", the defaults
+        # would stand in for what the repository meant to say.
+        report.file(
+            CONFIG_FILE,
+            f"{CONFIG_FILE} is not a regular file (a folder, FIFO, socket or device, or a"
+            " link that leads to no file)",
+            "replace it by the configuration file",
+        )
+        raise InputError(report.problems)
     if config_file is not None and not inside(config_file.resolve(), root.resolve()):
         report.file(
             CONFIG_FILE,
@@ -167,7 +178,7 @@ def _load(
     builder = _Builder(root, settings, options, catalog, report, cache)
     used_files: list[str] = []
     for file, display, result in parsed:
-        if path.is_dir() and sources and _in_any(file.resolve(), sources):
+        if path.is_dir() and sources and _in_any(Path(os.path.realpath(file)), sources):
             continue
         used_files.append(display)
         if isinstance(result, InputError):

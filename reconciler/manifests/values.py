@@ -306,6 +306,12 @@ class Resolver:
             )
         if scheme == "file" and not arg.strip():
             raise VariableError("'${file:}' names no file", "write ${file:path/to/file}")
+        if scheme == "file" and any(ord(c) < 0x20 or ord(c) == 0x7F for c in arg):
+            # A NUL no file system takes (Python refuses to ask); no file name needs one.
+            raise VariableError(
+                f"'${{file:{arg}}}' holds a control character",
+                "write the path to a file inside the repository",
+            )
 
     def _read(self, scheme: str, arg: str) -> str:
         if scheme == "env":

@@ -227,6 +227,50 @@ def test_a_symbolic_link_in_a_package_is_refused_at_validation(
     assert "equities/src/link.json is a symbolic link" in err
 
 
+def test_a_fifo_in_a_package_is_refused_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its read waited for a writer for ever: `package build` and every plan hung.
+    folder = copy(tmp_path, "repo/packages")
+    os.mkfifo(folder / "src" / "feed.q")
+    (tmp_path / "repo" / "m.yaml").write_text(
+        "apiVersion: insights/v1\nkind: Package\nmetadata: {name: equities}\n"
+        "spec: {version: '0.0.1', source: packages/equities}\n"
+    )
+    assert run_cli("validate", str(tmp_path / "repo")) == 3
+    err = capsys.readouterr().err
+    assert "m.yaml:4" in err and "equities/src/feed.q is not a regular file" in err
+    (folder / ".kxignore").write_text("feed.q\n")
+    assert run_cli("validate", str(tmp_path / "repo")) == 0
+
+
+@pytest.mark.parametrize(
+    "source,said",
+    [
+        ('"packages/equi\\0ties"', "spec.source: holds a control character"),
+        ("packages/loop", "spec.source 'packages/loop' does not exist"),
+    ],
+    ids=["a NUL", "a link loop"],
+)
+def test_a_package_source_no_file_system_can_follow_is_an_input_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, said: str
+) -> None:
+    # Both were internal errors: Python refuses a NUL (ValueError), pathlib's resolve a
+    # loop (RuntimeError).
+    copy(tmp_path, "repo/packages")
+    packages = tmp_path / "repo" / "packages"
+    (packages / "loop").symlink_to(packages / "loop2")
+    (packages / "loop2").symlink_to(packages / "loop")
+    (tmp_path / "repo" / "m.yaml").write_text(
+        "apiVersion: insights/v1\nkind: Package\nmetadata: {name: equities}\n"
+        f"spec: {{version: '0.0.1', source: {source}}}\n"
+    )
+    assert run_cli("validate", str(tmp_path / "repo")) == 3
+    err = capsys.readouterr().err
+    assert "m.yaml:4" in err and said in err
+    assert "internal error" not in err
+
+
 @pytest.mark.parametrize(
     "make,said",
     [

@@ -38,14 +38,28 @@ def _version(value: str) -> str:
 
 Version = Annotated[str, AfterValidator(_version)]
 
+
+def _path(value: str) -> str:
+    # No file system takes a NUL in a name (Python refuses to ask it), and no package
+    # folder needs a control character: refused here, where the manifest line is known.
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise PydanticCustomError(
+            "package_path",
+            "holds a control character: write a path relative to this manifest",
+        )
+    return value
+
+
+RelativePath = Annotated[str, AfterValidator(_path)]
+
 ComponentType = Literal["pipeline", "database", "view", "udf", "workload", "router"]
 
 
 class PackageSpec(Model):
     version: Version
-    source: str | None = None
+    source: RelativePath | None = None
     """A package folder (with manifest.yaml), relative to this manifest file."""
-    artifact: str | None = None
+    artifact: RelativePath | None = None
     """A prebuilt .kxi archive, relative to this manifest file."""
 
     @model_validator(mode="after")

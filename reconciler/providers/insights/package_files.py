@@ -23,7 +23,8 @@ IGNORE_FILE = ".kxignore"
 
 
 class PackageFileError(BadValue):
-    """A package folder that cannot become an artifact (a symbolic link inside it)."""
+    """A package folder that cannot become an artifact (a symbolic link, FIFO, socket or
+    device inside it)."""
 
 
 def _spec(folder: Path) -> pathspec.GitIgnoreSpec | None:
@@ -74,7 +75,8 @@ def _unreadable(folder: Path, lines: list[str]) -> PackageFileError:
 
 def package_files(folder: Path) -> list[tuple[str, Path]]:
     """(path inside the package with `/` separators, real file), sorted by path; raises
-    `PackageFileError` for a symbolic link that `.kxignore` does not leave out."""
+    `PackageFileError` for a symbolic link, FIFO, socket or device that `.kxignore` does
+    not leave out."""
     spec = _spec(folder)
     found: list[tuple[str, Path]] = []
     # Plain strings and scandir's cached types, not Path objects and a stat per file: every
@@ -95,8 +97,14 @@ def package_files(folder: Path) -> list[tuple[str, Path]]:
                 raise _link(folder, PurePosixPath(relative))
             if is_dir:
                 pending.append((entry.path, relative))
-            else:
+            elif entry.is_file(follow_symlinks=False):
                 found.append((relative, Path(entry.path)))
+            else:
+                # A FIFO would block the read for ever; git keeps none of these either.
+                raise PackageFileError(
+                    f"{folder.name}/{relative} is not a regular file (a FIFO, socket or device)",
+                    "remove it, or list it in .kxignore: an artifact holds files and folders only",
+                )
     found.sort(key=lambda item: item[0])
     return found
 
