@@ -37,7 +37,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from reconciler import redact
 from reconciler.errors import InputError, OperationalError, Problem
@@ -112,7 +112,19 @@ class Origin:
         scheme, sep, rest = location.partition("://")
         head, slashes, subdir = (rest if sep else location).partition("//")
         url = f"{scheme}{sep}{head}" if sep else head
-        return Origin(url, ref, subdir.strip("/") if slashes else "")
+        subdir = subdir.strip("/") if slashes else ""
+        if ".." in PurePosixPath(subdir).parts:
+            raise InputError(
+                [
+                    Problem(
+                        "source",
+                        message=f"the folder '{subdir}' after // climbs out of the repository"
+                        " with '..'",
+                        hint="name a folder inside the repository after //",
+                    )
+                ]
+            )
+        return Origin(url, ref, subdir)
 
 
 @dataclass(frozen=True)
@@ -212,6 +224,7 @@ def fetch(origin: Origin, git: Git | None = None, cache: Path | None = None) -> 
     """The manifests of `origin` on disk: a local folder as it is, a git URL fetched."""
     if not origin.remote:
         folder = Path(origin.location)
+        _refuse_tracked_link_out(folder, git)
         return Checkout(folder, local_revision(folder, git), origin, _toplevel(folder, git))
     git = git or Git()
     clone = (cache or cache_root(git.environ)) / "git" / _key(origin.location)
@@ -221,6 +234,21 @@ def fetch(origin: Origin, git: Git | None = None, cache: Path | None = None) -> 
         # `sha` is what rev-parse printed (hex), never an argument from outside.
         git.run(["checkout", "--quiet", "--force", "--detach", sha], clone, what="git checkout")
     folder = clone / origin.subdir if origin.subdir else clone
+    if origin.subdir and Path(os.path.realpath(folder)) != Path(
+        os.path.realpath(clone), *PurePosixPath(origin.subdir).parts
+    ):
+        # The commit decides what the path is: a link it tracks (`manifests -> /home`)
+        # would make the runner's own files the manifests, and their values the errors.
+        raise InputError(
+            [
+                Problem(
+                    origin.shown,
+                    message=f"the folder '{origin.subdir}' at {sha[:12]} is, or lies under,"
+                    " a symbolic link (or the path climbs out with '..'): it is not read",
+                    hint="name the folder itself after // in the source, not a link to it",
+                )
+            ]
+        )
     if not folder.is_dir():
         raise InputError(
             [
@@ -232,6 +260,36 @@ def fetch(origin: Origin, git: Git | None = None, cache: Path | None = None) -> 
             ]
         )
     return Checkout(folder, sha, origin, clone)
+
+
+def _refuse_tracked_link_out(folder: Path, git: Git | None) -> None:
+    """A local folder named through a symbolic link that lies in a git work tree and
+    leads out of it: a checked-out pull request chooses what that link is
+    (`teams/a -> /home/runner`), and the runner's own files would become the manifests.
+    A link outside any work tree is the user's own doing, and followed."""
+    given = folder.absolute()
+    real = Path(os.path.realpath(given))
+    if real == given:
+        return
+    link = next((p for p in (given, *given.parents) if p.is_symlink()), None)
+    if link is None:
+        return
+    top = _toplevel(link.parent, git)
+    if top is None:
+        return
+    real_top = Path(os.path.realpath(top))
+    if real == real_top or real_top in real.parents:
+        return
+    raise InputError(
+        [
+            Problem(
+                str(folder),
+                message=f"{link} is a symbolic link in the git work tree {top} that leads"
+                f" outside it (to {real}): it is not followed",
+                hint="name the folder itself, or a folder inside the work tree",
+            )
+        ]
+    )
 
 
 STATE_FOLDER = ".reconciler"
@@ -403,7 +461,21 @@ def _written(
     dest.mkdir(parents=True, exist_ok=True)
     if archive:
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(dest, filter="data")
+            try:
+                tar.extractall(dest, filter="data")
+            except tarfile.FilterError as exc:
+                # A link the commit tracks that leads out of the folder (absolute, or up
+                # through '..'): written out, it would make the runner's files manifests.
+                raise InputError(
+                    [
+                        Problem(
+                            checkout.origin.shown,
+                            message=f"{ref} ({commit[:12]}) tracks {exc.tarinfo.name}, a link"
+                            " that leads outside the repository: that revision is not read",
+                            hint="replace the link by the file or folder it stands for",
+                        )
+                    ]
+                ) from None
     folder = dest / prefix if prefix else dest
     folder.mkdir(parents=True, exist_ok=True)
     if checkout.folder.is_file():

@@ -297,3 +297,78 @@ def test_a_busy_clone_is_maintained_once_every_few_fetches_not_after_each(
     assert len(fetches) == 2 * MAINTAIN_EVERY + 1 and len(maintained) == 2
     assert max(counts) > 2  # packs piled up between two maintenances ...
     assert counts[MAINTAIN_EVERY - 2] <= 2 and counts[-1] <= 2  # ... and were packed
+
+
+def outside_secret(tmp_path: Path) -> Path:
+    """A folder of the runner's, with a YAML file whose value must never be printed."""
+    folder = tmp_path / "runner-home"
+    folder.mkdir()
+    (folder / "creds.yaml").write_text(
+        "apiVersion: pachyderm/v1\nkind: Project\nmetadata: {name: x}\ntoken: 12345678901234567\n"
+    )
+    return folder
+
+
+@pytest.mark.parametrize("leads", ["outside", "inside"])
+def test_a_source_folder_the_commit_makes_a_symbolic_link_is_not_read(
+    repo: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str], leads: str
+) -> None:
+    # `url//teams/a` where the commit tracks `teams/a -> /home/runner`: the runner's own
+    # files were read as manifests, and errors quoted their fields and values.
+    target = outside_secret(tmp_path) if leads == "outside" else repo.work / "manifests"
+    (repo.work / "teams").mkdir()
+    (repo.work / "teams" / "a").symlink_to(target, target_is_directory=True)
+    repo.commit("a link")
+    repo.push()
+    capsys.readouterr()
+    assert run_cli("validate", f"{repo.url}//teams/a") == 3
+    err = capsys.readouterr().err
+    assert "the folder 'teams/a' at" in err and "symbolic link" in err
+    assert "token" not in err and "1234567890" not in err
+
+
+def test_a_source_folder_that_climbs_out_is_refused_before_any_fetch(
+    repo: GitRepo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("validate", f"{repo.url}//manifests/../..") == 3
+    assert "climbs out of the repository with '..'" in capsys.readouterr().err
+
+
+def test_a_local_folder_through_a_link_the_work_tree_tracks_out_of_it_is_refused(
+    repo: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A checked-out pull request decides what `teams/a` is when CI runs `plan teams/a`.
+    secret = outside_secret(tmp_path)
+    (repo.work / "teams").mkdir()
+    (repo.work / "teams" / "a").symlink_to(secret, target_is_directory=True)
+    assert run_cli("validate", str(repo.work / "teams" / "a")) == 3
+    err = capsys.readouterr().err
+    assert "is a symbolic link in the git work tree" in err and "it is not followed" in err
+    assert "1234567890" not in err
+    # A link of the user's own, outside any work tree, is followed.
+    mine = tmp_path / "my-link"
+    mine.symlink_to(repo.work, target_is_directory=True)
+    assert run_cli("validate", str(mine)) == 0
+
+
+def test_a_base_revision_tracking_a_link_out_of_the_repository_is_not_written_out(
+    repo: GitRepo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    secret = outside_secret(tmp_path)
+    (repo.work / "manifests" / "stolen").symlink_to(secret, target_is_directory=True)
+    repo.commit("a link out")
+    repo.branch("fix")
+    (repo.work / "manifests" / "stolen").unlink()
+    repo.commit("fix")
+    monkeypatch.chdir(repo.work)
+    capsys.readouterr()
+    # Failed closed: the base is what a review is judged against, and what
+    # --trusted-config trusts.
+    assert run_cli("plan", ".", "--base", "main") == 3
+    err = capsys.readouterr().err
+    assert "tracks manifests/stolen, a link that leads outside the repository" in err
+    assert "1234567890" not in err
+    assert sorted(p.name for p in secret.iterdir()) == ["creds.yaml"]  # nothing written there
