@@ -49,6 +49,12 @@ from pathlib import Path
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+def has_control(text: str) -> bool:
+    """Whether `text` holds a control character (what `printable` escapes): a name or a
+    path no file system or platform needs one in (and none takes a NUL)."""
+    return _CONTROL.search(text) is not None
+
+
 def printable(text: str) -> str:
     """`text` fit for one line of a terminal or a CI log: each control character (a line
     break, the ESC of a terminal's escape sequence, ...) written as its JSON escape.

@@ -32,7 +32,7 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
-from reconciler.errors import BadValue
+from reconciler.errors import BadValue, has_control
 
 REDACTED = "(sensitive)"
 
@@ -306,7 +306,7 @@ class Resolver:
             )
         if scheme == "file" and not arg.strip():
             raise VariableError("'${file:}' names no file", "write ${file:path/to/file}")
-        if scheme == "file" and any(ord(c) < 0x20 or ord(c) == 0x7F for c in arg):
+        if scheme == "file" and has_control(arg):
             # A NUL no file system takes (Python refuses to ask); no file name needs one.
             raise VariableError(
                 f"'${{file:{arg}}}' holds a control character",

@@ -8,6 +8,7 @@ import packaging.version
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from reconciler.errors import has_control
 from reconciler.manifests.model import Model, Value, name_rule
 
 INSIGHTS_NAME_RULE = (
@@ -42,7 +43,7 @@ Version = Annotated[str, AfterValidator(_version)]
 def _path(value: str) -> str:
     # No file system takes a NUL in a name (Python refuses to ask it), and no package
     # folder needs a control character: refused here, where the manifest line is known.
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if has_control(value):
         raise PydanticCustomError(
             "package_path",
             "holds a control character: write a path relative to this manifest",
