@@ -155,6 +155,52 @@ def test_a_prebuilt_artifact_is_read_for_its_identity_and_components(tmp_path: P
         read_prebuilt(broken, "x")
 
 
+def _zip_with(mend: Callable[[bytearray, int, int], None]) -> bytes:
+    """A one-entry .kxi, changed by `mend(data, local header, central header)`."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.yaml", "name: equities\nversion: 0.0.1\n" * 40)
+    data = bytearray(buffer.getvalue())
+    mend(data, data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02"))
+    return bytes(data)
+
+
+def _encrypted(data: bytearray, local: int, central: int) -> None:
+    data[local + 6] |= 1
+    data[central + 8] |= 1
+
+
+def _unknown_method(data: bytearray, local: int, central: int) -> None:
+    data[local + 8 : local + 10] = data[central + 10 : central + 12] = (99).to_bytes(2, "little")
+
+
+def _corrupt_deflate(data: bytearray, local: int, central: int) -> None:
+    body = local + 30 + len("manifest.yaml")
+    for at in range(body + 2, body + 12):
+        data[at] ^= 0x55
+
+
+@pytest.mark.parametrize(
+    "mend,said",
+    [
+        (_encrypted, "manifest.yaml is encrypted"),
+        (_unknown_method, "That compression method is not supported"),
+        (_corrupt_deflate, "while decompressing data"),
+    ],
+    ids=["encrypted", "unknown-method", "corrupt-deflate"],
+)
+def test_a_prebuilt_artifact_zipfile_cannot_read_is_an_input_error(
+    tmp_path: Path, mend: Callable[[bytearray, int, int], None], said: str
+) -> None:
+    # zipfile raises RuntimeError, NotImplementedError and zlib.error for these: each
+    # was an internal error from a file a pull request can commit.
+    prebuilt = tmp_path / "odd.kxi"
+    prebuilt.write_bytes(_zip_with(mend))
+    with pytest.raises(InputError, match=r"is not a usable \.kxi archive") as raised:
+        read_prebuilt(prebuilt, "x")
+    assert said in str(raised.value.problems[0].message)
+
+
 def test_a_prebuilt_artifact_that_unpacks_past_the_limit_is_refused_unread(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

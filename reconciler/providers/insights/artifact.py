@@ -22,10 +22,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import lzma
 import os
 import posixpath
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,7 +225,15 @@ def unpack(data: bytes) -> dict[str, bytes]:
                 f"it unpacks to {unpacked:,} bytes, more than the {UNPACKED_MAX >> 20:,} MiB"
                 " a package may hold"
             )
-        return {posixpath.normpath(info.filename): zf.read(info) for info in entries}
+        for info in entries:
+            if info.flag_bits & 0x1:  # zipfile would ask for a password
+                raise ValueError(f"{info.filename} is encrypted")
+        try:
+            return {posixpath.normpath(info.filename): zf.read(info) for info in entries}
+        except (RuntimeError, NotImplementedError, EOFError, zlib.error, lzma.LZMAError) as exc:
+            # What zipfile raises beyond BadZipFile for an entry it cannot read: an
+            # unknown compression method, a corrupt deflate or lzma stream, a short body.
+            raise ValueError(f"an entry cannot be read: {exc}") from None
 
 
 def read_prebuilt(path: Path, label: str) -> Artifact:
