@@ -201,6 +201,27 @@ def test_a_prebuilt_artifact_zipfile_cannot_read_is_an_input_error(
     assert said in str(raised.value.problems[0].message)
 
 
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        "name: equities\nversion: 0.0.1\nx: " + "[" * 50_000 + "]" * 50_000 + "\n",
+        "name: equities\nversion: 0.0.1\na0: &a0 [q,q,q,q,q,q,q,q,q,q]\n"
+        + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9)),
+    ],
+    ids=["nested-50000-deep", "alias-bomb"],
+)
+def test_a_prebuilt_artifacts_manifest_meets_a_manifest_files_bounds(
+    tmp_path: Path, manifest: str
+) -> None:
+    # The first crashed the process (the C-backed loader overflowed the stack); the
+    # second expanded to 10^9 values once the package object was sent.
+    prebuilt = tmp_path / "odd.kxi"
+    with zipfile.ZipFile(prebuilt, "w") as zf:
+        zf.writestr("manifest.yaml", manifest)
+    with pytest.raises(InputError, match=r"has no readable manifest\.yaml"):
+        read_prebuilt(prebuilt, "x")
+
+
 def test_a_prebuilt_artifact_that_unpacks_past_the_limit_is_refused_unread(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

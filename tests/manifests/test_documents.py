@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import InputError
-from reconciler.manifests.documents import SourceMap, read_documents
+from reconciler.manifests.documents import SourceMap, parse_documents, read_documents
 
 
 def _read(tmp_path: Path, text: str, name: str = "m.yaml") -> list[object]:
@@ -81,3 +81,39 @@ def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "bom.yaml"
     path.write_bytes(b"\xef\xbb\xbfa: 1\n")
     assert read_documents(path, "bom.yaml")[0].data == {"a": 1}
+
+
+def test_nesting_past_the_bound_is_refused_where_it_passes_it_not_at_the_end(
+    tmp_path: Path,
+) -> None:
+    # The parser is stopped at the 101st level: libyaml's scanner slows with the square
+    # of the flow nesting, so reading on first (100,000 brackets: 30 s) was a way to hold
+    # a validate job or a serve worker for hours. Unclosed brackets prove it stopped: had
+    # it read on, the error would be the syntax error at the end.
+    with pytest.raises(InputError) as raised:
+        _read(tmp_path, "a: 1\nb: " + "[" * 150 + "\n")
+    (problem,) = raised.value.problems
+    assert "more than 100 levels deep" in problem.message
+    assert problem.line == 2
+
+
+def test_a_hundred_levels_are_read_and_a_hundred_and_one_are_not(tmp_path: Path) -> None:
+    assert _read(tmp_path, "[" * 100 + "]" * 100 + "\n")
+    with pytest.raises(InputError, match="more than 100 levels deep"):
+        _read(tmp_path, "[" * 101 + "]" * 101 + "\n")
+
+
+def test_bytes_from_an_archive_meet_a_manifest_files_bounds() -> None:
+    assert parse_documents(b"name: equities\nversion: 1.0.0\n", "manifest.yaml") == [
+        {"name": "equities", "version": "1.0.0"}
+    ]
+    bomb = "a0: &a0 [q,q,q,q,q,q,q,q,q,q]\n" + "".join(
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9)
+    )
+    for raw, said in (
+        (bomb.encode(), "more than 100,000 values"),
+        (b"x: " + b"[" * 50_000 + b"]" * 50_000, "more than 100 levels deep"),
+        (b"\xff", "not UTF-8"),
+    ):
+        with pytest.raises(InputError, match=said):
+            parse_documents(raw, "m")

@@ -33,10 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from reconciler.errors import InputError, Problem
+from reconciler.manifests.documents import parse_documents
 from reconciler.providers.insights.build_index import BuildIndex, Built, file_sha256
 from reconciler.providers.insights.package_files import PackageFileError, package_files
 
@@ -311,18 +309,18 @@ def _write_atomically(target: Path, data: bytes) -> None:
 
 
 @functools.cache
-def _loader() -> YAML:
-    # One loader for every package: making one costs more than reading a manifest.
-    return YAML(typ="safe", pure=False)
-
-
 def _yaml(data: bytes | None) -> Any:
+    """The one YAML document of a file inside an archive, or None when it has none we
+    read: a prebuilt .kxi is untrusted, so it meets a manifest file's bounds (a nesting
+    of 50,000 brackets crashed the C-backed loader; an alias bomb expanded when the
+    package object was sent)."""
     if data is None:
         return None
     try:
-        return _loader().load(data.decode("utf-8"))
-    except (YAMLError, UnicodeDecodeError):
+        documents = parse_documents(data, "manifest.yaml")
+    except InputError:
         return None
+    return documents[0] if len(documents) == 1 else None
 
 
 def _manifest(data: bytes | None, label: str) -> dict[str, Any]:
