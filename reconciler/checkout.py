@@ -263,10 +263,10 @@ def fetch(origin: Origin, git: Git | None = None, cache: Path | None = None) -> 
 
 
 def _refuse_tracked_link_out(folder: Path, git: Git | None) -> None:
-    """A local folder named through a symbolic link that lies in a git work tree and
-    leads out of it: a checked-out pull request chooses what that link is
-    (`teams/a -> /home/runner`), and the runner's own files would become the manifests.
-    A link outside any work tree is the user's own doing, and followed."""
+    """A local folder named through a symbolic link that a git work tree tracks and that
+    leads out of it: a checked-out pull request chooses what that link is (`teams/a ->
+    /home/runner`), and the runner's own files would become the manifests. A link no
+    work tree tracks is the user's own doing, and followed."""
     given = folder.absolute()
     real = Path(os.path.realpath(given))
     if real == given:
@@ -279,6 +279,13 @@ def _refuse_tracked_link_out(folder: Path, git: Git | None) -> None:
         return
     real_top = Path(os.path.realpath(top))
     if real == real_top or real_top in real.parents:
+        return
+    # Only a link the work tree tracks is the commit's doing; an untracked one (a home
+    # folder kept in git, its ~/projects linked elsewhere) is the user's.
+    pathspec = f":(literal){link.name}"  # the name as it is, no glob
+    listed = (git or Git()).run(["ls-files", "--", pathspec], link.parent, what="git ls-files")
+    tracked = listed.strip()
+    if not tracked:
         return
     raise InputError(
         [

@@ -341,6 +341,10 @@ def test_a_local_folder_through_a_link_the_work_tree_tracks_out_of_it_is_refused
     secret = outside_secret(tmp_path)
     (repo.work / "teams").mkdir()
     (repo.work / "teams" / "a").symlink_to(secret, target_is_directory=True)
+    # Untracked, it is the user's own link (a home folder kept in git): followed.
+    assert run_cli("validate", str(repo.work / "teams" / "a")) == 3
+    assert "unknown top-level field 'token'" in capsys.readouterr().err
+    repo.commit("a link")
     assert run_cli("validate", str(repo.work / "teams" / "a")) == 3
     err = capsys.readouterr().err
     assert "is a symbolic link in the git work tree" in err and "it is not followed" in err
