@@ -198,11 +198,11 @@ def deeper(data: Any, limit: int) -> bool:
     return False
 
 
-def _too_deep(display: str, line: int) -> Problem:
+def _too_deep(display: str, line: int, column: int = 1) -> Problem:
     return Problem.at(
         display,
         line,
-        1,
+        column,
         f"this document nests mappings and lists more than {MAX_DEPTH} levels deep",
         "flatten it: no manifest needs that depth",
     )
@@ -437,7 +437,8 @@ class _Builder:
                 if len(stack) > MAX_DEPTH:
                     # Stopped here, not after: libyaml's scanner slows with the square of
                     # the flow nesting (100,000 brackets took 30 s, a 10 MiB file hours).
-                    raise InputError([_too_deep(self.display, event.start_mark.line + 1)])
+                    mark = event.start_mark
+                    raise InputError([_too_deep(self.display, mark.line + 1, mark.column + 1)])
                 frame = _Frame(
                     new,
                     None,
