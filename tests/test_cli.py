@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,19 @@ def test_help_lists_each_command_in_flowing_sentences() -> None:
         " (another host's runner killed less than a minute ago).",
     ):
         assert any(line.startswith(summary) for line in lines), shown
+
+
+def test_a_cache_folder_the_machine_will_not_give_is_said_not_called_a_bug(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # RECONCILER_CACHE set to a file: the run cache cannot be made. It was reported as
+    # "internal error ... this is a bug".
+    shutil.copytree(EXAMPLES / "quickstart", tmp_path / "q")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("RECONCILER_CACHE", str(blocker))
+    assert run_cli("plan", str(tmp_path / "q")) == 1
+    err = capsys.readouterr().err
+    assert f"error: Not a directory: {blocker}/" in err
+    assert "RECONCILER_CACHE" in err
+    assert "internal error" not in err and "Traceback" not in err

@@ -29,7 +29,7 @@ from reconciler.cli import state as state_cli
 from reconciler.cli import validate as validate_cli
 from reconciler.cli import watch as watch_cli
 from reconciler.cli.common import configure_logging, err, out
-from reconciler.errors import InputError, ReconcilerError
+from reconciler.errors import InputError, OperationalError, ReconcilerError
 from reconciler.reconcile import Connector
 from reconciler.redact import masked
 from reconciler.render import validation as validation_render
@@ -118,24 +118,15 @@ def main(argv: list[str] | None = None, connector: Connector | None = None) -> N
     except KeyboardInterrupt:
         err.print("interrupted")
         code = 130
+    except OSError as exc:
+        code = _internal(exc) if exc.filename is None else _file_system(exc)
     except Exception as exc:
         # typer carries its own copy of click, whose UsageError is not public: know it by name.
         if any(cls.__name__ == "UsageError" for cls in type(exc).__mro__):
             exc.show()  # type: ignore[attr-defined]
             code = InputError.exit_code
         else:
-            # A bug of ours or of a provider plugin: said in one line; the traceback goes
-            # to the log, printed with --debug or RECONCILER_LOG=debug.
-            logging.getLogger("reconciler").debug("internal error", exc_info=exc)
-            err.print(
-                masked(f"internal error: {type(exc).__name__}: {exc}"),
-                markup=False,
-            )
-            err.print(
-                "  this is a bug: run again with --debug for its traceback, and report it",
-                markup=False,
-            )
-            code = 1
+            code = _internal(exc)
     finally:
         if enabled:
             gc.enable()
@@ -144,6 +135,32 @@ def main(argv: list[str] | None = None, connector: Connector | None = None) -> N
         root.handlers[:] = logged[0]
         root.setLevel(logged[1])
     sys.exit(code)
+
+
+def _file_system(exc: OSError) -> int:
+    # A folder the machine will not give (a cache set to a file, a home that is not
+    # there, no permission): the environment's, not a bug; said as an operational
+    # error, with where to look.
+    logging.getLogger("reconciler").debug("file system error", exc_info=exc)
+    err.print(masked(f"error: {exc.strerror or exc}: {exc.filename}"), markup=False)
+    err.print(
+        "  check that path and its permissions (reconciler keeps its caches under"
+        " RECONCILER_CACHE, else XDG_CACHE_HOME/reconciler, else ~/.cache/reconciler)",
+        markup=False,
+    )
+    return OperationalError.exit_code
+
+
+def _internal(exc: BaseException) -> int:
+    # A bug of ours or of a provider plugin: said in one line; the traceback goes to the
+    # log, printed with --debug or RECONCILER_LOG=debug.
+    logging.getLogger("reconciler").debug("internal error", exc_info=exc)
+    err.print(masked(f"internal error: {type(exc).__name__}: {exc}"), markup=False)
+    err.print(
+        "  this is a bug: run again with --debug for its traceback, and report it",
+        markup=False,
+    )
+    return 1
 
 
 def run() -> NoReturn:
