@@ -89,19 +89,18 @@ def read_bytes(path: Path, display: str) -> bytes:
                 "not a regular file (a FIFO, socket or device): it is not read",
                 "remove it from the manifests folder",
             )
-        too_large = refused(
-            f"file is {max(info.st_size, MAX_FILE_BYTES + 1) / 1024 / 1024:.1f} MiB;"
-            " manifests are limited to 10 MiB",
+        size = info.st_size
+        if size <= MAX_FILE_BYTES:
+            try:
+                data = file.read(MAX_FILE_BYTES + 1)
+            except OSError as exc:
+                raise refused(f"cannot read file: {exc.strerror or exc}") from None
+            size = max(size, len(data))  # it may have grown while being read
+    if size > MAX_FILE_BYTES:
+        raise refused(
+            f"file is {size / 1024 / 1024:.1f} MiB; manifests are limited to 10 MiB",
             "split it into several files, or move data out of the manifests",
         )
-        if info.st_size > MAX_FILE_BYTES:
-            raise too_large
-        try:
-            data = file.read(MAX_FILE_BYTES + 1)
-        except OSError as exc:
-            raise refused(f"cannot read file: {exc.strerror or exc}") from None
-    if len(data) > MAX_FILE_BYTES:  # it grew while being read
-        raise too_large
     return data
 
 

@@ -184,7 +184,7 @@ def _corrupt_deflate(data: bytearray, local: int, central: int) -> None:
     "mend,said",
     [
         (_encrypted, "manifest.yaml is encrypted"),
-        (_unknown_method, "That compression method is not supported"),
+        (_unknown_method, "uses compression method 99"),
         (_corrupt_deflate, "while decompressing data"),
     ],
     ids=["encrypted", "unknown-method", "corrupt-deflate"],
@@ -192,8 +192,8 @@ def _corrupt_deflate(data: bytearray, local: int, central: int) -> None:
 def test_a_prebuilt_artifact_zipfile_cannot_read_is_an_input_error(
     tmp_path: Path, mend: Callable[[bytearray, int, int], None], said: str
 ) -> None:
-    # zipfile raises RuntimeError, NotImplementedError and zlib.error for these: each
-    # was an internal error from a file a pull request can commit.
+    # zipfile raises RuntimeError, an error of its own for the method, and zlib.error for
+    # these: each was an internal error from a file a pull request can commit.
     prebuilt = tmp_path / "odd.kxi"
     prebuilt.write_bytes(_zip_with(mend))
     with pytest.raises(InputError, match=r"is not a usable \.kxi archive") as raised:

@@ -207,6 +207,12 @@ ENTRIES_MAX = 100_000
 """The most files a `.kxi` may hold."""
 
 
+_METHODS = frozenset(
+    {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+)
+"""The compression methods zipfile reads."""
+
+
 def unpack(data: bytes) -> dict[str, bytes]:
     """The files of a `.kxi` (a zip) by path; raises BadZipFile, OSError or ValueError.
     An archive that would unpack past `UNPACKED_MAX` or hold over `ENTRIES_MAX` files
@@ -226,11 +232,16 @@ def unpack(data: bytes) -> dict[str, bytes]:
         for info in entries:
             if info.flag_bits & 0x1:  # zipfile would ask for a password
                 raise ValueError(f"{info.filename} is encrypted")
+            if info.compress_type not in _METHODS:
+                raise ValueError(
+                    f"{info.filename} uses compression method {info.compress_type}, which"
+                    " zip readers do not share (stored, deflate, bzip2 or lzma)"
+                )
         try:
             return {posixpath.normpath(info.filename): zf.read(info) for info in entries}
-        except (RuntimeError, NotImplementedError, EOFError, zlib.error, lzma.LZMAError) as exc:
-            # What zipfile raises beyond BadZipFile for an entry it cannot read: an
-            # unknown compression method, a corrupt deflate or lzma stream, a short body.
+        except (RuntimeError, EOFError, zlib.error, lzma.LZMAError) as exc:
+            # What zipfile raises beyond BadZipFile for an entry it cannot read: a corrupt
+            # deflate or lzma stream, a short body, a codec this Python was built without.
             raise ValueError(f"an entry cannot be read: {exc}") from None
 
 
