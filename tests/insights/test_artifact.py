@@ -29,6 +29,17 @@ def copy(tmp_path: Path, name: str) -> Path:
     return target
 
 
+def package_repo(tmp_path: Path, source: str = "packages/equities") -> Path:
+    """A repository at tmp_path/repo with the example package folder and a Package
+    manifest (m.yaml) whose `source` is `source`; the package folder."""
+    folder = copy(tmp_path, "repo/packages")
+    (tmp_path / "repo" / "m.yaml").write_text(
+        "apiVersion: insights/v1\nkind: Package\nmetadata: {name: equities}\n"
+        f"spec: {{version: '0.0.1', source: {source}}}\n"
+    )
+    return folder
+
+
 def test_the_same_folder_gives_the_same_bytes_from_any_copy(tmp_path: Path) -> None:
     first = copy(tmp_path, "a")
     second = copy(tmp_path, "b")
@@ -281,13 +292,8 @@ def test_a_package_folder_past_the_limit_is_refused_before_it_is_read(
 def test_a_symbolic_link_in_a_package_is_refused_at_validation(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = copy(tmp_path, "repo/packages")
+    folder = package_repo(tmp_path)
     (folder / "src" / "link.json").symlink_to(folder / "src" / "static.json")
-    manifests = tmp_path / "repo" / "packages" / ".." / "m.yaml"
-    manifests.write_text(
-        "apiVersion: insights/v1\nkind: Package\nmetadata: {name: equities}\n"
-        "spec: {version: '0.0.1', source: packages/equities}\n"
-    )
     assert run_cli("validate", str(tmp_path / "repo")) == 3
     err = capsys.readouterr().err
     assert "m.yaml:4" in err
@@ -298,12 +304,8 @@ def test_a_fifo_in_a_package_is_refused_not_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Its read waited for a writer for ever: `package build` and every plan hung.
-    folder = copy(tmp_path, "repo/packages")
+    folder = package_repo(tmp_path)
     os.mkfifo(folder / "src" / "feed.q")
-    (tmp_path / "repo" / "m.yaml").write_text(
-        "apiVersion: insights/v1\nkind: Package\nmetadata: {name: equities}\n"
-        "spec: {version: '0.0.1', source: packages/equities}\n"
-    )
     assert run_cli("validate", str(tmp_path / "repo")) == 3
     err = capsys.readouterr().err
     assert "m.yaml:4" in err and "equities/src/feed.q is not a regular file" in err
@@ -324,14 +326,9 @@ def test_a_package_source_no_file_system_can_follow_is_an_input_error(
 ) -> None:
     # Both were internal errors: Python refuses a NUL (ValueError), pathlib's resolve a
     # loop (RuntimeError).
-    copy(tmp_path, "repo/packages")
-    packages = tmp_path / "repo" / "packages"
+    packages = package_repo(tmp_path, source).parent
     (packages / "loop").symlink_to(packages / "loop2")
     (packages / "loop2").symlink_to(packages / "loop")
-    (tmp_path / "repo" / "m.yaml").write_text(
-        "apiVersion: insights/v1\nkind: Package\nmetadata: {name: equities}\n"
-        f"spec: {{version: '0.0.1', source: {source}}}\n"
-    )
     assert run_cli("validate", str(tmp_path / "repo")) == 3
     err = capsys.readouterr().err
     assert "m.yaml:4" in err and said in err
